@@ -1,0 +1,333 @@
+//! The Confidential Containers SNP evidence JSON, as the CoCo attestation
+//! agent sends it (the serde form of `sev::firmware::guest::AttestationReport`
+//! plus the host's certificate table):
+//!
+//! ```json
+//! {"attestation_report": {"version": 2, "guest_svn": 4, "policy": 196639,
+//!    "family_id": [..16], ..., "current_tcb": {"fmc": null, "bootloader": 3, ...},
+//!    "signature": {"r": [..72], "s": [..72]}},
+//!  "cert_chain": [{"cert_type": "VCEK", "data": [..DER..]}] | null}
+//! ```
+//! The structured report is turned back into the exact wire bytes and parsed
+//! by [`AttestationReport::parse`], so both encodings give identical results
+//! and the signature is checked over real report bytes.
+
+use serde::{Deserialize, Serialize};
+
+use super::report::{AttestationReport, ReportBody, Signature};
+use super::types::{Cpuid, FirmwareVersion, GuestPolicy, KeyInfo, PlatformInfo, TcbVersion};
+use crate::ParseError;
+
+/// Parsed SNP evidence: the report and any certificates that came with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnpEvidence {
+    pub report: AttestationReport,
+    pub cert_chain: Vec<CertTableEntry>,
+}
+
+/// The kind of a certificate-table entry (the GUIDs of the SNP extended
+/// report, named as the `sev` crate serialises them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CertType {
+    #[serde(rename = "ARK")]
+    Ark,
+    #[serde(rename = "ASK")]
+    Ask,
+    #[serde(rename = "VCEK")]
+    Vcek,
+    #[serde(rename = "VLEK")]
+    Vlek,
+    #[serde(rename = "CRL")]
+    Crl,
+    #[serde(rename = "OTHER")]
+    Other(String),
+}
+
+/// One certificate (or CRL) supplied with the evidence. `data` is DER or PEM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertTableEntry {
+    pub cert_type: CertType,
+    pub data: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope {
+    attestation_report: JsonReport,
+    #[serde(default)]
+    cert_chain: Option<Vec<CertTableEntry>>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonTcb {
+    fmc: Option<u8>,
+    bootloader: u8,
+    tee: u8,
+    snp: u8,
+    microcode: u8,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonVersion {
+    major: u8,
+    minor: u8,
+    build: u8,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonSignature {
+    r: Vec<u8>,
+    s: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonReport {
+    version: u32,
+    guest_svn: u32,
+    policy: u64,
+    family_id: Vec<u8>,
+    image_id: Vec<u8>,
+    vmpl: u32,
+    sig_algo: u32,
+    current_tcb: JsonTcb,
+    plat_info: u64,
+    key_info: u32,
+    report_data: Vec<u8>,
+    measurement: Vec<u8>,
+    host_data: Vec<u8>,
+    id_key_digest: Vec<u8>,
+    author_key_digest: Vec<u8>,
+    report_id: Vec<u8>,
+    report_id_ma: Vec<u8>,
+    reported_tcb: JsonTcb,
+    cpuid_fam_id: Option<u8>,
+    cpuid_mod_id: Option<u8>,
+    cpuid_step: Option<u8>,
+    chip_id: Vec<u8>,
+    committed_tcb: JsonTcb,
+    current: JsonVersion,
+    committed: JsonVersion,
+    launch_tcb: JsonTcb,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    launch_mit_vector: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    current_mit_vector: Option<u64>,
+    signature: JsonSignature,
+}
+
+fn fixed<const N: usize>(field: &'static str, v: &[u8]) -> Result<[u8; N], ParseError> {
+    v.try_into().map_err(|_| ParseError::InvalidField {
+        field,
+        reason: format!("must be exactly {N} bytes, got {}", v.len()),
+    })
+}
+
+impl From<&JsonTcb> for TcbVersion {
+    fn from(t: &JsonTcb) -> Self {
+        TcbVersion {
+            fmc: t.fmc,
+            bootloader: t.bootloader,
+            tee: t.tee,
+            snp: t.snp,
+            microcode: t.microcode,
+        }
+    }
+}
+
+impl From<&TcbVersion> for JsonTcb {
+    fn from(t: &TcbVersion) -> Self {
+        JsonTcb {
+            fmc: t.fmc,
+            bootloader: t.bootloader,
+            tee: t.tee,
+            snp: t.snp,
+            microcode: t.microcode,
+        }
+    }
+}
+
+/// Parses CoCo SNP evidence JSON.
+pub fn parse_json(bytes: &[u8]) -> Result<SnpEvidence, ParseError> {
+    let env: Envelope =
+        serde_json::from_slice(bytes).map_err(|e| ParseError::Json(e.to_string()))?;
+    let j = env.attestation_report;
+    let cpuid = match (j.cpuid_fam_id, j.cpuid_mod_id, j.cpuid_step) {
+        (Some(family), Some(model), Some(stepping)) => Some(Cpuid {
+            family,
+            model,
+            stepping,
+        }),
+        (None, None, None) => None,
+        _ => {
+            return Err(ParseError::InvalidField {
+                field: "cpuid",
+                reason: "cpuid_fam_id, cpuid_mod_id and cpuid_step must all be set or all null"
+                    .into(),
+            });
+        }
+    };
+    let body = ReportBody {
+        version: j.version,
+        guest_svn: j.guest_svn,
+        policy: GuestPolicy::decode(j.policy)?,
+        family_id: fixed("family_id", &j.family_id)?,
+        image_id: fixed("image_id", &j.image_id)?,
+        vmpl: j.vmpl,
+        sig_algo: j.sig_algo,
+        current_tcb: (&j.current_tcb).into(),
+        platform_info: PlatformInfo::decode(j.plat_info)?,
+        key_info: KeyInfo::decode(j.key_info)?,
+        report_data: fixed("report_data", &j.report_data)?,
+        measurement: fixed("measurement", &j.measurement)?,
+        host_data: fixed("host_data", &j.host_data)?,
+        id_key_digest: fixed("id_key_digest", &j.id_key_digest)?,
+        author_key_digest: fixed("author_key_digest", &j.author_key_digest)?,
+        report_id: fixed("report_id", &j.report_id)?,
+        report_id_ma: fixed("report_id_ma", &j.report_id_ma)?,
+        reported_tcb: (&j.reported_tcb).into(),
+        cpuid,
+        chip_id: fixed("chip_id", &j.chip_id)?,
+        committed_tcb: (&j.committed_tcb).into(),
+        current_version: FirmwareVersion {
+            major: j.current.major,
+            minor: j.current.minor,
+            build: j.current.build,
+        },
+        committed_version: FirmwareVersion {
+            major: j.committed.major,
+            minor: j.committed.minor,
+            build: j.committed.build,
+        },
+        launch_tcb: (&j.launch_tcb).into(),
+        launch_mit_vector: j.launch_mit_vector,
+        current_mit_vector: j.current_mit_vector,
+        signature: Signature {
+            r: fixed("signature.r", &j.signature.r)?,
+            s: fixed("signature.s", &j.signature.s)?,
+        },
+    };
+    // Encode to the wire form and parse that: one parser decides validity.
+    let bytes = body.encode()?;
+    let report = AttestationReport::parse(&bytes)?;
+    Ok(SnpEvidence {
+        report,
+        cert_chain: env.cert_chain.unwrap_or_default(),
+    })
+}
+
+/// Serialises evidence in the CoCo JSON shape (what Veil's agent sends).
+pub fn to_json(evidence: &SnpEvidence) -> Result<String, ParseError> {
+    let b = evidence.report.body();
+    let j = JsonReport {
+        version: b.version,
+        guest_svn: b.guest_svn,
+        policy: b.policy.raw,
+        family_id: b.family_id.to_vec(),
+        image_id: b.image_id.to_vec(),
+        vmpl: b.vmpl,
+        sig_algo: b.sig_algo,
+        current_tcb: (&b.current_tcb).into(),
+        plat_info: b.platform_info.raw,
+        key_info: b.key_info.raw,
+        report_data: b.report_data.to_vec(),
+        measurement: b.measurement.to_vec(),
+        host_data: b.host_data.to_vec(),
+        id_key_digest: b.id_key_digest.to_vec(),
+        author_key_digest: b.author_key_digest.to_vec(),
+        report_id: b.report_id.to_vec(),
+        report_id_ma: b.report_id_ma.to_vec(),
+        reported_tcb: (&b.reported_tcb).into(),
+        cpuid_fam_id: b.cpuid.map(|c| c.family),
+        cpuid_mod_id: b.cpuid.map(|c| c.model),
+        cpuid_step: b.cpuid.map(|c| c.stepping),
+        chip_id: b.chip_id.to_vec(),
+        committed_tcb: (&b.committed_tcb).into(),
+        current: JsonVersion {
+            major: b.current_version.major,
+            minor: b.current_version.minor,
+            build: b.current_version.build,
+        },
+        committed: JsonVersion {
+            major: b.committed_version.major,
+            minor: b.committed_version.minor,
+            build: b.committed_version.build,
+        },
+        launch_tcb: (&b.launch_tcb).into(),
+        launch_mit_vector: b.launch_mit_vector,
+        current_mit_vector: b.current_mit_vector,
+        signature: JsonSignature {
+            r: b.signature.r.to_vec(),
+            s: b.signature.s.to_vec(),
+        },
+    };
+    let env = Envelope {
+        attestation_report: j,
+        cert_chain: (!evidence.cert_chain.is_empty()).then(|| evidence.cert_chain.clone()),
+    };
+    serde_json::to_string(&env).map_err(|e| ParseError::Json(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::report::tests::sample_body;
+    use super::super::types::Product;
+    use super::*;
+
+    #[test]
+    fn json_round_trip_is_identical_to_raw() {
+        for (v, p) in [(2, Product::Milan), (3, Product::Genoa), (5, Product::Turin)] {
+            let bytes = sample_body(v, p).encode().unwrap();
+            let ev = SnpEvidence {
+                report: AttestationReport::parse(&bytes).unwrap(),
+                cert_chain: vec![CertTableEntry {
+                    cert_type: CertType::Vcek,
+                    data: vec![1, 2, 3],
+                }],
+            };
+            let json = to_json(&ev).unwrap();
+            let back = super::super::parse_evidence(json.as_bytes()).unwrap();
+            assert_eq!(back, ev);
+            assert_eq!(back.report.as_bytes(), &bytes);
+        }
+    }
+
+    #[test]
+    fn json_rejects_bad_lengths_and_unknown_fields() {
+        let bytes = sample_body(3, Product::Milan).encode().unwrap();
+        let ev = SnpEvidence {
+            report: AttestationReport::parse(&bytes).unwrap(),
+            cert_chain: vec![],
+        };
+        let json = to_json(&ev).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        v["attestation_report"]["measurement"] = serde_json::json!([1, 2, 3]);
+        let err = parse_json(v.to_string().as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("measurement"), "{err}");
+
+        let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        v["attestation_report"]["surprise"] = serde_json::json!(1);
+        assert!(parse_json(v.to_string().as_bytes()).is_err());
+
+        let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        v["attestation_report"]["cpuid_step"] = serde_json::Value::Null;
+        assert!(parse_json(v.to_string().as_bytes()).is_err());
+
+        let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        v["attestation_report"]["current_tcb"]["fmc"] = serde_json::json!(1);
+        assert!(parse_json(v.to_string().as_bytes()).is_err(), "fmc on Milan");
+    }
+
+    #[test]
+    fn cert_type_names() {
+        let e: CertTableEntry =
+            serde_json::from_str(r#"{"cert_type":{"OTHER":"abc"},"data":[1]}"#).unwrap();
+        assert_eq!(e.cert_type, CertType::Other("abc".into()));
+        let e: CertTableEntry = serde_json::from_str(r#"{"cert_type":"VLEK","data":[]}"#).unwrap();
+        assert_eq!(e.cert_type, CertType::Vlek);
+    }
+}
