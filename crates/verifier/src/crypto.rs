@@ -1,0 +1,97 @@
+//! The crypto backend, behind a trait (as rustls does): verification code
+//! never names a crypto library. The one implementation is aws-lc-rs, which
+//! measured fastest here for P-384 (see BENCHMARKS.md).
+
+use std::fmt::Debug;
+
+use aws_lc_rs::digest;
+use aws_lc_rs::signature::{self, ParsedPublicKey, UnparsedPublicKey};
+
+/// A signature did not verify, or a key could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CryptoError(pub &'static str);
+
+/// A parsed ECDSA P-384 public key, ready for repeated verification.
+pub trait P384Key: Send + Sync + Debug {
+    /// Verifies an ECDSA P-384/SHA-384 signature given as big-endian `r ‖ s`.
+    fn verify_fixed(&self, msg: &[u8], sig: &[u8; 96]) -> Result<(), CryptoError>;
+    /// Verifies an ECDSA P-384/SHA-384 signature in ASN.1 DER form.
+    fn verify_der(&self, msg: &[u8], sig: &[u8]) -> Result<(), CryptoError>;
+}
+
+/// The primitives the verifiers need.
+pub trait CryptoBackend: Send + Sync + Debug {
+    fn sha256(&self, data: &[u8]) -> [u8; 32];
+    fn sha384(&self, data: &[u8]) -> [u8; 48];
+    /// Parses an uncompressed SEC1 P-384 point.
+    fn p384_key(&self, sec1: &[u8]) -> Result<Box<dyn P384Key>, CryptoError>;
+    /// RSASSA-PSS, SHA-384, MGF1-SHA-384, salt 48, with a PKCS#1 public key.
+    fn verify_rsa_pss_sha384(
+        &self,
+        pkcs1_public_key: &[u8],
+        msg: &[u8],
+        sig: &[u8],
+    ) -> Result<(), CryptoError>;
+}
+
+/// aws-lc-rs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AwsLc;
+
+/// The default backend.
+pub static AWS_LC: AwsLc = AwsLc;
+
+#[derive(Debug)]
+struct AwsLcP384 {
+    fixed: ParsedPublicKey,
+    der: ParsedPublicKey,
+}
+
+impl P384Key for AwsLcP384 {
+    fn verify_fixed(&self, msg: &[u8], sig: &[u8; 96]) -> Result<(), CryptoError> {
+        self.fixed
+            .verify_sig(msg, sig)
+            .map_err(|_| CryptoError("ECDSA P-384 signature does not verify"))
+    }
+    fn verify_der(&self, msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+        self.der
+            .verify_sig(msg, sig)
+            .map_err(|_| CryptoError("ECDSA P-384 signature does not verify"))
+    }
+}
+
+impl CryptoBackend for AwsLc {
+    fn sha256(&self, data: &[u8]) -> [u8; 32] {
+        let d = digest::digest(&digest::SHA256, data);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(d.as_ref());
+        out
+    }
+
+    fn sha384(&self, data: &[u8]) -> [u8; 48] {
+        let d = digest::digest(&digest::SHA384, data);
+        let mut out = [0u8; 48];
+        out.copy_from_slice(d.as_ref());
+        out
+    }
+
+    fn p384_key(&self, sec1: &[u8]) -> Result<Box<dyn P384Key>, CryptoError> {
+        let bad = |_| CryptoError("not a valid P-384 public key");
+        Ok(Box::new(AwsLcP384 {
+            fixed: ParsedPublicKey::new(&signature::ECDSA_P384_SHA384_FIXED, sec1).map_err(bad)?,
+            der: ParsedPublicKey::new(&signature::ECDSA_P384_SHA384_ASN1, sec1).map_err(bad)?,
+        }))
+    }
+
+    fn verify_rsa_pss_sha384(
+        &self,
+        pkcs1_public_key: &[u8],
+        msg: &[u8],
+        sig: &[u8],
+    ) -> Result<(), CryptoError> {
+        UnparsedPublicKey::new(&signature::RSA_PSS_2048_8192_SHA384, pkcs1_public_key)
+            .verify(msg, sig)
+            .map_err(|_| CryptoError("RSA-PSS signature does not verify"))
+    }
+}
