@@ -1,0 +1,194 @@
+//! SNP verification of the simulated TEE's reports: round trips for every
+//! report version, the dangerous opt-in, and step-8 binding failures.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::OnceLock;
+
+use proptest::prelude::*;
+use veil_endorsements::snp::SnpEndorsements;
+use veil_evidence::snp::{AttestationReport, Product, TcbVersion};
+use veil_sim::snp::{ReportParams, SimSnp};
+use veil_verifier::snp::{SnpError, SnpVerifier, TrustAnchors};
+use veil_verifier::UnixTime;
+
+fn sim(product: Product) -> &'static SimSnp {
+    static MILAN: OnceLock<SimSnp> = OnceLock::new();
+    static TURIN: OnceLock<SimSnp> = OnceLock::new();
+    let cell = if product == Product::Turin { &TURIN } else { &MILAN };
+    cell.get_or_init(|| SimSnp::generate(product).unwrap())
+}
+
+fn endorsements(s: &SimSnp, tcb: &TcbVersion) -> SnpEndorsements {
+    SnpEndorsements {
+        certs: vec![s.vcek_der(tcb).unwrap(), s.ask_der().to_vec(), s.ark_der().to_vec()],
+        crls: vec![],
+    }
+}
+
+fn trusting(s: &SimSnp) -> SnpVerifier {
+    SnpVerifier::new(
+        TrustAnchors::amd()
+            .dangerous_trust_simulated_root(s.product(), s.ark_der())
+            .unwrap(),
+    )
+}
+
+#[test]
+fn simulated_organisation_names_agree() {
+    assert_eq!(veil_sim::SIMULATED_ORG, veil_verifier::snp::SIMULATED_ORG);
+}
+
+#[test]
+fn round_trip_every_version() {
+    for (product, version) in [
+        (Product::Milan, 2),
+        (Product::Milan, 3),
+        (Product::Milan, 5),
+        (Product::Turin, 3),
+        (Product::Turin, 5),
+    ] {
+        let s = sim(product);
+        let mut p = ReportParams::new(product);
+        p.version = version;
+        p.measurement = [0xab; 48];
+        p.report_data = [0xcd; 64];
+        p.host_data = [0x11; 32];
+        let report = s.report(&p).unwrap();
+        let reparsed = AttestationReport::parse(report.as_bytes()).unwrap();
+        assert_eq!(reparsed, report);
+        let ok = trusting(s)
+            .verify(&report, &endorsements(s, &p.tcb), UnixTime::now())
+            .unwrap_or_else(|e| panic!("{product} v{version}: {e}"));
+        assert!(ok.is_simulated());
+        let c = ok.claims();
+        assert_eq!(c.report_version, version);
+        assert_eq!(c.product, product);
+        assert_eq!(c.measurement.0, vec![0xab; 48]);
+        assert_eq!(c.host_data.0, vec![0x11; 32]);
+        assert_eq!(c.reported_tcb, p.tcb);
+        assert_eq!(c.reported_tcb.fmc.is_some(), product == Product::Turin);
+    }
+}
+
+#[test]
+fn simulated_root_refused_without_dangerous_opt_in() {
+    let s = sim(Product::Milan);
+    let p = ReportParams::new(Product::Milan);
+    let report = s.report(&p).unwrap();
+    let v = SnpVerifier::new(TrustAnchors::amd());
+    for e in [
+        endorsements(s, &p.tcb),
+        SnpEndorsements {
+            certs: vec![s.vcek_der(&p.tcb).unwrap(), s.ask_der().to_vec()],
+            crls: vec![],
+        },
+    ] {
+        let err = v.verify(&report, &e, UnixTime::now()).unwrap_err();
+        assert_eq!(err, SnpError::SimulatedRoot);
+        assert!(err.to_string().contains("dangerous"), "{err}");
+    }
+}
+
+#[test]
+fn tcb_not_matching_vcek_is_rejected_at_step_8() {
+    let s = sim(Product::Milan);
+    let p = ReportParams::new(Product::Milan);
+    let report = s.report(&p).unwrap();
+    let mut other = p.tcb;
+    other.microcode += 1;
+    let err = trusting(s)
+        .verify(&report, &endorsements(s, &other), UnixTime::now())
+        .unwrap_err();
+    assert!(
+        matches!(err, SnpError::ExtensionMismatch { field: "microcode SPL", .. }),
+        "{err}"
+    );
+    assert_eq!(err.step(), 8);
+}
+
+#[test]
+fn debug_policy_is_reported() {
+    let s = sim(Product::Milan);
+    let mut p = ReportParams::new(Product::Milan);
+    p.policy = 0x3_0000 | 1 << 19;
+    let report = s.report(&p).unwrap();
+    let ok = trusting(s)
+        .verify(&report, &endorsements(s, &p.tcb), UnixTime::now())
+        .unwrap();
+    assert!(ok.claims().debug);
+    assert!(ok.claims().policy.debug);
+}
+
+#[test]
+fn expired_and_not_yet_valid() {
+    let s = sim(Product::Milan);
+    let p = ReportParams::new(Product::Milan);
+    let report = s.report(&p).unwrap();
+    let v = trusting(s);
+    let e = endorsements(s, &p.tcb);
+    for t in ["2019-01-01", "2046-01-01"] {
+        let err = v.verify(&report, &e, UnixTime::parse(t).unwrap()).unwrap_err();
+        assert_eq!(err.step(), 4, "{t}: {err}");
+    }
+    // The cache does not hide a later expiry.
+    v.verify(&report, &e, UnixTime::now()).unwrap();
+    assert!(v.verify(&report, &e, UnixTime::parse("2046-01-01").unwrap()).is_err());
+}
+
+#[test]
+fn unsigned_and_masked_reports() {
+    let s = sim(Product::Milan);
+    let p = ReportParams::new(Product::Milan);
+    let mut body = s.report_body(&p).unwrap();
+    body.key_info = veil_evidence::snp::KeyInfo::decode(0b11100).unwrap();
+    let report = s.sign(body.clone()).unwrap();
+    let err = trusting(s).verify(&report, &endorsements(s, &p.tcb), UnixTime::now()).unwrap_err();
+    assert_eq!(err, SnpError::UnsignedReport);
+    body.key_info = veil_evidence::snp::KeyInfo::decode(0b10).unwrap();
+    let report = s.sign(body).unwrap();
+    let err = trusting(s).verify(&report, &endorsements(s, &p.tcb), UnixTime::now()).unwrap_err();
+    assert_eq!(err, SnpError::ChipIdMasked);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// parse ∘ encode is the identity for the simulator's reports.
+    #[test]
+    fn parse_encode_identity(
+        measurement in prop::array::uniform32(any::<u8>()),
+        rd in prop::collection::vec(any::<u8>(), 64),
+        version in prop::sample::select(vec![2u32, 3, 5]),
+        debug in any::<bool>(),
+        vmpl in 0u32..4,
+    ) {
+        let s = sim(Product::Milan);
+        let mut p = ReportParams::new(Product::Milan);
+        p.version = version;
+        p.measurement[..32].copy_from_slice(&measurement);
+        p.report_data.copy_from_slice(&rd);
+        p.vmpl = vmpl;
+        if debug { p.policy |= 1 << 19; }
+        let body = s.report_body(&p).unwrap();
+        let bytes = body.encode().unwrap();
+        let parsed = AttestationReport::parse(&bytes).unwrap();
+        prop_assert_eq!(parsed.body(), &body);
+        prop_assert_eq!(parsed.body().encode().unwrap(), bytes);
+    }
+
+    /// The parser never panics, whatever the bytes.
+    #[test]
+    fn parse_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..1300)) {
+        let _ = AttestationReport::parse(&bytes);
+        let _ = veil_evidence::snp::parse_evidence(&bytes);
+    }
+
+    /// Parsing 0x4A0 random bytes either fails or yields a report whose
+    /// encoding is the input.
+    #[test]
+    fn parse_of_exact_length(bytes in prop::collection::vec(any::<u8>(), 0x4A0)) {
+        if let Ok(r) = AttestationReport::parse(&bytes) {
+            prop_assert_eq!(r.body().encode().unwrap().to_vec(), bytes);
+        }
+    }
+}
