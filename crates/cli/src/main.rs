@@ -1,0 +1,70 @@
+//! `veil`: the command-line entry point. Thin: parsing arguments, reading
+//! files, printing; the work is in the library crates.
+#![forbid(unsafe_code)]
+
+mod demo;
+mod endorsements;
+mod output;
+mod sim;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Veil: remote attestation for confidential computing.
+#[derive(Debug, Parser)]
+#[command(name = "veil", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the main job on an embedded default: a simulated SNP TEE produces
+    /// a report, the verifier checks it and prints the appraisal.
+    Demo(demo::DemoArgs),
+    /// Verify a piece of evidence offline-capable and print its claims.
+    Verify(verify::VerifyArgs),
+    /// Fetch and bundle endorsements (AMD certificates and CRLs).
+    #[command(subcommand)]
+    Endorsements(endorsements::EndorsementsCommand),
+    /// Produce evidence from Veil's simulated TEE (for tests and demos only).
+    #[command(subcommand)]
+    Sim(sim::SimCommand),
+}
+
+/// Exit codes: 0 success, 1 evidence rejected, 2 unusable input or error.
+pub const EXIT_REJECTED: u8 = 1;
+pub const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VEIL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    rt.block_on(async {
+        match cli.command {
+            Command::Demo(a) => demo::run(a).await,
+            Command::Verify(a) => verify::run(a).await,
+            Command::Endorsements(c) => endorsements::run(c).await,
+            Command::Sim(c) => sim::run(c),
+        }
+    })
+}

@@ -1,0 +1,175 @@
+//! `veil verify`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use veil_endorsements::bundle::Bundle;
+use veil_endorsements::kds::{KdsClient, KdsConfig};
+use veil_endorsements::snp::SnpEndorsements;
+use veil_evidence::snp::{parse_evidence, Product};
+use veil_verifier::snp::{ChainRole, SnpError, SnpVerifier, TrustAnchors};
+use veil_verifier::UnixTime;
+
+use crate::output::{self, Format};
+use crate::{EXIT_ERROR, EXIT_REJECTED};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Tee {
+    Snp,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The kind of evidence.
+    #[arg(long, value_enum, default_value = "snp")]
+    pub tee: Tee,
+    /// The evidence: a raw report, or CoCo evidence JSON.
+    pub evidence: PathBuf,
+    /// Certificate or CRL files (DER or PEM; PEM files may hold several).
+    #[arg(long = "certs", num_args = 1..)]
+    pub certs: Vec<PathBuf>,
+    /// Offline endorsement bundles (from `veil endorsements fetch`).
+    #[arg(long = "bundle")]
+    pub bundles: Vec<PathBuf>,
+    /// Verification time: Unix seconds, RFC 3339, or YYYY-MM-DD (default: now).
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Use only bundles, files and the cache: never the network.
+    #[arg(long)]
+    pub offline: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: Format,
+    /// AMD KDS base URL.
+    #[arg(long, env = "VEIL_KDS_URL", default_value = veil_endorsements::kds::DEFAULT_BASE_URL)]
+    pub kds_url: String,
+    /// Directory for cached endorsements.
+    #[arg(long, env = "VEIL_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// The processor generation, for fetching a VCEK when the report does not
+    /// say (version 2 reports).
+    #[arg(long, value_parser = parse_product)]
+    pub product: Option<Product>,
+    /// DANGEROUS: also trust this simulated ARK (from `veil sim snp`).
+    /// Evidence verified under it proves nothing about real hardware.
+    #[arg(long, value_name = "ARK_FILE")]
+    pub dangerous_trust_simulated_tee: Option<PathBuf>,
+}
+
+pub fn parse_product(s: &str) -> Result<Product, String> {
+    Product::from_name(s).ok_or_else(|| format!("unknown product {s:?} (Milan, Genoa, Turin)"))
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(EXIT_ERROR)
+}
+
+/// Builds the trust anchors, with the simulated root only when asked by name.
+pub fn anchors(dangerous_sim_root: Option<&PathBuf>) -> Result<TrustAnchors, String> {
+    let mut anchors = TrustAnchors::amd();
+    if let Some(path) = dangerous_sim_root {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let blobs = veil_endorsements::certs::decode_blobs(&path.display().to_string(), &bytes)
+            .map_err(|e| e.to_string())?;
+        let Some(veil_endorsements::certs::Blob::Certificate(der)) = blobs.into_iter().next()
+        else {
+            return Err(format!("{}: no certificate", path.display()));
+        };
+        let cert = veil_verifier::x509::Cert::parse(&der).map_err(|e| e.to_string())?;
+        let product = cert
+            .subject_cn()
+            .and_then(|cn| cn.strip_prefix("ARK-").and_then(Product::from_name))
+            .ok_or_else(|| "the simulated ARK's name does not say its product".to_string())?;
+        eprintln!(
+            "WARNING: trusting Veil's SIMULATED {product} root ({}): evidence accepted under it proves nothing about real hardware",
+            path.display()
+        );
+        anchors = anchors
+            .dangerous_trust_simulated_root(product, &der)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(anchors)
+}
+
+pub async fn run(a: VerifyArgs) -> ExitCode {
+    let Tee::Snp = a.tee;
+    let at = match a.at.as_deref().map(UnixTime::parse).transpose() {
+        Ok(t) => t.unwrap_or_else(UnixTime::now),
+        Err(e) => return fail(e),
+    };
+    let bytes = match std::fs::read(&a.evidence) {
+        Ok(b) => b,
+        Err(e) => return fail(format!("{}: {e}", a.evidence.display())),
+    };
+    let evidence = match parse_evidence(&bytes) {
+        Ok(e) => e,
+        Err(e) => return fail(format!("{}: {e}", a.evidence.display())),
+    };
+    let report = &evidence.report;
+    let mut endorsements = SnpEndorsements::default();
+    if let Err(e) = endorsements.add_cert_table(&evidence.cert_chain) {
+        return fail(e);
+    }
+    for path in &a.certs {
+        if let Err(e) = endorsements.add_file(path) {
+            return fail(e);
+        }
+    }
+    for path in &a.bundles {
+        match Bundle::read(path) {
+            Ok(b) => endorsements.extend(b.snp_endorsements(report.product(), &report.chip_id)),
+            Err(e) => return fail(format!("{}: {e}", path.display())),
+        }
+    }
+    let anchors = match anchors(a.dangerous_trust_simulated_tee.as_ref()) {
+        Ok(x) => x,
+        Err(e) => return fail(e),
+    };
+    let verifier = SnpVerifier::new(anchors);
+    let mut result = verifier.verify(report, &endorsements, at);
+    // A missing VCEK is fetched from AMD KDS (or the cache), then retried.
+    if let Err(SnpError::MissingEndorsementKey {
+        role: ChainRole::Vcek,
+        ..
+    }) = &result
+    {
+        let product = report.product().or(a.product);
+        match product {
+            None => eprintln!(
+                "note: not fetching the VCEK: the report (v{}) does not name its processor; pass --product",
+                report.version
+            ),
+            Some(product) => {
+                let cfg = KdsConfig {
+                    base_url: a.kds_url.clone(),
+                    cache_dir: a.cache_dir.clone(),
+                    offline: a.offline,
+                    ..KdsConfig::default()
+                };
+                let fetched = match KdsClient::new(cfg) {
+                    Ok(kds) => kds.vcek(product, &report.chip_id, &report.reported_tcb).await,
+                    Err(e) => Err(e),
+                };
+                match fetched {
+                    Ok((der, _)) => {
+                        endorsements.certs.push(der);
+                        result = verifier.verify(report, &endorsements, at);
+                    }
+                    Err(e) => eprintln!("note: could not obtain the VCEK: {e}"),
+                }
+            }
+        }
+    }
+    match result {
+        Ok(v) => {
+            println!("{}", output::accepted(a.format, v.claims(), at));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("{}", output::rejected(a.format, &e, at));
+            ExitCode::from(EXIT_REJECTED)
+        }
+    }
+}
