@@ -33,7 +33,7 @@ pub struct SnpArgs {
     pub product: Product,
     /// Report version (2, 3 or 5).
     #[arg(long)]
-    pub version: Option<u32>,
+    pub report_version: Option<u32>,
     /// Launch measurement, hex (48 bytes).
     #[arg(long)]
     pub measurement: Option<String>,
@@ -80,7 +80,7 @@ pub fn run(cmd: SimCommand) -> ExitCode {
 fn snp(a: SnpArgs) -> Result<(), String> {
     let sim = SimSnp::load_or_create(&a.state_dir, a.product).map_err(|e| e.to_string())?;
     let mut p = ReportParams::new(a.product);
-    if let Some(v) = a.version {
+    if let Some(v) = a.report_version {
         p.version = v;
     }
     if let Some(m) = &a.measurement {

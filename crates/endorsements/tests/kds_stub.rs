@@ -2,59 +2,14 @@
 //! vector certificates (and answers 429 when told to).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use veil_endorsements::kds::{KdsClient, KdsConfig, KeyFamily, Source};
 use veil_evidence::snp::{Product, TcbVersion};
+use veil_testkit::{vectors, StubHttp};
 
-struct Stub {
-    base: String,
-    hits: Arc<Mutex<Vec<String>>>,
-}
-
-/// Serves `routes` (path → body); the first `throttle` requests get a 429.
-fn stub(routes: Vec<(String, Vec<u8>)>, throttle: usize) -> Stub {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let hits = Arc::new(Mutex::new(Vec::new()));
-    let h = hits.clone();
-    let count = Arc::new(AtomicUsize::new(0));
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { break };
-            let mut line = String::new();
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            r.read_line(&mut line).unwrap();
-            loop {
-                let mut l = String::new();
-                if r.read_line(&mut l).unwrap() == 0 || l == "\r\n" {
-                    break;
-                }
-            }
-            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-            h.lock().unwrap().push(path.clone());
-            let n = count.fetch_add(1, Ordering::SeqCst);
-            let (status, body) = if n < throttle {
-                ("429 Too Many Requests\r\nRetry-After: 0", Vec::new())
-            } else {
-                match routes.iter().find(|(p, _)| *p == path) {
-                    Some((_, b)) => ("200 OK", b.clone()),
-                    None => ("404 Not Found", Vec::new()),
-                }
-            };
-            let head = format!(
-                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = s.write_all(head.as_bytes());
-            let _ = s.write_all(&body);
-        }
-    });
-    Stub { base, hits }
+fn stub(routes: Vec<(String, Vec<u8>)>, throttle: usize) -> StubHttp {
+    StubHttp::start(routes, throttle)
 }
 
 fn cfg(base: &str, cache: Option<&std::path::Path>) -> KdsConfig {
@@ -65,22 +20,6 @@ fn cfg(base: &str, cache: Option<&std::path::Path>) -> KdsConfig {
         backoff: Duration::from_millis(10),
         ..KdsConfig::default()
     }
-}
-
-fn vectors() -> Option<std::path::PathBuf> {
-    let dir = std::env::var_os("VEIL_VECTORS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
-        });
-    if dir.join("EXPECTED.jsonl").is_file() {
-        return Some(dir);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("vector corpus missing at {} under CI=true", dir.display());
-    }
-    eprintln!("\n!!!!! SKIPPED: vectors not found at {} !!!!!\n", dir.display());
-    None
 }
 
 const CHIP: [u8; 64] = [0xc3; 64];
@@ -117,10 +56,10 @@ async fn fetches_caches_and_respects_rate_limit() {
     let (got, src) = client.vcek(Product::Milan, &CHIP, &TCB).await.unwrap();
     assert_eq!((got, src), (vcek.clone(), Source::Network));
     // The 429 was retried once, not hammered.
-    assert_eq!(s.hits.lock().unwrap().len(), 2);
+    assert_eq!(s.hits().len(), 2);
     let (got, src) = client.vcek(Product::Milan, &CHIP, &TCB).await.unwrap();
     assert_eq!((got, src), (vcek.clone(), Source::Cache));
-    assert_eq!(s.hits.lock().unwrap().len(), 2, "served from the cache");
+    assert_eq!(s.hits().len(), 2, "served from the cache");
     let (certs, _) = client
         .cert_chain(Product::Milan, KeyFamily::Vcek)
         .await
@@ -133,9 +72,9 @@ async fn fetches_caches_and_respects_rate_limit() {
     })
     .unwrap();
     assert!(offline.vcek(Product::Milan, &CHIP, &TCB).await.is_ok());
-    let before = s.hits.lock().unwrap().len();
+    let before = s.hits().len();
     assert!(offline.crl(Product::Milan, KeyFamily::Vcek).await.is_err());
-    assert_eq!(s.hits.lock().unwrap().len(), before);
+    assert_eq!(s.hits().len(), before);
 }
 
 #[tokio::test]
@@ -148,7 +87,7 @@ async fn gives_up_when_always_throttled() {
     .unwrap();
     let err = client.vcek(Product::Genoa, &CHIP, &TCB).await.unwrap_err();
     assert!(err.to_string().contains("rate limit"), "{err}");
-    assert_eq!(s.hits.lock().unwrap().len(), 3);
+    assert_eq!(s.hits().len(), 3);
 }
 
 #[tokio::test]
@@ -160,5 +99,5 @@ async fn http_errors_are_reported() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("404"), "{err}");
-    assert_eq!(s.hits.lock().unwrap()[0], "/vlek/v1/Turin/crl");
+    assert_eq!(s.hits()[0], "/vlek/v1/Turin/crl");
 }

@@ -303,6 +303,36 @@ impl SimSnp {
         sign_cert(&tbs, &self.ask_key)
     }
 
+    /// The serial number of the simulated ASK (for revocation tests).
+    pub const ASK_SERIAL: u8 = 2;
+
+    /// A CRL signed by the simulated ARK, as AMD KDS serves at
+    /// `/vcek/v1/{product}/crl`, revoking the given serial numbers.
+    pub fn crl_der(
+        &self,
+        revoked: &[u8],
+        this_update: i64,
+        next_update: i64,
+    ) -> Result<Vec<u8>, SimError> {
+        let entries: Vec<Vec<u8>> = revoked
+            .iter()
+            .map(|serial| seq(&[&uint(&[*serial]), &time(this_update)]))
+            .collect();
+        let entry_refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+        let mut parts: Vec<Vec<u8>> = vec![
+            uint(&[1]),
+            pss_alg(),
+            ca_name(self.product, "ARK"),
+            time(this_update),
+            time(next_update),
+        ];
+        if !entries.is_empty() {
+            parts.push(seq(&entry_refs));
+        }
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        sign_cert(&seq(&refs), &self.ark_key)
+    }
+
     /// The unsigned body of a report with these parameters.
     pub fn report_body(&self, p: &ReportParams) -> Result<ReportBody, SimError> {
         let cpuid = (p.version >= 3).then_some(match self.product {

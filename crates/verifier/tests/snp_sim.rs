@@ -150,6 +150,50 @@ fn unsigned_and_masked_reports() {
     assert_eq!(err, SnpError::ChipIdMasked);
 }
 
+#[test]
+fn crl_checks() {
+    let s = sim(Product::Milan);
+    let p = ReportParams::new(Product::Milan);
+    let report = s.report(&p).unwrap();
+    let v = trusting(s);
+    let now = UnixTime::now().0;
+    let with_crl = |crl: Vec<u8>| {
+        let mut e = endorsements(s, &p.tcb);
+        e.crls.push(crl);
+        e
+    };
+    // A current CRL that revokes nothing else: accepted, and reported.
+    let ok = v
+        .verify(&report, &with_crl(s.crl_der(&[7], now - 60, now + 3600).unwrap()), UnixTime(now))
+        .unwrap();
+    assert!(ok.claims().endorsement.crl_checked);
+    // The ASK revoked.
+    let err = v
+        .verify(
+            &report,
+            &with_crl(s.crl_der(&[SimSnp::ASK_SERIAL], now - 60, now + 3600).unwrap()),
+            UnixTime(now),
+        )
+        .unwrap_err();
+    assert!(matches!(err, SnpError::Revoked { .. }), "{err}");
+    assert_eq!(err.step(), 6);
+    // A stale CRL.
+    let err = v
+        .verify(&report, &with_crl(s.crl_der(&[], now - 7200, now - 3600).unwrap()), UnixTime(now))
+        .unwrap_err();
+    assert!(matches!(err, SnpError::BadCrl { .. }), "{err}");
+    // A CRL whose signature was tampered with.
+    let mut crl = s.crl_der(&[], now - 60, now + 3600).unwrap();
+    let n = crl.len();
+    crl[n - 10] ^= 1;
+    let err = v.verify(&report, &with_crl(crl), UnixTime(now)).unwrap_err();
+    assert!(matches!(err, SnpError::BadCrl { .. }), "{err}");
+    // A CRL from another PKI (another simulated root) is not applicable.
+    let other = SimSnp::generate(Product::Genoa).unwrap();
+    v.verify(&report, &with_crl(other.crl_der(&[2], now - 60, now + 3600).unwrap()), UnixTime(now))
+        .unwrap();
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 

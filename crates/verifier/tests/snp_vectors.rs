@@ -1,7 +1,7 @@
 //! SNP verification against evidence captured on real AMD hardware.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use veil_testkit as common;
 
 use std::path::Path;
 

@@ -1,0 +1,101 @@
+//! Test helpers: finding the real-hardware vector corpus, and a tiny HTTP
+//! server on 127.0.0.1 that stands in for a vendor web service (AMD KDS).
+//! Used only as a dev-dependency.
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The vector corpus: `$VEIL_VECTORS`, or `../shared/vectors` from the
+/// repository root. Under `CI=true` a missing corpus panics (the test
+/// fails); elsewhere it prints a loud SKIPPED line and returns `None`.
+pub fn vectors() -> Option<PathBuf> {
+    let dir = match std::env::var_os("VEIL_VECTORS") {
+        Some(v) => PathBuf::from(v),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors"),
+    };
+    if dir.join("EXPECTED.jsonl").is_file() {
+        return Some(dir);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "vector corpus not found at {} (CI=true requires it; set VEIL_VECTORS)",
+            dir.display()
+        );
+    }
+    eprintln!(
+        "\n!!!!! SKIPPED: real-hardware vectors not found at {} (set VEIL_VECTORS) !!!!!\n",
+        dir.display()
+    );
+    None
+}
+
+/// Reads a file of the corpus.
+pub fn read(dir: &Path, rel: &str) -> Vec<u8> {
+    std::fs::read(dir.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// A loopback HTTP/1.1 server answering GETs from a fixed route table.
+#[derive(Debug)]
+pub struct StubHttp {
+    pub base: String,
+    hits: Arc<Mutex<Vec<String>>>,
+}
+
+impl StubHttp {
+    /// Serves `routes` (path with query → body); the first `throttle`
+    /// requests are answered `429 Too Many Requests` with `Retry-After: 0`.
+    pub fn start(routes: Vec<(String, Vec<u8>)>, throttle: usize) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let h = hits.clone();
+        let count = AtomicUsize::new(0);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { break };
+                let Ok(clone) = s.try_clone() else { continue };
+                let mut r = BufReader::new(clone);
+                let mut line = String::new();
+                if r.read_line(&mut line).is_err() {
+                    continue;
+                }
+                loop {
+                    let mut l = String::new();
+                    match r.read_line(&mut l) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) if l == "\r\n" => break,
+                        Ok(_) => {}
+                    }
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                h.lock().unwrap().push(path.clone());
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                let (status, body) = if n < throttle {
+                    ("429 Too Many Requests\r\nRetry-After: 0", Vec::new())
+                } else {
+                    match routes.iter().find(|(p, _)| *p == path) {
+                        Some((_, b)) => ("200 OK", b.clone()),
+                        None => ("404 Not Found", Vec::new()),
+                    }
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes());
+                let _ = s.write_all(&body);
+            }
+        });
+        StubHttp { base, hits }
+    }
+
+    /// The paths requested so far.
+    pub fn hits(&self) -> Vec<String> {
+        self.hits.lock().unwrap().clone()
+    }
+}
