@@ -12,8 +12,8 @@ use serde::Serialize;
 use veil_endorsements::snp::SnpEndorsements;
 use veil_evidence::snp::Product;
 use veil_sim::snp::{ReportParams, SimSnp};
-use veil_verifier::snp::{SnpClaims, SnpVerifier, TrustAnchors};
 use veil_verifier::UnixTime;
+use veil_verifier::snp::{SnpClaims, SnpVerifier, TrustAnchors};
 
 use crate::output::{self, Format};
 use crate::verify::parse_product;
@@ -121,7 +121,9 @@ pub async fn run(a: DemoArgs) -> ExitCode {
             eprintln!("error: simulated evidence was accepted without the dangerous opt-in");
             return ExitCode::from(EXIT_ERROR);
         }
-        Err(e) => say(format!("[4/5] default verifier (AMD roots only) refuses it, as it must:\n      {e}")),
+        Err(e) => say(format!(
+            "[4/5] default verifier (AMD roots only) refuses it, as it must:\n      {e}"
+        )),
     }
     let anchors = match TrustAnchors::amd().dangerous_trust_simulated_root(a.product, sim.ark_der())
     {
@@ -168,7 +170,11 @@ pub async fn run(a: DemoArgs) -> ExitCode {
         },
     ];
     let all_ok = checks.iter().all(|c| c.ok);
-    let status = if all_ok { "affirming" } else { "contraindicated" };
+    let status = if all_ok {
+        "affirming"
+    } else {
+        "contraindicated"
+    };
     match a.format {
         Format::Text => {
             println!("{}", output::snp_text(c, at));

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use veil_endorsements::bundle::{Bundle, Entry, EntryKind};
 use veil_endorsements::kds::{KdsClient, KdsConfig, KeyFamily};
-use veil_evidence::snp::{parse_evidence, Product};
+use veil_evidence::snp::{Product, parse_evidence};
 
-use crate::verify::parse_product;
 use crate::EXIT_ERROR;
+use crate::verify::parse_product;
 
 #[derive(Debug, Subcommand)]
 pub enum EndorsementsCommand {
@@ -96,13 +96,22 @@ async fn fetch(a: FetchArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         let hwid = hex::encode(r.chip_id.get(..product.hwid_len()).unwrap_or(&[]));
         bundle.push(
-            entry(EntryKind::Vcek, Some(hwid), Some(r.reported_tcb.to_string()), kds.url(&path)),
+            entry(
+                EntryKind::Vcek,
+                Some(hwid),
+                Some(r.reported_tcb.to_string()),
+                kds.url(&path),
+            ),
             &der,
         );
         count += 1;
     }
     for family in [KeyFamily::Vcek, KeyFamily::Vlek] {
-        let fam = if family == KeyFamily::Vcek { "vcek" } else { "vlek" };
+        let fam = if family == KeyFamily::Vcek {
+            "vcek"
+        } else {
+            "vlek"
+        };
         let (certs, _) = kds
             .cert_chain(product, family)
             .await
@@ -115,7 +124,12 @@ async fn fetch(a: FetchArgs) -> Result<(), String> {
                 _ => EntryKind::Ark,
             };
             bundle.push(
-                entry(kind, None, None, kds.url(&format!("/{fam}/v1/{}/cert_chain", product.name()))),
+                entry(
+                    kind,
+                    None,
+                    None,
+                    kds.url(&format!("/{fam}/v1/{}/cert_chain", product.name())),
+                ),
                 der,
             );
             count += 1;
@@ -123,7 +137,12 @@ async fn fetch(a: FetchArgs) -> Result<(), String> {
         if !a.no_crl {
             let (der, _) = kds.crl(product, family).await.map_err(|e| e.to_string())?;
             bundle.push(
-                entry(EntryKind::Crl, None, None, kds.url(&format!("/{fam}/v1/{}/crl", product.name()))),
+                entry(
+                    EntryKind::Crl,
+                    None,
+                    None,
+                    kds.url(&format!("/{fam}/v1/{}/crl", product.name())),
+                ),
                 &der,
             );
             count += 1;

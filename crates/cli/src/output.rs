@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use clap::ValueEnum;
 use serde::Serialize;
-use veil_verifier::snp::{SnpClaims, SnpError};
 use veil_verifier::UnixTime;
+use veil_verifier::snp::{SnpClaims, SnpError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -85,13 +85,21 @@ pub fn snp_text(c: &SnpClaims, at: UnixTime) -> String {
         c.policy.abi_major,
         c.policy.abi_minor
     );
-    let _ = writeln!(s, "  vmpl            {}   guest_svn {}", c.vmpl, c.guest_svn);
+    let _ = writeln!(
+        s,
+        "  vmpl            {}   guest_svn {}",
+        c.vmpl, c.guest_svn
+    );
     let _ = writeln!(s, "  reported_tcb    {}", c.reported_tcb);
     let _ = writeln!(s, "  committed_tcb   {}", c.committed_tcb);
     let _ = writeln!(s, "  launch_tcb      {}", c.launch_tcb);
     let _ = writeln!(s, "  firmware        {}", c.current_version);
     let _ = writeln!(s, "  chip_id         {}", c.chip_id);
-    let _ = writeln!(s, "  key             {} (valid until {})", e.subject, e.not_after);
+    let _ = writeln!(
+        s,
+        "  key             {} (valid until {})",
+        e.subject, e.not_after
+    );
     if let Some(csp) = &e.csp_id {
         let _ = writeln!(s, "  csp_id          {csp}");
     }

@@ -7,8 +7,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use veil_evidence::snp::{CertTableEntry, CertType, Product, SnpEvidence};
 use veil_sim::snp::{ReportParams, SimSnp};
 
-use crate::verify::parse_product;
 use crate::EXIT_ERROR;
+use crate::verify::parse_product;
 
 #[derive(Debug, Subcommand)]
 pub enum SimCommand {
@@ -103,8 +103,14 @@ fn snp(a: SnpArgs) -> Result<(), String> {
             let ev = SnpEvidence {
                 report,
                 cert_chain: vec![
-                    CertTableEntry { cert_type: CertType::Vcek, data: vcek.clone() },
-                    CertTableEntry { cert_type: CertType::Ask, data: sim.ask_der().to_vec() },
+                    CertTableEntry {
+                        cert_type: CertType::Vcek,
+                        data: vcek.clone(),
+                    },
+                    CertTableEntry {
+                        cert_type: CertType::Ask,
+                        data: sim.ask_der().to_vec(),
+                    },
                 ],
             };
             veil_evidence::snp::coco::to_json(&ev)
@@ -115,7 +121,11 @@ fn snp(a: SnpArgs) -> Result<(), String> {
     std::fs::write(&a.out, bytes).map_err(|e| format!("{}: {e}", a.out.display()))?;
     if let Some(dir) = &a.certs_dir {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        for (name, der) in [("vcek.pem", vcek.as_slice()), ("ask.pem", sim.ask_der()), ("ark.pem", sim.ark_der())] {
+        for (name, der) in [
+            ("vcek.pem", vcek.as_slice()),
+            ("ask.pem", sim.ask_der()),
+            ("ark.pem", sim.ark_der()),
+        ] {
             let pem = veil_endorsements::certs::to_pem("CERTIFICATE", der);
             std::fs::write(dir.join(name), pem).map_err(|e| e.to_string())?;
         }

@@ -7,9 +7,9 @@ use clap::{Args, ValueEnum};
 use veil_endorsements::bundle::Bundle;
 use veil_endorsements::kds::{KdsClient, KdsConfig};
 use veil_endorsements::snp::SnpEndorsements;
-use veil_evidence::snp::{parse_evidence, Product};
-use veil_verifier::snp::{ChainRole, SnpError, SnpVerifier, TrustAnchors};
+use veil_evidence::snp::{Product, parse_evidence};
 use veil_verifier::UnixTime;
+use veil_verifier::snp::{ChainRole, SnpError, SnpVerifier, TrustAnchors};
 
 use crate::output::{self, Format};
 use crate::{EXIT_ERROR, EXIT_REJECTED};
@@ -149,7 +149,10 @@ pub async fn run(a: VerifyArgs) -> ExitCode {
                     ..KdsConfig::default()
                 };
                 let fetched = match KdsClient::new(cfg) {
-                    Ok(kds) => kds.vcek(product, &report.chip_id, &report.reported_tcb).await,
+                    Ok(kds) => {
+                        kds.vcek(product, &report.chip_id, &report.reported_tcb)
+                            .await
+                    }
                     Err(e) => Err(e),
                 };
                 match fetched {

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use veil_testkit::{vectors, StubHttp};
+use veil_testkit::{StubHttp, vectors};
 
 fn veil(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_veil"))
@@ -32,7 +32,11 @@ fn demo_runs_on_a_fresh_directory() {
     let dir = tempfile::tempdir().unwrap();
     let out = veil(&["demo"], dir.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("result: affirming"), "{stdout}");
     assert!(stdout.contains("refuses it"), "{stdout}");
     // Second run reuses the PKI kept in the state directory.
@@ -51,10 +55,22 @@ fn verify_real_vectors() {
     let p = |rel: &str| v.join(rel).display().to_string();
     // VCEK report: valid, offline, JSON claims.
     let out = veil(
-        &["verify", "--tee", "snp", &p("snp/trustee/test-report.bin"), "--certs", &p("snp/trustee/test-vcek.der"), "--offline"],
+        &[
+            "verify",
+            "--tee",
+            "snp",
+            &p("snp/trustee/test-report.bin"),
+            "--certs",
+            &p("snp/trustee/test-vcek.der"),
+            "--offline",
+        ],
         dir.path(),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let j = json(&out);
     assert_eq!(j["verdict"], "VALID");
     assert_eq!(
@@ -63,7 +79,12 @@ fn verify_real_vectors() {
     );
     assert_eq!(j["claims"]["debug"], false);
     // VLEK: valid at 2025-06-01, rejected (step 4) today.
-    let vlek = [&p("snp/trustee/test-vlek-report.bin"), "--certs", &p("snp/trustee/test-vlek.der"), "--offline"];
+    let vlek = [
+        &p("snp/trustee/test-vlek-report.bin"),
+        "--certs",
+        &p("snp/trustee/test-vlek.der"),
+        "--offline",
+    ];
     let mut args = vec!["verify"];
     args.extend(vlek);
     let mut at = args.clone();
@@ -77,14 +98,31 @@ fn verify_real_vectors() {
     assert_eq!(j["code"], "snp.certificate_not_valid");
     // Tampered VCEK: rejected at the chain signature, readable text.
     let out = veil(
-        &["verify", &p("snp/trustee/test-report.bin"), "--certs", &p("snp/trustee/test-vcek-invalid-legacy.der"), "--offline", "--format", "text"],
+        &[
+            "verify",
+            &p("snp/trustee/test-report.bin"),
+            "--certs",
+            &p("snp/trustee/test-vcek-invalid-legacy.der"),
+            "--offline",
+            "--format",
+            "text",
+        ],
         dir.path(),
     );
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("step 5") && text.contains("VCEK"), "{text}");
     // No VCEK at all, offline: a clear rejection naming what is missing.
-    let out = veil(&["verify", &p("snp/trustee/test-report.bin"), "--offline", "--product", "Milan"], dir.path());
+    let out = veil(
+        &[
+            "verify",
+            &p("snp/trustee/test-report.bin"),
+            "--offline",
+            "--product",
+            "Milan",
+        ],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(json(&out)["code"], "snp.missing_endorsement_key");
     // Garbage evidence: exit 2 with a parse error.
@@ -99,10 +137,25 @@ fn simulated_evidence_needs_the_dangerous_flag() {
     let dir = tempfile::tempdir().unwrap();
     for format in ["coco", "raw"] {
         let out = veil(
-            &["sim", "snp", "--out", "ev", "--format", format, "--certs-dir", "certs", "--measurement", &"ab".repeat(48)],
+            &[
+                "sim",
+                "snp",
+                "--out",
+                "ev",
+                "--format",
+                format,
+                "--certs-dir",
+                "certs",
+                "--measurement",
+                &"ab".repeat(48),
+            ],
             dir.path(),
         );
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let certs = ["--certs", "certs/vcek.pem", "certs/ask.pem"];
         let mut args = vec!["verify", "ev", "--offline"];
         args.extend(certs);
@@ -113,7 +166,11 @@ fn simulated_evidence_needs_the_dangerous_flag() {
         assert!(j["error"].as_str().unwrap().contains("dangerous"));
         args.extend(["--dangerous-trust-simulated-tee", "certs/ark.pem"]);
         let out = veil(&args, dir.path());
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         assert!(String::from_utf8_lossy(&out.stderr).contains("WARNING"));
         let j = json(&out);
         assert_eq!(j["claims"]["measurement"], "ab".repeat(48));
@@ -125,7 +182,8 @@ fn simulated_evidence_needs_the_dangerous_flag() {
 fn fetch_bundle_then_verify_offline() {
     let Some(v) = vectors() else { return };
     let report = v.join("snp/trustee/test-report.bin");
-    let parsed = veil_evidence::snp::AttestationReport::parse(&std::fs::read(&report).unwrap()).unwrap();
+    let parsed =
+        veil_evidence::snp::AttestationReport::parse(&std::fs::read(&report).unwrap()).unwrap();
     let vcek_path = veil_endorsements::kds::KdsClient::vcek_path(
         veil_evidence::snp::Product::Milan,
         &parsed.chip_id,
@@ -134,7 +192,10 @@ fn fetch_bundle_then_verify_offline() {
     let chain = std::fs::read(v.join("snp/trustee/milan_ask_ark_asvk.pem")).unwrap();
     let kds = StubHttp::start(
         vec![
-            (vcek_path.clone(), std::fs::read(v.join("snp/trustee/test-vcek.der")).unwrap()),
+            (
+                vcek_path.clone(),
+                std::fs::read(v.join("snp/trustee/test-vcek.der")).unwrap(),
+            ),
             ("/vcek/v1/Milan/cert_chain".into(), chain.clone()),
             ("/vlek/v1/Milan/cert_chain".into(), chain),
         ],
@@ -143,20 +204,73 @@ fn fetch_bundle_then_verify_offline() {
     let dir = tempfile::tempdir().unwrap();
     let r = report.display().to_string();
     let out = veil(
-        &["endorsements", "fetch", "--evidence", &r, "--product", "Milan", "--out", "bundle.json", "--no-crl", "--kds-url", &kds.base, "--min-interval-secs", "0"],
+        &[
+            "endorsements",
+            "fetch",
+            "--evidence",
+            &r,
+            "--product",
+            "Milan",
+            "--out",
+            "bundle.json",
+            "--no-crl",
+            "--kds-url",
+            &kds.base,
+            "--min-interval-secs",
+            "0",
+        ],
         dir.path(),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(kds.hits()[0], vcek_path);
-    let out = veil(&["verify", &r, "--offline", "--bundle", "bundle.json"], dir.path());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = veil(
+        &["verify", &r, "--offline", "--bundle", "bundle.json"],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // Online verification without certificates fetches the VCEK via KDS
     // into the cache; a second, offline run is answered from that cache.
     let out = veil(
-        &["verify", &r, "--product", "Milan", "--kds-url", &kds.base, "--cache-dir", "cache"],
+        &[
+            "verify",
+            &r,
+            "--product",
+            "Milan",
+            "--kds-url",
+            &kds.base,
+            "--cache-dir",
+            "cache",
+        ],
         dir.path(),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = veil(&["verify", &r, "--product", "Milan", "--offline", "--cache-dir", "cache"], dir.path());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = veil(
+        &[
+            "verify",
+            &r,
+            "--product",
+            "Milan",
+            "--offline",
+            "--cache-dir",
+            "cache",
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

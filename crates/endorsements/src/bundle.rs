@@ -23,8 +23,8 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 use veil_evidence::snp::Product;
 
-use crate::snp::SnpEndorsements;
 use crate::EndorsementError;
+use crate::snp::SnpEndorsements;
 
 /// The `format` value of a bundle.
 pub const FORMAT: &str = "veil-endorsements";
@@ -136,8 +136,8 @@ impl Bundle {
 
     /// Writes the bundle as pretty JSON.
     pub fn write(&self, path: &Path) -> Result<(), EndorsementError> {
-        let json = serde_json::to_vec_pretty(self)
-            .map_err(|e| EndorsementError::Bundle(e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(self).map_err(|e| EndorsementError::Bundle(e.to_string()))?;
         std::fs::write(path, json).map_err(|source| EndorsementError::Io {
             path: path.display().to_string(),
             source,
@@ -200,7 +200,10 @@ mod tests {
             der: String::new(),
         };
         b.push(entry(EntryKind::Vcek, Some(&hex::encode(chip))), b"vcek-a");
-        b.push(entry(EntryKind::Vcek, Some(&hex::encode([8u8; 64]))), b"vcek-b");
+        b.push(
+            entry(EntryKind::Vcek, Some(&hex::encode([8u8; 64]))),
+            b"vcek-b",
+        );
         b.push(entry(EntryKind::Ask, None), b"ask");
         b.push(entry(EntryKind::Ask, None), b"ask");
         b.push(entry(EntryKind::Crl, None), b"crl");
@@ -211,7 +214,10 @@ mod tests {
         let e = back.snp_endorsements(Some(Product::Milan), &chip);
         assert_eq!(e.certs, vec![b"vcek-a".to_vec(), b"ask".to_vec()]);
         assert_eq!(e.crls, vec![b"crl".to_vec()]);
-        assert!(back.snp_endorsements(Some(Product::Genoa), &chip).is_empty());
+        assert!(
+            back.snp_endorsements(Some(Product::Genoa), &chip)
+                .is_empty()
+        );
     }
 
     #[test]

@@ -57,12 +57,11 @@ fn decode_pem_blocks(what: &str, text: &str) -> Result<Vec<Blob>, EndorsementErr
                 reason: "unterminated PEM block".into(),
             })?;
         let block = block_and_more.get(..close).unwrap_or("");
-        let (label, der) = der::pem::decode_vec(block.as_bytes()).map_err(|e| {
-            EndorsementError::Decode {
+        let (label, der) =
+            der::pem::decode_vec(block.as_bytes()).map_err(|e| EndorsementError::Decode {
                 what: what.to_string(),
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         if label == x509_cert::Certificate::PEM_LABEL {
             out.push(Blob::Certificate(der));
         } else if label == "X509 CRL" {
@@ -103,7 +102,10 @@ mod tests {
         };
         assert_eq!(decode_blobs("der", der).unwrap(), vec![blobs[0].clone()]);
         let pem = to_pem("CERTIFICATE", der);
-        assert_eq!(decode_blobs("pem", pem.as_bytes()).unwrap(), vec![blobs[0].clone()]);
+        assert_eq!(
+            decode_blobs("pem", pem.as_bytes()).unwrap(),
+            vec![blobs[0].clone()]
+        );
     }
 
     #[test]

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Mutex;
 use veil_evidence::snp::{Product, TcbVersion};
 
-use crate::certs::{decode_blobs, Blob};
 use crate::EndorsementError;
+use crate::certs::{Blob, decode_blobs};
 
 /// The public AMD KDS.
 pub const DEFAULT_BASE_URL: &str = "https://kdsintf.amd.com";
@@ -193,7 +193,13 @@ impl KdsClient {
         let name: String = path
             .trim_start_matches('/')
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         Some(dir.join("amd-kds").join(name))
     }
@@ -204,21 +210,19 @@ impl KdsClient {
         max_age: Option<Duration>,
     ) -> Result<(Vec<u8>, Source), EndorsementError> {
         let cache = self.cache_file(path);
-        if let Some(file) = &cache {
-            if let Ok(meta) = std::fs::metadata(file) {
-                let fresh = match max_age {
-                    None => true,
-                    Some(age) => meta
-                        .modified()
-                        .ok()
-                        .and_then(|m| SystemTime::now().duration_since(m).ok())
-                        .is_some_and(|d| d <= age || self.cfg.offline),
-                };
-                if fresh {
-                    if let Ok(bytes) = std::fs::read(file) {
-                        return Ok((bytes, Source::Cache));
-                    }
-                }
+        if let Some(file) = &cache
+            && let Ok(meta) = std::fs::metadata(file)
+        {
+            let fresh = match max_age {
+                None => true,
+                Some(age) => meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| SystemTime::now().duration_since(m).ok())
+                    .is_some_and(|d| d <= age || self.cfg.offline),
+            };
+            if fresh && let Ok(bytes) = std::fs::read(file) {
+                return Ok((bytes, Source::Cache));
             }
         }
         if self.cfg.offline {

@@ -10,7 +10,7 @@
 pub mod amd {
     use veil_evidence::snp::Product;
 
-    use crate::certs::{decode_blobs, Blob};
+    use crate::certs::{Blob, decode_blobs};
 
     /// ASK, ARK and ASVK for Milan.
     pub const MILAN_PEM: &str = include_str!("../roots/amd/milan.pem");

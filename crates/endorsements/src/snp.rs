@@ -8,8 +8,8 @@ use std::path::Path;
 
 use veil_evidence::snp::CertTableEntry;
 
-use crate::certs::{decode_blobs, Blob};
 use crate::EndorsementError;
+use crate::certs::{Blob, decode_blobs};
 
 /// Certificates (VCEK/VLEK, ASK/ASVK, ARK) and CRLs, DER-encoded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

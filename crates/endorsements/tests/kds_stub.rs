@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use veil_endorsements::kds::{KdsClient, KdsConfig, KeyFamily, Source};
 use veil_evidence::snp::{Product, TcbVersion};
-use veil_testkit::{vectors, StubHttp};
+use veil_testkit::{StubHttp, vectors};
 
 fn stub(routes: Vec<(String, Vec<u8>)>, throttle: usize) -> StubHttp {
     StubHttp::start(routes, throttle)

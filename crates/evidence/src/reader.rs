@@ -115,11 +115,14 @@ impl<'a> Writer<'a> {
                 offset: self.pos,
                 needed: bytes.len(),
             })?;
-        let dst = self.buf.get_mut(self.pos..end).ok_or(ParseError::Truncated {
-            field,
-            offset: self.pos,
-            needed: bytes.len(),
-        })?;
+        let dst = self
+            .buf
+            .get_mut(self.pos..end)
+            .ok_or(ParseError::Truncated {
+                field,
+                offset: self.pos,
+                needed: bytes.len(),
+            })?;
         dst.copy_from_slice(bytes);
         self.pos = end;
         Ok(())
@@ -132,11 +135,14 @@ impl<'a> Writer<'a> {
             offset: self.pos,
             needed: n,
         })?;
-        let dst = self.buf.get_mut(self.pos..end).ok_or(ParseError::Truncated {
-            field,
-            offset: self.pos,
-            needed: n,
-        })?;
+        let dst = self
+            .buf
+            .get_mut(self.pos..end)
+            .ok_or(ParseError::Truncated {
+                field,
+                offset: self.pos,
+                needed: n,
+            })?;
         dst.fill(0);
         self.pos = end;
         Ok(())
@@ -160,7 +166,11 @@ mod tests {
         assert_eq!(r.u32_le("b").unwrap(), 2);
         assert!(matches!(
             r.u16_le("c"),
-            Err(ParseError::Truncated { field: "c", offset: 6, needed: 2 })
+            Err(ParseError::Truncated {
+                field: "c",
+                offset: 6,
+                needed: 2
+            })
         ));
     }
 
@@ -171,11 +181,17 @@ mod tests {
         r.zeros("z", 2).unwrap();
         assert_eq!(
             r.clone().finish("x"),
-            Err(ParseError::TrailingBytes { what: "x", count: 1 })
+            Err(ParseError::TrailingBytes {
+                what: "x",
+                count: 1
+            })
         );
         assert_eq!(
             r.zeros("z2", 1),
-            Err(ParseError::ReservedNonZero { field: "z2", offset: 2 })
+            Err(ParseError::ReservedNonZero {
+                field: "z2",
+                offset: 2
+            })
         );
     }
 

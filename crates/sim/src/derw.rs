@@ -12,7 +12,10 @@ pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
         out.push(len as u8);
     } else {
         let bytes = len.to_be_bytes();
-        let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len() - 1);
+        let first = bytes
+            .iter()
+            .position(|b| *b != 0)
+            .unwrap_or(bytes.len() - 1);
         let sig = &bytes[first..];
         out.push(0x80 | sig.len() as u8);
         out.extend_from_slice(sig);
@@ -129,7 +132,10 @@ mod tests {
 
     #[test]
     fn encodings() {
-        assert_eq!(oid("1.2.840.113549.1.1.10"), hex::decode("06092a864886f70d01010a").unwrap());
+        assert_eq!(
+            oid("1.2.840.113549.1.1.10"),
+            hex::decode("06092a864886f70d01010a").unwrap()
+        );
         assert_eq!(uint(&[0]), vec![2, 1, 0]);
         assert_eq!(uint(&[0x80]), vec![2, 2, 0, 0x80]);
         assert_eq!(tlv(4, &[0; 200])[..3], [4, 0x81, 200]);

@@ -16,21 +16,21 @@ use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{
-    EcdsaKeyPair, KeyPair, RsaKeyPair, ECDSA_P384_SHA384_FIXED_SIGNING, RSA_PSS_SHA384,
+    ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair, RSA_PSS_SHA384, RsaKeyPair,
 };
 use veil_evidence::snp::{
     AttestationReport, Cpuid, FirmwareVersion, GuestPolicy, KeyInfo, PlatformInfo, Product,
-    ReportBody, Signature, TcbVersion, SIGNED_LEN,
+    ReportBody, SIGNED_LEN, Signature, TcbVersion,
 };
 
 use crate::derw::{bits, explicit, ia5, name, null, octets, oid, seq, time, uint};
-use crate::{SimError, SIMULATED_ORG};
+use crate::{SIMULATED_ORG, SimError};
 
 const PSS_SHA384_PARAMS: [u8; 59] = [
-    0x30, 0x39, 0xa0, 0x0f, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04,
-    0x02, 0x02, 0x05, 0x00, 0xa1, 0x1c, 0x30, 0x1a, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7,
-    0x0d, 0x01, 0x01, 0x08, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04,
-    0x02, 0x02, 0x05, 0x00, 0xa2, 0x03, 0x02, 0x01, 0x30, 0xa3, 0x03, 0x02, 0x01, 0x01,
+    0x30, 0x39, 0xa0, 0x0f, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+    0x02, 0x05, 0x00, 0xa1, 0x1c, 0x30, 0x1a, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01,
+    0x01, 0x08, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05,
+    0x00, 0xa2, 0x03, 0x02, 0x01, 0x30, 0xa3, 0x03, 0x02, 0x01, 0x01,
 ];
 
 /// Validity of the simulated ARK and ASK: 2020-01-01 .. 2049-12-31.
@@ -130,7 +130,10 @@ fn pss_alg() -> Vec<u8> {
 fn sign_cert(tbs: &[u8], issuer: &RsaKeyPair) -> Result<Vec<u8>, SimError> {
     let rng = SystemRandom::new();
     let mut sig = vec![0u8; issuer.public_modulus_len()];
-    crypto(issuer.sign(&RSA_PSS_SHA384, &rng, tbs, &mut sig), "RSA-PSS sign")?;
+    crypto(
+        issuer.sign(&RSA_PSS_SHA384, &rng, tbs, &mut sig),
+        "RSA-PSS sign",
+    )?;
     Ok(seq(&[tbs, &pss_alg(), &bits(&sig)]))
 }
 
@@ -143,8 +146,16 @@ fn ca_cert(
     issuer_key: &RsaKeyPair,
 ) -> Result<Vec<u8>, SimError> {
     // basicConstraints CA:TRUE, keyUsage keyCertSign|cRLSign.
-    let bc = seq(&[&oid("2.5.29.19"), &[0x01, 0x01, 0xff], &octets(&seq(&[&[0x01, 0x01, 0xff]]))]);
-    let ku = seq(&[&oid("2.5.29.15"), &[0x01, 0x01, 0xff], &octets(&[0x03, 0x02, 0x01, 0x06])]);
+    let bc = seq(&[
+        &oid("2.5.29.19"),
+        &[0x01, 0x01, 0xff],
+        &octets(&seq(&[&[0x01, 0x01, 0xff]])),
+    ]);
+    let ku = seq(&[
+        &oid("2.5.29.15"),
+        &[0x01, 0x01, 0xff],
+        &octets(&[0x03, 0x02, 0x01, 0x06]),
+    ]);
     let tbs = seq(&[
         &explicit(0, &uint(&[2])),
         &uint(&[serial]),
@@ -260,7 +271,9 @@ impl SimSnp {
 
     /// Issues a VCEK certificate (DER) for a TCB, as AMD KDS would.
     pub fn vcek_der(&self, tcb: &TcbVersion) -> Result<Vec<u8>, SimError> {
-        let amd = |arc: &str, value: Vec<u8>| seq(&[&oid(&format!("1.3.6.1.4.1.3704.1.{arc}")), &octets(&value)]);
+        let amd = |arc: &str, value: Vec<u8>| {
+            seq(&[&oid(&format!("1.3.6.1.4.1.3704.1.{arc}")), &octets(&value)])
+        };
         let int = |v: u8| uint(&[v]);
         let mut exts = vec![
             amd("1", int(1)),
@@ -336,11 +349,27 @@ impl SimSnp {
     /// The unsigned body of a report with these parameters.
     pub fn report_body(&self, p: &ReportParams) -> Result<ReportBody, SimError> {
         let cpuid = (p.version >= 3).then_some(match self.product {
-            Product::Milan => Cpuid { family: 0x19, model: 0x01, stepping: 1 },
-            Product::Genoa => Cpuid { family: 0x19, model: 0x11, stepping: 1 },
-            Product::Turin => Cpuid { family: 0x1a, model: 0x02, stepping: 1 },
+            Product::Milan => Cpuid {
+                family: 0x19,
+                model: 0x01,
+                stepping: 1,
+            },
+            Product::Genoa => Cpuid {
+                family: 0x19,
+                model: 0x11,
+                stepping: 1,
+            },
+            Product::Turin => Cpuid {
+                family: 0x1a,
+                model: 0x02,
+                stepping: 1,
+            },
         });
-        let fw = FirmwareVersion { major: 1, minor: 55, build: 21 };
+        let fw = FirmwareVersion {
+            major: 1,
+            minor: 55,
+            build: 21,
+        };
         let mit = (p.version >= 5).then_some(0);
         let mut report_id = [0u8; 32];
         crypto(aws_lc_rs::rand::fill(&mut report_id), "random")?;
@@ -371,7 +400,10 @@ impl SimSnp {
             launch_tcb: p.tcb,
             launch_mit_vector: mit,
             current_mit_vector: mit,
-            signature: Signature { r: [0; 72], s: [0; 72] },
+            signature: Signature {
+                r: [0; 72],
+                s: [0; 72],
+            },
         })
     }
 
@@ -380,7 +412,8 @@ impl SimSnp {
         let unsigned = body.encode()?;
         let rng = SystemRandom::new();
         let sig = crypto(
-            self.vcek_key.sign(&rng, unsigned.get(..SIGNED_LEN).unwrap_or(&[])),
+            self.vcek_key
+                .sign(&rng, unsigned.get(..SIGNED_LEN).unwrap_or(&[])),
             "ECDSA sign",
         )?;
         let (r_be, s_be) = sig.as_ref().split_at(48);

@@ -34,9 +34,9 @@ use veil_evidence::snp::{
     TcbVersion,
 };
 
-use crate::crypto::{CryptoBackend, P384Key, AWS_LC};
-use crate::x509::{Cert, CertError, Crl};
 use crate::UnixTime;
+use crate::crypto::{AWS_LC, CryptoBackend, P384Key};
+use crate::x509::{Cert, CertError, Crl};
 
 /// The organisation name in every certificate of Veil's simulated TEE PKI.
 /// Used only to give a precise error; trust never depends on names.
@@ -83,7 +83,9 @@ impl std::fmt::Display for ChainRole {
 pub enum SnpError {
     #[error("step 1 (signing key): the report is unsigned (SIGNING_KEY = none)")]
     UnsignedReport,
-    #[error("step 2 (endorsement key): the report's chip id is masked (MASK_CHIP_KEY), so no VCEK can be matched to it")]
+    #[error(
+        "step 2 (endorsement key): the report's chip id is masked (MASK_CHIP_KEY), so no VCEK can be matched to it"
+    )]
     ChipIdMasked,
     #[error("step 2 (endorsement key): no {role} certificate for this report was supplied{hint}")]
     MissingEndorsementKey { role: ChainRole, hint: String },
@@ -97,13 +99,17 @@ pub enum SnpError {
     },
     #[error("step 3 (chain): the chain ends at {issuer:?}, which is not a pinned AMD root")]
     UntrustedRoot { issuer: String },
-    #[error("step 3 (chain): the chain ends at Veil's simulated AMD root; simulated evidence is trusted only when the operator enables it explicitly (--dangerous-trust-simulated-tee)")]
+    #[error(
+        "step 3 (chain): the chain ends at Veil's simulated AMD root; simulated evidence is trusted only when the operator enables it explicitly (--dangerous-trust-simulated-tee)"
+    )]
     SimulatedRoot,
     #[error("step 3 (chain): the supplied ARK {subject:?} is not the pinned AMD root of that name")]
     RootMismatch { subject: String },
     #[error("step 3 (chain): the report is from a {report} processor but the chain is {chain}'s")]
     ProductMismatch { report: Product, chain: Product },
-    #[error("step 4 (validity): {role} {subject:?} is not valid at {at} (valid {not_before} to {not_after})")]
+    #[error(
+        "step 4 (validity): {role} {subject:?} is not valid at {at} (valid {not_before} to {not_after})"
+    )]
     CertificateNotValid {
         role: ChainRole,
         subject: String,
@@ -117,9 +123,13 @@ pub enum SnpError {
     BadCrl { issuer: String, reason: String },
     #[error("step 6 (revocation): {role} {subject:?} is revoked")]
     Revoked { role: ChainRole, subject: String },
-    #[error("step 7 (report signature): the report signature does not verify with the {role}: {reason}")]
+    #[error(
+        "step 7 (report signature): the report signature does not verify with the {role}: {reason}"
+    )]
     ReportSignature { role: ChainRole, reason: String },
-    #[error("step 8 (key/report binding): {field} in the {role} is {cert} but the report says {report}")]
+    #[error(
+        "step 8 (key/report binding): {field} in the {role} is {cert} but the report says {report}"
+    )]
     ExtensionMismatch {
         role: ChainRole,
         field: &'static str,
@@ -424,13 +434,13 @@ impl SnpVerifier {
                 t
             }
         };
-        if let Some(p) = report.product() {
-            if p != trusted.product {
-                return Err(SnpError::ProductMismatch {
-                    report: p,
-                    chain: trusted.product,
-                });
-            }
+        if let Some(p) = report.product()
+            && p != trusted.product
+        {
+            return Err(SnpError::ProductMismatch {
+                report: p,
+                chain: trusted.product,
+            });
         }
         // Step 7.
         let sig = be_signature(report).map_err(|reason| SnpError::ReportSignature {
@@ -459,7 +469,11 @@ impl SnpVerifier {
         role: ChainRole,
     ) -> [u8; 32] {
         let mut buf = Vec::with_capacity(8192);
-        buf.extend_from_slice(if role == ChainRole::Vcek { b"vcek" } else { b"vlek" });
+        buf.extend_from_slice(if role == ChainRole::Vcek {
+            b"vcek"
+        } else {
+            b"vlek"
+        });
         buf.extend_from_slice(&report.chip_id);
         for d in e.certs.iter().chain(e.crls.iter()) {
             buf.extend_from_slice(&(d.len() as u64).to_le_bytes());
@@ -738,10 +752,10 @@ fn check_extensions(
         cert,
         report: rep,
     };
-    if let Some(name) = ext_string(leaf, oid::PRODUCT_NAME) {
-        if Product::from_name(&name) != Some(product) {
-            return Err(mismatch("product name", name, product.to_string()));
-        }
+    if let Some(name) = ext_string(leaf, oid::PRODUCT_NAME)
+        && Product::from_name(&name) != Some(product)
+    {
+        return Err(mismatch("product name", name, product.to_string()));
     }
     let tcb = report.reported_tcb;
     let spl = |oid: &str, field: &'static str, want: u8| -> Result<(), SnpError> {

@@ -40,8 +40,10 @@ impl fmt::Display for UnixTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match time::OffsetDateTime::from_unix_timestamp(self.0)
             .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        {
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            }) {
             Some(s) => f.write_str(&s),
             None => write!(f, "@{}", self.0),
         }
@@ -59,7 +61,10 @@ mod tests {
             UnixTime::parse("2025-06-01T00:00:00Z").unwrap(),
             UnixTime(1_748_736_000)
         );
-        assert_eq!(UnixTime::parse("2025-06-01").unwrap(), UnixTime(1_748_736_000));
+        assert_eq!(
+            UnixTime::parse("2025-06-01").unwrap(),
+            UnixTime(1_748_736_000)
+        );
         assert!(UnixTime::parse("yesterday").is_err());
         assert_eq!(UnixTime(1_748_736_000).to_string(), "2025-06-01T00:00:00Z");
     }

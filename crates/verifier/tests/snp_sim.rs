@@ -8,19 +8,27 @@ use proptest::prelude::*;
 use veil_endorsements::snp::SnpEndorsements;
 use veil_evidence::snp::{AttestationReport, Product, TcbVersion};
 use veil_sim::snp::{ReportParams, SimSnp};
-use veil_verifier::snp::{SnpError, SnpVerifier, TrustAnchors};
 use veil_verifier::UnixTime;
+use veil_verifier::snp::{SnpError, SnpVerifier, TrustAnchors};
 
 fn sim(product: Product) -> &'static SimSnp {
     static MILAN: OnceLock<SimSnp> = OnceLock::new();
     static TURIN: OnceLock<SimSnp> = OnceLock::new();
-    let cell = if product == Product::Turin { &TURIN } else { &MILAN };
+    let cell = if product == Product::Turin {
+        &TURIN
+    } else {
+        &MILAN
+    };
     cell.get_or_init(|| SimSnp::generate(product).unwrap())
 }
 
 fn endorsements(s: &SimSnp, tcb: &TcbVersion) -> SnpEndorsements {
     SnpEndorsements {
-        certs: vec![s.vcek_der(tcb).unwrap(), s.ask_der().to_vec(), s.ark_der().to_vec()],
+        certs: vec![
+            s.vcek_der(tcb).unwrap(),
+            s.ask_der().to_vec(),
+            s.ark_der().to_vec(),
+        ],
         crls: vec![],
     }
 }
@@ -100,7 +108,13 @@ fn tcb_not_matching_vcek_is_rejected_at_step_8() {
         .verify(&report, &endorsements(s, &other), UnixTime::now())
         .unwrap_err();
     assert!(
-        matches!(err, SnpError::ExtensionMismatch { field: "microcode SPL", .. }),
+        matches!(
+            err,
+            SnpError::ExtensionMismatch {
+                field: "microcode SPL",
+                ..
+            }
+        ),
         "{err}"
     );
     assert_eq!(err.step(), 8);
@@ -127,12 +141,17 @@ fn expired_and_not_yet_valid() {
     let v = trusting(s);
     let e = endorsements(s, &p.tcb);
     for t in ["2019-01-01", "2046-01-01"] {
-        let err = v.verify(&report, &e, UnixTime::parse(t).unwrap()).unwrap_err();
+        let err = v
+            .verify(&report, &e, UnixTime::parse(t).unwrap())
+            .unwrap_err();
         assert_eq!(err.step(), 4, "{t}: {err}");
     }
     // The cache does not hide a later expiry.
     v.verify(&report, &e, UnixTime::now()).unwrap();
-    assert!(v.verify(&report, &e, UnixTime::parse("2046-01-01").unwrap()).is_err());
+    assert!(
+        v.verify(&report, &e, UnixTime::parse("2046-01-01").unwrap())
+            .is_err()
+    );
 }
 
 #[test]
@@ -142,11 +161,15 @@ fn unsigned_and_masked_reports() {
     let mut body = s.report_body(&p).unwrap();
     body.key_info = veil_evidence::snp::KeyInfo::decode(0b11100).unwrap();
     let report = s.sign(body.clone()).unwrap();
-    let err = trusting(s).verify(&report, &endorsements(s, &p.tcb), UnixTime::now()).unwrap_err();
+    let err = trusting(s)
+        .verify(&report, &endorsements(s, &p.tcb), UnixTime::now())
+        .unwrap_err();
     assert_eq!(err, SnpError::UnsignedReport);
     body.key_info = veil_evidence::snp::KeyInfo::decode(0b10).unwrap();
     let report = s.sign(body).unwrap();
-    let err = trusting(s).verify(&report, &endorsements(s, &p.tcb), UnixTime::now()).unwrap_err();
+    let err = trusting(s)
+        .verify(&report, &endorsements(s, &p.tcb), UnixTime::now())
+        .unwrap_err();
     assert_eq!(err, SnpError::ChipIdMasked);
 }
 
@@ -164,14 +187,21 @@ fn crl_checks() {
     };
     // A current CRL that revokes nothing else: accepted, and reported.
     let ok = v
-        .verify(&report, &with_crl(s.crl_der(&[7], now - 60, now + 3600).unwrap()), UnixTime(now))
+        .verify(
+            &report,
+            &with_crl(s.crl_der(&[7], now - 60, now + 3600).unwrap()),
+            UnixTime(now),
+        )
         .unwrap();
     assert!(ok.claims().endorsement.crl_checked);
     // The ASK revoked.
     let err = v
         .verify(
             &report,
-            &with_crl(s.crl_der(&[SimSnp::ASK_SERIAL], now - 60, now + 3600).unwrap()),
+            &with_crl(
+                s.crl_der(&[SimSnp::ASK_SERIAL], now - 60, now + 3600)
+                    .unwrap(),
+            ),
             UnixTime(now),
         )
         .unwrap_err();
@@ -179,19 +209,29 @@ fn crl_checks() {
     assert_eq!(err.step(), 6);
     // A stale CRL.
     let err = v
-        .verify(&report, &with_crl(s.crl_der(&[], now - 7200, now - 3600).unwrap()), UnixTime(now))
+        .verify(
+            &report,
+            &with_crl(s.crl_der(&[], now - 7200, now - 3600).unwrap()),
+            UnixTime(now),
+        )
         .unwrap_err();
     assert!(matches!(err, SnpError::BadCrl { .. }), "{err}");
     // A CRL whose signature was tampered with.
     let mut crl = s.crl_der(&[], now - 60, now + 3600).unwrap();
     let n = crl.len();
     crl[n - 10] ^= 1;
-    let err = v.verify(&report, &with_crl(crl), UnixTime(now)).unwrap_err();
+    let err = v
+        .verify(&report, &with_crl(crl), UnixTime(now))
+        .unwrap_err();
     assert!(matches!(err, SnpError::BadCrl { .. }), "{err}");
     // A CRL from another PKI (another simulated root) is not applicable.
     let other = SimSnp::generate(Product::Genoa).unwrap();
-    v.verify(&report, &with_crl(other.crl_der(&[2], now - 60, now + 3600).unwrap()), UnixTime(now))
-        .unwrap();
+    v.verify(
+        &report,
+        &with_crl(other.crl_der(&[2], now - 60, now + 3600).unwrap()),
+        UnixTime(now),
+    )
+    .unwrap();
 }
 
 proptest! {

@@ -7,9 +7,9 @@ use std::path::Path;
 
 use base64::Engine as _;
 use veil_endorsements::snp::SnpEndorsements;
-use veil_evidence::snp::{parse_evidence, AttestationReport, REPORT_LEN, SIGNED_LEN};
-use veil_verifier::snp::{SnpError, SnpVerifier, TrustAnchors};
+use veil_evidence::snp::{AttestationReport, REPORT_LEN, SIGNED_LEN, parse_evidence};
 use veil_verifier::UnixTime;
+use veil_verifier::snp::{SnpError, SnpVerifier, TrustAnchors};
 
 fn endorsements(dir: &Path, files: &[&str]) -> SnpEndorsements {
     let mut e = SnpEndorsements::default();
@@ -81,9 +81,12 @@ fn expected_jsonl_snp_rows() {
 #[test]
 fn vcek_report_claims() {
     let Some(dir) = common::vectors() else { return };
-    let report = AttestationReport::parse(&common::read(&dir, "snp/trustee/test-report.bin")).unwrap();
+    let report =
+        AttestationReport::parse(&common::read(&dir, "snp/trustee/test-report.bin")).unwrap();
     let e = endorsements(&dir, &["snp/trustee/test-vcek.der"]);
-    let ok = verifier().verify(&report, &e, UnixTime::parse("2026-11-30").unwrap()).unwrap();
+    let ok = verifier()
+        .verify(&report, &e, UnixTime::parse("2026-11-30").unwrap())
+        .unwrap();
     let c = ok.claims();
     assert_eq!(c.report_version, 2);
     assert_eq!(c.policy.raw, 0x3001f);
@@ -94,7 +97,12 @@ fn vcek_report_claims() {
         "0356215882a825279a85b300b0b742931d113bf7e32dde2e50ffde7ec743ca491ecdd7f336dc28a6e0b2bb57af7a44a3"
     );
     assert_eq!(
-        (c.reported_tcb.bootloader, c.reported_tcb.tee, c.reported_tcb.snp, c.reported_tcb.microcode),
+        (
+            c.reported_tcb.bootloader,
+            c.reported_tcb.tee,
+            c.reported_tcb.snp,
+            c.reported_tcb.microcode
+        ),
         (3, 0, 8, 115)
     );
     assert_eq!(c.product, veil_evidence::snp::Product::Milan);
@@ -108,16 +116,41 @@ fn vlek_valid_in_2025_rejected_today() {
     let Some(dir) = common::vectors() else { return };
     let report =
         AttestationReport::parse(&common::read(&dir, "snp/trustee/test-vlek-report.bin")).unwrap();
-    let e = endorsements(&dir, &["snp/trustee/test-vlek.der", "snp/trustee/milan_ask_ark_asvk.pem"]);
+    let e = endorsements(
+        &dir,
+        &[
+            "snp/trustee/test-vlek.der",
+            "snp/trustee/milan_ask_ark_asvk.pem",
+        ],
+    );
     let v = verifier();
-    let ok = v.verify(&report, &e, UnixTime::parse("2025-06-01T00:00:00Z").unwrap()).unwrap();
-    assert_eq!(ok.claims().endorsement.csp_id.as_deref(), Some("CN=cc-us-east-2.amazonaws.com"));
+    let ok = v
+        .verify(
+            &report,
+            &e,
+            UnixTime::parse("2025-06-01T00:00:00Z").unwrap(),
+        )
+        .unwrap();
+    assert_eq!(
+        ok.claims().endorsement.csp_id.as_deref(),
+        Some("CN=cc-us-east-2.amazonaws.com")
+    );
     assert_eq!(ok.claims().vmpl, 1);
     let err = v
-        .verify(&report, &e, UnixTime::parse("2026-11-30T00:00:00Z").unwrap())
+        .verify(
+            &report,
+            &e,
+            UnixTime::parse("2026-11-30T00:00:00Z").unwrap(),
+        )
         .unwrap_err();
     assert!(
-        matches!(err, SnpError::CertificateNotValid { role: veil_verifier::snp::ChainRole::Vlek, .. }),
+        matches!(
+            err,
+            SnpError::CertificateNotValid {
+                role: veil_verifier::snp::ChainRole::Vlek,
+                ..
+            }
+        ),
         "{err}"
     );
     assert_eq!(err.step(), 4);
@@ -126,8 +159,12 @@ fn vlek_valid_in_2025_rejected_today() {
 #[test]
 fn tampered_vceks_rejected() {
     let Some(dir) = common::vectors() else { return };
-    let report = AttestationReport::parse(&common::read(&dir, "snp/trustee/test-report.bin")).unwrap();
-    for f in ["snp/trustee/test-vcek-invalid-legacy.der", "snp/trustee/test-vcek-invalid-new.der"] {
+    let report =
+        AttestationReport::parse(&common::read(&dir, "snp/trustee/test-report.bin")).unwrap();
+    for f in [
+        "snp/trustee/test-vcek-invalid-legacy.der",
+        "snp/trustee/test-vcek-invalid-new.der",
+    ] {
         let e = endorsements(&dir, &[f]);
         let err = verifier().verify(&report, &e, UnixTime::now()).unwrap_err();
         // Either its hwID no longer names this chip (so it is not even a
@@ -140,8 +177,14 @@ fn tampered_vceks_rejected() {
     for i in (0..vcek.len()).step_by(7) {
         let mut bad = vcek.clone();
         bad[i] ^= 0x01;
-        let e = SnpEndorsements { certs: vec![bad], crls: vec![] };
-        assert!(v.verify(&report, &e, UnixTime::now()).is_err(), "VCEK byte {i}");
+        let e = SnpEndorsements {
+            certs: vec![bad],
+            crls: vec![],
+        };
+        assert!(
+            v.verify(&report, &e, UnixTime::now()).is_err(),
+            "VCEK byte {i}"
+        );
     }
 }
 
@@ -161,7 +204,9 @@ fn azure_embedded_snp_reports() {
         let ev: serde_json::Value =
             serde_json::from_slice(&common::read(&dir, row["evidence"].as_str().unwrap())).unwrap();
         let hcl: Vec<u8> = match (&ev["report"], &ev["hcl_report"]) {
-            (serde_json::Value::Array(a), _) => a.iter().map(|b| b.as_u64().unwrap() as u8).collect(),
+            (serde_json::Value::Array(a), _) => {
+                a.iter().map(|b| b.as_u64().unwrap() as u8).collect()
+            }
             (_, serde_json::Value::String(s)) => base64::engine::general_purpose::URL_SAFE
                 .decode(s)
                 .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s))
@@ -181,7 +226,9 @@ fn azure_embedded_snp_reports() {
             veil_endorsements::certs::decode_blobs("vcek", &der).unwrap()
         };
         e.add_blobs(blobs);
-        let ok = v.verify(&report, &e, UnixTime::now()).unwrap_or_else(|e| panic!("{line}: {e}"));
+        let ok = v
+            .verify(&report, &e, UnixTime::now())
+            .unwrap_or_else(|e| panic!("{line}: {e}"));
         assert_eq!(
             ok.claims().measurement.to_string(),
             row["snp_measurement"].as_str().unwrap()
@@ -207,7 +254,11 @@ fn azure_embedded_snp_reports() {
 fn every_signed_byte_flip_is_rejected() {
     let Some(dir) = common::vectors() else { return };
     let cases = [
-        ("snp/trustee/test-report.bin", vec!["snp/trustee/test-vcek.der"], None),
+        (
+            "snp/trustee/test-report.bin",
+            vec!["snp/trustee/test-vcek.der"],
+            None,
+        ),
         (
             "snp/trustee/test-vlek-report.bin",
             vec!["snp/trustee/test-vlek.der"],
@@ -259,23 +310,41 @@ fn edited_tcb_no_longer_matches() {
 #[test]
 fn swapped_chains_rejected() {
     let Some(dir) = common::vectors() else { return };
-    let report = AttestationReport::parse(&common::read(&dir, "snp/trustee/test-report.bin")).unwrap();
+    let report =
+        AttestationReport::parse(&common::read(&dir, "snp/trustee/test-report.bin")).unwrap();
     // Milan report with the Genoa VCEK and Genoa chain.
     let e = endorsements(
         &dir,
-        &["azure-cvm/trustee-az-snp-vtpm/vcek-genoa.pem", "snp/trustee/genoa_ask_ark_asvk.pem"],
+        &[
+            "azure-cvm/trustee-az-snp-vtpm/vcek-genoa.pem",
+            "snp/trustee/genoa_ask_ark_asvk.pem",
+        ],
     );
     let err = verifier().verify(&report, &e, UnixTime::now()).unwrap_err();
     assert!(
-        matches!(err, SnpError::ReportSignature { .. } | SnpError::ExtensionMismatch { .. }),
+        matches!(
+            err,
+            SnpError::ReportSignature { .. } | SnpError::ExtensionMismatch { .. }
+        ),
         "{err}"
     );
     // Milan report and VCEK, but a verifier that trusts only Genoa's root.
-    let e = endorsements(&dir, &["snp/trustee/test-vcek.der", "snp/trustee/genoa_ask_ark_asvk.pem"]);
-    let genoa_only = SnpVerifier::new(TrustAnchors::amd_products(&[veil_evidence::snp::Product::Genoa]));
+    let e = endorsements(
+        &dir,
+        &[
+            "snp/trustee/test-vcek.der",
+            "snp/trustee/genoa_ask_ark_asvk.pem",
+        ],
+    );
+    let genoa_only = SnpVerifier::new(TrustAnchors::amd_products(&[
+        veil_evidence::snp::Product::Genoa,
+    ]));
     let err = genoa_only.verify(&report, &e, UnixTime::now()).unwrap_err();
     assert!(
-        matches!(err, SnpError::MissingIntermediate { .. } | SnpError::UntrustedRoot { .. }),
+        matches!(
+            err,
+            SnpError::MissingIntermediate { .. } | SnpError::UntrustedRoot { .. }
+        ),
         "{err}"
     );
     // Genoa report (Azure) with the Milan VCEK.
@@ -284,9 +353,20 @@ fn swapped_chains_rejected() {
         "azure-cvm/trustee-az-snp-vtpm/evidence-genoa.json",
     ))
     .unwrap();
-    let hcl: Vec<u8> = ev["report"].as_array().unwrap().iter().map(|b| b.as_u64().unwrap() as u8).collect();
+    let hcl: Vec<u8> = ev["report"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_u64().unwrap() as u8)
+        .collect();
     let genoa = AttestationReport::parse(&hcl[0x20..0x20 + REPORT_LEN]).unwrap();
-    let e = endorsements(&dir, &["snp/trustee/test-vcek.der", "snp/trustee/milan_ask_ark_asvk.pem"]);
+    let e = endorsements(
+        &dir,
+        &[
+            "snp/trustee/test-vcek.der",
+            "snp/trustee/milan_ask_ark_asvk.pem",
+        ],
+    );
     assert!(verifier().verify(&genoa, &e, UnixTime::now()).is_err());
 }
 

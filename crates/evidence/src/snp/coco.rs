@@ -280,7 +280,11 @@ mod tests {
 
     #[test]
     fn json_round_trip_is_identical_to_raw() {
-        for (v, p) in [(2, Product::Milan), (3, Product::Genoa), (5, Product::Turin)] {
+        for (v, p) in [
+            (2, Product::Milan),
+            (3, Product::Genoa),
+            (5, Product::Turin),
+        ] {
             let bytes = sample_body(v, p).encode().unwrap();
             let ev = SnpEvidence {
                 report: AttestationReport::parse(&bytes).unwrap(),
@@ -319,7 +323,10 @@ mod tests {
 
         let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
         v["attestation_report"]["current_tcb"]["fmc"] = serde_json::json!(1);
-        assert!(parse_json(v.to_string().as_bytes()).is_err(), "fmc on Milan");
+        assert!(
+            parse_json(v.to_string().as_bytes()).is_err(),
+            "fmc on Milan"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub mod types;
 
 pub use coco::{CertTableEntry, CertType, SnpEvidence};
 pub use report::{
-    AttestationReport, ReportBody, Signature, REPORT_LEN, SIGNATURE_OFFSET, SIGNED_LEN,
+    AttestationReport, REPORT_LEN, ReportBody, SIGNATURE_OFFSET, SIGNED_LEN, Signature,
 };
 pub use types::{
     Cpuid, FirmwareVersion, GuestPolicy, KeyInfo, PlatformInfo, Product, SigningKey, TcbLayout,

@@ -16,8 +16,8 @@
 //! The signature covers bytes 0x000–0x29F exactly as received; the parsed
 //! report keeps those bytes so that the verifier never re-encodes.
 
-use crate::reader::{Reader, Writer};
 use crate::ParseError;
+use crate::reader::{Reader, Writer};
 
 use super::types::{
     Cpuid, FirmwareVersion, GuestPolicy, KeyInfo, PlatformInfo, Product, SigningKey, TcbLayout,
@@ -129,7 +129,10 @@ impl ReportBody {
         w.put("image_id", &self.image_id)?;
         w.put("vmpl", &self.vmpl.to_le_bytes())?;
         w.put("sig_algo", &self.sig_algo.to_le_bytes())?;
-        w.put("current_tcb", &self.current_tcb.encode(layout)?.to_le_bytes())?;
+        w.put(
+            "current_tcb",
+            &self.current_tcb.encode(layout)?.to_le_bytes(),
+        )?;
         w.put("platform_info", &self.platform_info.raw.to_le_bytes())?;
         w.put("key_info", &self.key_info.raw.to_le_bytes())?;
         w.zeros("reserved_4c", 4)?;
@@ -140,7 +143,10 @@ impl ReportBody {
         w.put("author_key_digest", &self.author_key_digest)?;
         w.put("report_id", &self.report_id)?;
         w.put("report_id_ma", &self.report_id_ma)?;
-        w.put("reported_tcb", &self.reported_tcb.encode(layout)?.to_le_bytes())?;
+        w.put(
+            "reported_tcb",
+            &self.reported_tcb.encode(layout)?.to_le_bytes(),
+        )?;
         match self.cpuid {
             Some(c) => {
                 w.put("cpuid", &[c.family, c.model, c.stepping])?;
@@ -149,7 +155,10 @@ impl ReportBody {
             None => w.zeros("reserved_188", 24)?,
         }
         w.put("chip_id", &self.chip_id)?;
-        w.put("committed_tcb", &self.committed_tcb.encode(layout)?.to_le_bytes())?;
+        w.put(
+            "committed_tcb",
+            &self.committed_tcb.encode(layout)?.to_le_bytes(),
+        )?;
         let v = self.current_version;
         w.put("current_version", &[v.build, v.minor, v.major, 0])?;
         let v = self.committed_version;
@@ -195,14 +204,11 @@ impl AttestationReport {
     /// Parses a report strictly: exactly 0x4A0 bytes, a known version (2, 3,
     /// 5) and signature algorithm, every reserved field zero.
     pub fn parse(bytes: &[u8]) -> Result<Self, ParseError> {
-        let raw: [u8; REPORT_LEN] =
-            bytes
-                .try_into()
-                .map_err(|_| ParseError::WrongLength {
-                    what: "SNP attestation report",
-                    expected: REPORT_LEN,
-                    actual: bytes.len(),
-                })?;
+        let raw: [u8; REPORT_LEN] = bytes.try_into().map_err(|_| ParseError::WrongLength {
+            what: "SNP attestation report",
+            expected: REPORT_LEN,
+            actual: bytes.len(),
+        })?;
         let body = parse_body(&raw)?;
         Ok(Self {
             raw: Box::new(raw),
@@ -468,10 +474,18 @@ pub(crate) mod tests {
 
     #[test]
     fn every_reserved_byte_is_checked() {
-        for (v, p) in [(2, Product::Milan), (3, Product::Genoa), (5, Product::Turin)] {
+        for (v, p) in [
+            (2, Product::Milan),
+            (3, Product::Genoa),
+            (5, Product::Turin),
+        ] {
             let bytes = sample_body(v, p).encode().unwrap();
-            let mut reserved: Vec<std::ops::Range<usize>> =
-                vec![0x4C..0x50, 0x1EB..0x1EC, 0x1EF..0x1F0, 0x2A0 + 144..REPORT_LEN];
+            let mut reserved: Vec<std::ops::Range<usize>> = vec![
+                0x4C..0x50,
+                0x1EB..0x1EC,
+                0x1EF..0x1F0,
+                0x2A0 + 144..REPORT_LEN,
+            ];
             reserved.push(if v >= 3 { 0x18B..0x1A0 } else { 0x188..0x1A0 });
             reserved.push(if v >= 5 { 0x208..0x2A0 } else { 0x1F8..0x2A0 });
             for range in reserved {

@@ -30,7 +30,9 @@ impl Product {
     /// (`Milan-B0`): the part before the first `-`.
     pub fn from_name(name: &str) -> Option<Product> {
         let base = name.split('-').next().unwrap_or(name);
-        Product::ALL.into_iter().find(|p| p.name().eq_ignore_ascii_case(base))
+        Product::ALL
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(base))
     }
 
     /// Identifies the product from the CPUID family/model in a v3+ report.
@@ -371,7 +373,10 @@ mod tests {
         };
         let raw = turin.encode(TcbLayout::Turin).unwrap();
         assert_eq!(raw.to_le_bytes(), [1, 2, 3, 4, 0, 0, 0, 5]);
-        assert_eq!(TcbVersion::decode(raw, TcbLayout::Turin, "t", 0).unwrap(), turin);
+        assert_eq!(
+            TcbVersion::decode(raw, TcbLayout::Turin, "t", 0).unwrap(),
+            turin
+        );
         assert!(milan.encode(TcbLayout::Turin).is_err());
         assert!(turin.encode(TcbLayout::MilanGenoa).is_err());
     }
