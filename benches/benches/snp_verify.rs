@@ -20,8 +20,8 @@ use sev::parser::ByteParser;
 use veil_bench::rate;
 use veil_endorsements::snp::SnpEndorsements;
 use veil_evidence::snp::{AttestationReport, SIGNED_LEN};
-use veil_verifier::snp::{SnpVerifier, TrustAnchors};
 use veil_verifier::UnixTime;
+use veil_verifier::snp::{SnpVerifier, TrustAnchors};
 
 fn main() {
     // `cargo bench` passes `--bench`; ignore arguments.
@@ -59,27 +59,36 @@ fn main() {
     )
     .unwrap();
     assert!(awslc.verify_sig(msg, &sig).is_ok());
-    rows.push(("raw P-384 verify, aws-lc-rs (Veil's backend)", rate(budget, || {
-        black_box(awslc.verify_sig(black_box(msg), &sig)).unwrap();
-    })));
+    rows.push((
+        "raw P-384 verify, aws-lc-rs (Veil's backend)",
+        rate(budget, || {
+            black_box(awslc.verify_sig(black_box(msg), &sig)).unwrap();
+        }),
+    ));
 
     let ring_key = ring::signature::UnparsedPublicKey::new(
         &ring::signature::ECDSA_P384_SHA384_FIXED,
         point.clone(),
     );
     assert!(ring_key.verify(msg, &sig).is_ok());
-    rows.push(("raw P-384 verify, ring 0.17", rate(budget, || {
-        black_box(ring_key.verify(black_box(msg), &sig)).unwrap();
-    })));
+    rows.push((
+        "raw P-384 verify, ring 0.17",
+        rate(budget, || {
+            black_box(ring_key.verify(black_box(msg), &sig)).unwrap();
+        }),
+    ));
 
     {
         use p384::ecdsa::signature::Verifier;
         let vk = p384::ecdsa::VerifyingKey::from_sec1_bytes(&point).unwrap();
         let s = p384::ecdsa::Signature::from_slice(&sig).unwrap();
         assert!(vk.verify(msg, &s).is_ok());
-        rows.push(("raw P-384 verify, RustCrypto p384 0.13", rate(budget, || {
-            black_box(vk.verify(black_box(msg), &s)).unwrap();
-        })));
+        rows.push((
+            "raw P-384 verify, RustCrypto p384 0.13",
+            rate(budget, || {
+                black_box(vk.verify(black_box(msg), &s)).unwrap();
+            }),
+        ));
     }
 
     let verifier = SnpVerifier::new(TrustAnchors::amd());
@@ -110,6 +119,12 @@ fn main() {
         println!("{name:<50} {r:>12.0} {:>13.2}x", r / raw);
     }
     println!();
-    println!("Veil / raw P-384 (aws-lc-rs): {:.2}x   (goal >= 0.90x)", veil / raw);
-    println!("Veil / sev crate:             {:.2}x   (goal >= 2.50x)", veil / peer);
+    println!(
+        "Veil / raw P-384 (aws-lc-rs): {:.2}x   (goal >= 0.90x)",
+        veil / raw
+    );
+    println!(
+        "Veil / sev crate:             {:.2}x   (goal >= 2.50x)",
+        veil / peer
+    );
 }
