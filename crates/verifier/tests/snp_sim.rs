@@ -267,6 +267,28 @@ proptest! {
         let _ = veil_evidence::snp::parse_evidence(&bytes);
     }
 
+    /// Certificate, CRL, PEM and bundle parsing never panic.
+    #[test]
+    fn endorsement_parsers_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+        let _ = veil_verifier::x509::Cert::parse(&bytes);
+        let _ = veil_verifier::x509::Crl::parse(&bytes);
+        let _ = veil_endorsements::certs::decode_blobs("prop", &bytes);
+        let _ = veil_endorsements::bundle::Bundle::parse(&bytes);
+    }
+
+    /// A simulated VCEK with any one byte changed never verifies a report.
+    #[test]
+    fn mutated_vcek_never_verifies(pos in 0usize..2000, mask in 1u8..=255) {
+        let s = sim(Product::Milan);
+        let p = ReportParams::new(Product::Milan);
+        let report = s.report(&p).unwrap();
+        let mut vcek = s.vcek_der(&p.tcb).unwrap();
+        let i = pos % vcek.len();
+        vcek[i] ^= mask;
+        let e = SnpEndorsements { certs: vec![vcek, s.ask_der().to_vec()], crls: vec![] };
+        prop_assert!(trusting(s).verify(&report, &e, UnixTime::now()).is_err());
+    }
+
     /// Parsing 0x4A0 random bytes either fails or yields a report whose
     /// encoding is the input.
     #[test]

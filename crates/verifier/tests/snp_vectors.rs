@@ -174,7 +174,7 @@ fn tampered_vceks_rejected() {
     // A VCEK with one flipped byte anywhere is rejected.
     let vcek = common::read(&dir, "snp/trustee/test-vcek.der");
     let v = verifier();
-    for i in (0..vcek.len()).step_by(7) {
+    for i in 0..vcek.len() {
         let mut bad = vcek.clone();
         bad[i] ^= 0x01;
         let e = SnpEndorsements {
