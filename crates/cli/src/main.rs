@@ -2,6 +2,8 @@
 //! files, printing; the work is in the library crates.
 #![forbid(unsafe_code)]
 
+mod admin;
+mod broker;
 mod demo;
 mod endorsements;
 mod output;
@@ -30,6 +32,12 @@ enum Command {
     /// Fetch and bundle endorsements (AMD certificates and CRLs).
     #[command(subcommand)]
     Endorsements(endorsements::EndorsementsCommand),
+    /// The key broker (KBS protocol 0.4.0).
+    #[command(subcommand)]
+    Broker(broker::BrokerCommand),
+    /// Admin keys, tokens, and a client for the broker's admin API.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
     /// Produce evidence from Veil's simulated TEE (for tests and demos only).
     #[command(subcommand)]
     Sim(sim::SimCommand),
@@ -65,6 +73,8 @@ fn main() -> ExitCode {
             Command::Verify(a) => verify::run(a).await,
             Command::Endorsements(c) => endorsements::run(c).await,
             Command::Sim(c) => sim::run(c),
+            Command::Broker(c) => broker::run(c).await,
+            Command::Admin(c) => admin::run(c).await,
         }
     })
 }

@@ -1,0 +1,285 @@
+//! Broker configuration: defaults → TOML file → `VEIL_*` environment
+//! (nested keys with `__`, e.g. `VEIL_ADMIN__AUDIENCE`) → command-line flags.
+//! Validated at start; every problem is reported with the key at fault.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory of the embedded store (and the default key-encryption key).
+    pub data_dir: PathBuf,
+    /// Empty: the embedded store under `data_dir`. PostgreSQL (`postgres://`)
+    /// arrives with the scale-out issue and is refused until then.
+    pub database_url: String,
+    /// File holding the 32-byte key-encryption key (hex). When empty, the
+    /// `VEIL_KEK` environment variable (hex) is used, else a key file
+    /// `kek.hex` is created in `data_dir` (mode 0600) on first start.
+    pub kek_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM).
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP (no TLS). For development behind a TLS terminator only.
+    pub insecure_http: bool,
+    /// Largest accepted request body, in bytes (larger: 413).
+    pub body_limit_bytes: usize,
+    /// How long a challenge (session) stays valid, in seconds.
+    pub session_ttl_secs: u64,
+    /// Lifetime of attestation tokens, in seconds.
+    pub token_ttl_secs: u64,
+    /// Also emit the older dotted EAR claim names (`ear.status`, …) for CoCo
+    /// clients that read them.
+    pub token_dotted_claims: bool,
+    /// DANGEROUS: accept CoCo `sample` evidence (no signature at all). Its
+    /// claims are marked `sample` and the default resource policy denies them.
+    pub dangerous_accept_sample_evidence: bool,
+    /// DANGEROUS: trust Veil's simulated SNP root from this ARK file.
+    pub dangerous_trust_simulated_tee: Option<PathBuf>,
+    /// DANGEROUS: serve the admin API without authentication.
+    pub dangerous_allow_unauthenticated_admin: bool,
+    /// Endorsements (AMD KDS) settings.
+    pub endorsements: EndorsementsConfig,
+    /// Admin API authentication.
+    pub admin: AdminConfig,
+}
+
+/// Where the verifiers get certificates that evidence does not carry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EndorsementsConfig {
+    pub kds_url: String,
+    pub cache_dir: Option<PathBuf>,
+    /// Never contact AMD KDS.
+    pub offline: bool,
+    /// Offline bundles to load at start.
+    pub bundles: Vec<PathBuf>,
+}
+
+impl Default for EndorsementsConfig {
+    fn default() -> Self {
+        EndorsementsConfig {
+            kds_url: veil_endorsements::kds::DEFAULT_BASE_URL.into(),
+            cache_dir: None,
+            offline: false,
+            bundles: Vec::new(),
+        }
+    }
+}
+
+/// Admin API: Bearer JWTs signed by one of `keys` (EdDSA or ES256 public
+/// keys, PEM), with `iss` = `issuer`, `aud` containing `audience`, a valid
+/// `exp`, and a `role` that `roles` maps to allowed endpoint groups
+/// (`resource`, `resource-policy`, `attestation-policy`, `reference-value`,
+/// `list`, or `*`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub keys: Vec<PathBuf>,
+    pub issuer: String,
+    pub audience: String,
+    pub roles: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        let mut roles = BTreeMap::new();
+        roles.insert("admin".to_string(), vec!["*".to_string()]);
+        AdminConfig {
+            keys: Vec::new(),
+            issuer: "veil-admin".into(),
+            audience: "veil-broker".into(),
+            roles,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("/var/lib/veil"),
+            database_url: String::new(),
+            kek_file: None,
+            tls_cert: None,
+            tls_key: None,
+            insecure_http: false,
+            body_limit_bytes: 4 * 1024 * 1024,
+            session_ttl_secs: 300,
+            token_ttl_secs: 300,
+            token_dotted_claims: false,
+            dangerous_accept_sample_evidence: false,
+            dangerous_trust_simulated_tee: None,
+            dangerous_allow_unauthenticated_admin: false,
+            endorsements: EndorsementsConfig::default(),
+            admin: AdminConfig::default(),
+        }
+    }
+}
+
+/// Endpoint groups the admin ACL speaks of.
+pub const ADMIN_GROUPS: [&str; 5] = [
+    "resource",
+    "resource-policy",
+    "attestation-policy",
+    "reference-value",
+    "list",
+];
+
+impl Config {
+    /// Loads defaults, then the file (if any), then `VEIL_*` variables.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, String> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            if !f.is_file() {
+                return Err(format!("config file {} not found", f.display()));
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig.merge(Env::prefixed("VEIL_").split("__").ignore(&[
+            "log",
+            "kek",
+            "state_dir",
+            "kds_url",
+            "cache_dir",
+            "vectors",
+            "bench_secs",
+            "fuzz_secs",
+        ]));
+        fig.extract::<Config>().map_err(|e| {
+            e.into_iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
+    /// Checks the configuration as a whole.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if !self.database_url.is_empty() {
+            problems.push(format!(
+                "database_url: {:?}: only the embedded store is available in this version (PostgreSQL arrives with the scale-out work); leave it empty",
+                redact_url(&self.database_url)
+            ));
+        }
+        match (&self.tls_cert, &self.tls_key, self.insecure_http) {
+            (Some(_), Some(_), false) => {}
+            (None, None, true) => {}
+            (Some(_), Some(_), true) => {
+                problems.push("insecure_http = true and a TLS certificate are both set: choose one".into())
+            }
+            (None, None, false) => problems.push(
+                "no TLS certificate (tls_cert, tls_key) and insecure_http is false: configure TLS, or set insecure_http = true for plain HTTP behind a TLS terminator".into(),
+            ),
+            _ => problems.push("tls_cert and tls_key must be set together".into()),
+        }
+        for (key, path) in [
+            ("tls_cert", &self.tls_cert),
+            ("tls_key", &self.tls_key),
+            ("kek_file", &self.kek_file),
+            (
+                "dangerous_trust_simulated_tee",
+                &self.dangerous_trust_simulated_tee,
+            ),
+        ] {
+            if let Some(p) = path
+                && !p.is_file()
+            {
+                problems.push(format!("{key}: {} is not a readable file", p.display()));
+            }
+        }
+        if self.admin.keys.is_empty() && !self.dangerous_allow_unauthenticated_admin {
+            problems.push("admin.keys is empty: the admin API would have no authentication. Configure admin.keys (public keys of admin token signers), or set dangerous_allow_unauthenticated_admin = true".into());
+        }
+        for p in &self.admin.keys {
+            if !p.is_file() {
+                problems.push(format!(
+                    "admin.keys: {} is not a readable file",
+                    p.display()
+                ));
+            }
+        }
+        for (role, groups) in &self.admin.roles {
+            for g in groups {
+                if g != "*" && !ADMIN_GROUPS.contains(&g.as_str()) {
+                    problems.push(format!(
+                        "admin.roles.{role}: unknown endpoint group {g:?} (known: *, {})",
+                        ADMIN_GROUPS.join(", ")
+                    ));
+                }
+            }
+        }
+        if self.session_ttl_secs == 0 || self.session_ttl_secs > 3600 {
+            problems.push("session_ttl_secs must be between 1 and 3600".into());
+        }
+        if self.token_ttl_secs == 0 || self.token_ttl_secs > 86_400 {
+            problems.push("token_ttl_secs must be between 1 and 86400".into());
+        }
+        if self.body_limit_bytes < 1024 {
+            problems.push("body_limit_bytes must be at least 1024".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("\n  "))
+        }
+    }
+}
+
+/// A URL with any password replaced, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_refuse_to_start_open() {
+        let c = Config::default();
+        let err = c.validate().unwrap_err();
+        assert!(err.contains("TLS"), "{err}");
+        assert!(err.contains("admin.keys"), "{err}");
+    }
+
+    #[test]
+    fn file_and_env_layers() {
+        let dir = std::env::temp_dir().join(format!("veil-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("broker.toml");
+        std::fs::write(
+            &f,
+            "listen = \"127.0.0.1:9999\"\ninsecure_http = true\n[admin]\naudience = \"x\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&f)).unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert!(c.insecure_http);
+        assert_eq!(c.admin.audience, "x");
+        std::fs::write(&f, "lisen = 1\n").unwrap();
+        assert!(Config::load(Some(&f)).unwrap_err().contains("lisen"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://***@h/db"
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! Rego policies (regorus): the attestation policy turns verified claims
+//! into an AR4SI trustworthiness vector; the resource policy decides, from a
+//! token's claims, whether a resource may be released (`data.policy.allow`,
+//! denied when undefined or not `true`).
+
+use serde_json::{Map, Value, json};
+
+/// The built-in attestation policy.
+pub const DEFAULT_ATTESTATION_POLICY: &str = include_str!("../policies/attestation_default.rego");
+/// The built-in resource policy.
+pub const DEFAULT_RESOURCE_POLICY: &str = include_str!("../policies/resource_default.rego");
+/// The id of the default CPU attestation policy.
+pub const DEFAULT_CPU_POLICY_ID: &str = "default_cpu";
+
+/// A compiled policy, cloned per evaluation.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    engine: regorus::Engine,
+}
+
+impl Policy {
+    /// Parses and compiles Rego text.
+    pub fn compile(id: &str, rego: &str) -> Result<Self, String> {
+        let mut engine = regorus::Engine::new();
+        engine
+            .add_policy(format!("{id}.rego"), rego.to_string())
+            .map_err(|e| format!("policy {id}: {e}"))?;
+        Ok(Policy { engine })
+    }
+
+    fn eval(&self, rule: &str, input: &Value, data: &Value) -> Result<Value, String> {
+        let mut engine = self.engine.clone();
+        engine
+            .set_input_json(&input.to_string())
+            .map_err(|e| e.to_string())?;
+        engine
+            .add_data_json(&data.to_string())
+            .map_err(|e| e.to_string())?;
+        // A query, not eval_rule: a rule the policy does not define is
+        // "undefined" (no result), which callers treat as deny.
+        let results = engine
+            .eval_query(rule.to_string(), false)
+            .map_err(|e| e.to_string())?;
+        let Some(v) = results
+            .result
+            .into_iter()
+            .next()
+            .and_then(|r| r.expressions.into_iter().next())
+            .map(|e| e.value)
+        else {
+            return Ok(Value::Null);
+        };
+        if v == regorus::Value::Undefined {
+            return Ok(Value::Null);
+        }
+        let text = v.to_json_str().map_err(|e| e.to_string())?;
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    }
+
+    /// Evaluates `data.policy.trust_vector`. Missing or malformed entries
+    /// make the vector contraindicated in hardware (deny by default).
+    pub fn trust_vector(
+        &self,
+        input: &Value,
+        reference: &Value,
+    ) -> Result<Map<String, Value>, String> {
+        let out = self.eval(
+            "data.policy.trust_vector",
+            input,
+            &json!({"reference": reference}),
+        )?;
+        let Value::Object(map) = out else {
+            return Err("data.policy.trust_vector is undefined or not an object".into());
+        };
+        let mut vector = Map::new();
+        for key in [
+            "instance-identity",
+            "configuration",
+            "executables",
+            "file-system",
+            "hardware",
+            "runtime-opaque",
+            "storage-opaque",
+            "sourced-data",
+        ] {
+            let v = map.get(key).and_then(Value::as_i64).unwrap_or(0);
+            if !(-128..=127).contains(&v) {
+                return Err(format!("trust_vector.{key} = {v} is outside -128..127"));
+            }
+            vector.insert(key.to_string(), json!(v));
+        }
+        Ok(vector)
+    }
+
+    /// Evaluates `data.policy.allow`: true only if it is exactly `true`.
+    pub fn allow(&self, input: &Value, data: &Value) -> Result<bool, String> {
+        Ok(self.eval("data.policy.allow", input, data)? == Value::Bool(true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snp_input(debug: bool, measurement: &str) -> Value {
+        json!({"tee":"snp","claims":{"debug":debug,"measurement":measurement,
+            "reported_tcb":{"bootloader":9,"tee":0,"snp":23,"microcode":72}}})
+    }
+
+    #[test]
+    fn default_attestation_policy() {
+        let p = Policy::compile("default_cpu", DEFAULT_ATTESTATION_POLICY).unwrap();
+        let v = p.trust_vector(&snp_input(false, "aa"), &json!({})).unwrap();
+        assert_eq!(crate::token::ear_status(&v), "affirming");
+        let v = p.trust_vector(&snp_input(true, "aa"), &json!({})).unwrap();
+        assert_eq!(crate::token::ear_status(&v), "contraindicated");
+        // Registered measurements must match.
+        let rv = json!({"snp_measurement": ["bb"]});
+        let v = p.trust_vector(&snp_input(false, "aa"), &rv).unwrap();
+        assert_eq!(v["executables"], 96);
+        let v = p.trust_vector(&snp_input(false, "bb"), &rv).unwrap();
+        assert_eq!(crate::token::ear_status(&v), "affirming");
+        // Minimum TCB.
+        let rv = json!({"snp_min_tcb": [{"bootloader":9,"tee":0,"snp":24,"microcode":0}]});
+        let v = p.trust_vector(&snp_input(false, "aa"), &rv).unwrap();
+        assert_eq!(v["hardware"], 97);
+        // Sample evidence is never affirming.
+        let v = p
+            .trust_vector(&json!({"tee":"sample","claims":{}}), &json!({}))
+            .unwrap();
+        assert_eq!(crate::token::ear_status(&v), "warning");
+    }
+
+    #[test]
+    fn default_resource_policy() {
+        let p = Policy::compile("resource", DEFAULT_RESOURCE_POLICY).unwrap();
+        let data = json!({"plugin":"resource","resource-path":["default","key","1"]});
+        let token = |status: &str, tee: &str| json!({"submods":{"cpu0":{"ear_status":status,"ear_attester_claims":{"tee":tee}}}});
+        assert!(p.allow(&token("affirming", "snp"), &data).unwrap());
+        assert!(!p.allow(&token("warning", "snp"), &data).unwrap());
+        assert!(!p.allow(&token("affirming", "sample"), &data).unwrap());
+        assert!(!p.allow(&json!({"submods":{}}), &data).unwrap());
+        assert!(
+            !p.allow(&token("affirming", "snp"), &json!({"plugin":"other"}))
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn undefined_allow_denies_and_bad_rego_is_refused() {
+        let p = Policy::compile("x", "package policy\n").unwrap();
+        assert!(!p.allow(&json!({}), &json!({})).unwrap());
+        assert!(Policy::compile("y", "package policy\nallow if {").is_err());
+        let p = Policy::compile("z", "package policy\nallow := \"yes\"\n").unwrap();
+        assert!(!p.allow(&json!({}), &json!({})).unwrap());
+    }
+}

@@ -1,0 +1,445 @@
+//! The KBS protocol endpoints: `/auth`, `/attest`, `GET /resource/...`.
+
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use veil_protocol::binding;
+use veil_protocol::jwe::{self, TeePublicKey};
+use veil_protocol::types::{Attestation, AttestationToken, Challenge, Request, SESSION_COOKIE};
+use veil_verifier::UnixTime;
+
+use super::{AppState, bearer, body, json, now, valid_segment};
+use crate::Broker;
+use crate::error::ApiError;
+use crate::policy::{
+    DEFAULT_ATTESTATION_POLICY, DEFAULT_CPU_POLICY_ID, DEFAULT_RESOURCE_POLICY, Policy,
+};
+use crate::store::Namespace;
+use crate::token::{Submod, ear_claims, tee_pubkey};
+use crate::verifiers::InitDataDigest;
+
+/// A session, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub(crate) enum Session {
+    /// A challenge was issued and not yet used.
+    Authed {
+        tee: String,
+        nonce: String,
+        expires: i64,
+    },
+    /// The challenge was consumed; attestation in progress or failed.
+    Consumed { expires: i64 },
+    /// Attestation succeeded: the token serves cookie-authenticated reads.
+    Attested { token: String, expires: i64 },
+}
+
+impl Session {
+    pub(crate) fn expires(&self) -> i64 {
+        match self {
+            Session::Authed { expires, .. }
+            | Session::Consumed { expires }
+            | Session::Attested { expires, .. } => *expires,
+        }
+    }
+}
+
+fn random_b64(n: usize) -> Result<String, ApiError> {
+    let mut buf = vec![0u8; n];
+    SystemRandom::new()
+        .fill(&mut buf)
+        .map_err(|_| ApiError::Internal)?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(buf))
+}
+
+fn session_id() -> Result<String, ApiError> {
+    let mut buf = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut buf)
+        .map_err(|_| ApiError::Internal)?;
+    Ok(hex::encode(buf))
+}
+
+fn cookie(headers: &HeaderMap) -> Option<String> {
+    headers.get_all(COOKIE).iter().find_map(|v| {
+        v.to_str().ok()?.split(';').find_map(|kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            (k == SESSION_COOKIE && !v.is_empty() && v.len() <= 64).then(|| v.to_string())
+        })
+    })
+}
+
+fn set_cookie(b: &Broker, id: &str) -> Result<HeaderValue, ApiError> {
+    let secure = if b.tls { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={id}; Path=/kbs/v0; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        b.cfg.session_ttl_secs
+    ))
+    .map_err(|_| ApiError::Internal)
+}
+
+/// `POST /kbs/v0/auth`.
+pub(crate) async fn auth(
+    State(b): State<AppState>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: Request = json(&body(raw)?)?;
+    if req.version != veil_protocol::PROTOCOL_VERSION {
+        return Err(ApiError::ProtocolVersion(format!(
+            "protocol version {:?} is not supported; this broker speaks {}",
+            req.version,
+            veil_protocol::PROTOCOL_VERSION
+        )));
+    }
+    if b.registry.get(&req.tee).is_none() {
+        let hint = if req.tee == "sample" {
+            " (sample evidence is disabled: dangerous_accept_sample_evidence)"
+        } else {
+            ""
+        };
+        return Err(ApiError::UnsupportedTee(format!(
+            "TEE {:?} is not accepted by this broker{hint}; accepted: {}",
+            req.tee,
+            b.registry.tees().join(", ")
+        )));
+    }
+    let nonce = random_b64(32)?;
+    let id = session_id()?;
+    let session = Session::Authed {
+        tee: req.tee,
+        nonce: nonce.clone(),
+        expires: now() + b.cfg.session_ttl_secs as i64,
+    };
+    let bytes = serde_json::to_vec(&session).map_err(|_| ApiError::Internal)?;
+    b.store.put(Namespace::Sessions, &id, bytes).await?;
+    let mut resp = Json(Challenge {
+        nonce,
+        extra_params: Value::String(String::new()),
+    })
+    .into_response();
+    resp.headers_mut().insert(SET_COOKIE, set_cookie(&b, &id)?);
+    Ok(resp)
+}
+
+/// Parses init-data TOML and digests its raw bytes.
+fn init_data_digest(
+    init: &veil_protocol::types::InitData,
+) -> Result<(InitDataDigest, Value), ApiError> {
+    if init.format != "toml" {
+        return Err(ApiError::BadRequest(format!(
+            "init-data format {:?} is not supported (toml)",
+            init.format
+        )));
+    }
+    let doc: toml::Table = init
+        .body
+        .parse()
+        .map_err(|_| ApiError::BadRequest("init-data body is not valid TOML".into()))?;
+    let algorithm = doc
+        .get("algorithm")
+        .and_then(toml::Value::as_str)
+        .ok_or_else(|| ApiError::BadRequest("init-data has no algorithm".into()))?
+        .to_string();
+    let alg = match algorithm.as_str() {
+        "sha256" => &aws_lc_rs::digest::SHA256,
+        "sha384" => &aws_lc_rs::digest::SHA384,
+        "sha512" => &aws_lc_rs::digest::SHA512,
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "init-data algorithm {other:?} is not supported"
+            )));
+        }
+    };
+    let digest = aws_lc_rs::digest::digest(alg, init.body.as_bytes())
+        .as_ref()
+        .to_vec();
+    let data = doc
+        .get("data")
+        .map(|d| serde_json::to_value(d).unwrap_or(Value::Null))
+        .unwrap_or(Value::Null);
+    Ok((InitDataDigest { algorithm, digest }, data))
+}
+
+async fn reference_values(b: &Broker) -> Result<Value, ApiError> {
+    let mut out = serde_json::Map::new();
+    let t = now();
+    for name in b.store.list(Namespace::ReferenceValues).await? {
+        let Some(raw) = b.store.get(Namespace::ReferenceValues, &name).await? else {
+            continue;
+        };
+        let Ok(rv) = serde_json::from_slice::<super::admin::ReferenceValue>(&raw) else {
+            tracing::error!(name, "unreadable reference value");
+            continue;
+        };
+        if rv.expires.is_some_and(|e| e <= t) {
+            continue;
+        }
+        out.insert(rv.name, Value::Array(rv.values));
+    }
+    Ok(Value::Object(out))
+}
+
+/// A policy by id from the store (or the built-in default), compiled once
+/// per distinct text.
+pub(crate) async fn policy(b: &Broker, key: &str, default: &str) -> Result<Policy, ApiError> {
+    let text = match b.store.get(Namespace::Policies, key).await? {
+        Some(t) => String::from_utf8(t).map_err(|_| ApiError::Internal)?,
+        None => default.to_string(),
+    };
+    let hash: [u8; 32] = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes())
+        .as_ref()
+        .try_into()
+        .map_err(|_| ApiError::Internal)?;
+    if let Ok(cache) = b.policy_cache.lock()
+        && let Some((_, _, p)) = cache.iter().find(|(k, h, _)| k == key && *h == hash)
+    {
+        return Ok(p.clone());
+    }
+    let p = Policy::compile(key, &text).map_err(|e| {
+        tracing::error!(policy = key, error = %e, "stored policy does not compile");
+        ApiError::Internal
+    })?;
+    if let Ok(mut cache) = b.policy_cache.lock() {
+        cache.retain(|(k, _, _)| k != key);
+        cache.push((key.to_string(), hash, p.clone()));
+    }
+    Ok(p)
+}
+
+/// `POST /kbs/v0/attest`.
+pub(crate) async fn attest(
+    State(b): State<AppState>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let id = cookie(&headers).ok_or_else(|| {
+        ApiError::Unauthenticated("no kbs-session-id cookie; start with /auth".into())
+    })?;
+    let raw_session = b
+        .store
+        .get(Namespace::Sessions, &id)
+        .await?
+        .ok_or_else(|| ApiError::Unauthenticated("unknown session; start with /auth".into()))?;
+    let session: Session = serde_json::from_slice(&raw_session).map_err(|_| ApiError::Internal)?;
+    if session.expires() < now() {
+        return Err(ApiError::Unauthenticated(
+            "session expired; start again with /auth".into(),
+        ));
+    }
+    let (tee, nonce) = match &session {
+        Session::Authed { tee, nonce, .. } => (tee.clone(), nonce.clone()),
+        _ => return Err(ApiError::NonceReused),
+    };
+    let att: Attestation = json(&body(raw)?)?;
+    if att.runtime_data.nonce != nonce {
+        return Err(ApiError::Unauthenticated(
+            "runtime-data nonce does not match this session's challenge".into(),
+        ));
+    }
+    let key = TeePublicKey::from_jwk(&att.runtime_data.tee_pubkey)
+        .map_err(|e| ApiError::BadRequest(format!("tee-pubkey: {e}")))?;
+    // Consume the nonce: exactly one request can win this swap.
+    let consumed = serde_json::to_vec(&Session::Consumed {
+        expires: session.expires(),
+    })
+    .map_err(|_| ApiError::Internal)?;
+    if !b
+        .store
+        .compare_and_swap(Namespace::Sessions, &id, &raw_session, consumed)
+        .await?
+    {
+        return Err(ApiError::NonceReused);
+    }
+    let digest = binding::primary_digest(
+        &nonce,
+        &att.runtime_data.tee_pubkey,
+        &att.tee_evidence.additional_evidence,
+    )
+    .map_err(|e| ApiError::BadRequest(format!("runtime-data: {e}")))?;
+    let report_data = binding::expected_report_data(&digest);
+    let (init, init_claims) = match &att.init_data {
+        Some(i) => {
+            let (d, c) = init_data_digest(i)?;
+            (Some(d), c)
+        }
+        None => (None, Value::Null),
+    };
+    let verifier = b.registry.get(&tee).ok_or(ApiError::Internal)?;
+    let t = UnixTime::now();
+    let mut claims = match verifier
+        .verify(
+            &att.tee_evidence.primary_evidence,
+            &report_data,
+            init.as_ref(),
+            t,
+        )
+        .await
+    {
+        Ok(c) => c,
+        Err(r) => {
+            b.metrics
+                .attestations
+                .with_label_values(&[tee.as_str(), "rejected"])
+                .inc();
+            tracing::warn!(tee, reason = %r.log, "attestation rejected");
+            return Err(ApiError::AttestationFailed(r.detail));
+        }
+    };
+    if !att.tee_evidence.additional_evidence.is_empty() {
+        b.metrics
+            .attestations
+            .with_label_values(&[tee.as_str(), "rejected"])
+            .inc();
+        return Err(ApiError::AttestationFailed(
+            "additional (device) evidence is not supported by this broker yet".into(),
+        ));
+    }
+    claims["runtime_data_claims"] = json!({
+        "nonce": nonce,
+        "tee-pubkey": att.runtime_data.tee_pubkey,
+    });
+    if let Some(i) = &init {
+        claims["init_data"] = json!(hex::encode(&i.digest));
+        claims["init_data_claims"] = init_claims;
+    }
+    let reference = reference_values(&b).await?;
+    let attestation_policy = policy(
+        &b,
+        &format!("attestation-policy/{DEFAULT_CPU_POLICY_ID}"),
+        DEFAULT_ATTESTATION_POLICY,
+    )
+    .await?;
+    let vector = attestation_policy
+        .trust_vector(&json!({"tee": tee, "claims": claims}), &reference)
+        .map_err(|e| {
+            tracing::error!(error = %e, "attestation policy failed");
+            ApiError::Internal
+        })?;
+    let submods = [Submod {
+        name: "cpu0".into(),
+        vector,
+        policy_id: DEFAULT_CPU_POLICY_ID.into(),
+        attester_claims: claims,
+    }];
+    let ear = ear_claims(
+        &submods,
+        &nonce,
+        now(),
+        b.cfg.token_ttl_secs as i64,
+        b.cfg.token_dotted_claims,
+    );
+    let status = ear["submods"]["cpu0"]["ear_status"]
+        .as_str()
+        .unwrap_or("none")
+        .to_string();
+    b.metrics
+        .attestations
+        .with_label_values(&[tee.as_str(), status.as_str()])
+        .inc();
+    let token = b.tokens.sign(&ear).map_err(|e| {
+        tracing::error!(error = %e, "token signing failed");
+        ApiError::Internal
+    })?;
+    let attested = Session::Attested {
+        token: token.clone(),
+        expires: session.expires(),
+    };
+    b.store
+        .put(
+            Namespace::Sessions,
+            &id,
+            serde_json::to_vec(&attested).map_err(|_| ApiError::Internal)?,
+        )
+        .await?;
+    let _ = key; // validated above; the resource endpoint re-reads it from the token
+    let mut resp = Json(AttestationToken { token }).into_response();
+    resp.headers_mut().insert(SET_COOKIE, set_cookie(&b, &id)?);
+    Ok(resp)
+}
+
+/// `GET /kbs/v0/resource/<repo>/<type>/<tag>`.
+pub(crate) async fn get_resource(
+    State(b): State<AppState>,
+    Path((repo, kind, tag)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if ![&repo, &kind, &tag].iter().all(|s| valid_segment(s)) {
+        return Err(ApiError::BadRequest("invalid resource path".into()));
+    }
+    let token = match bearer(&headers) {
+        Some(t) => t.to_string(),
+        None => {
+            let id = cookie(&headers).ok_or_else(|| {
+                ApiError::Unauthenticated("no attestation token (Bearer) or session cookie".into())
+            })?;
+            let raw = b
+                .store
+                .get(Namespace::Sessions, &id)
+                .await?
+                .ok_or_else(|| ApiError::Unauthenticated("unknown session".into()))?;
+            match serde_json::from_slice::<Session>(&raw).map_err(|_| ApiError::Internal)? {
+                Session::Attested { token, expires } if expires >= now() => token,
+                Session::Attested { .. } => {
+                    return Err(ApiError::Unauthenticated("session expired".into()));
+                }
+                _ => return Err(ApiError::Unauthenticated("session has not attested".into())),
+            }
+        }
+    };
+    let claims = b
+        .tokens
+        .verify(&token, now())
+        .map_err(|e| ApiError::Unauthenticated(format!("attestation token rejected: {e}")))?;
+    let path = format!("{repo}/{kind}/{tag}");
+    let resource_policy = policy(&b, "resource-policy", DEFAULT_RESOURCE_POLICY).await?;
+    let data = json!({"plugin": "resource", "resource-path": [repo, kind, tag], "query": {}});
+    let allowed = resource_policy.allow(&claims, &data).map_err(|e| {
+        tracing::error!(error = %e, "resource policy failed");
+        ApiError::Internal
+    })?;
+    b.metrics
+        .policy_decisions
+        .with_label_values(&["resource", if allowed { "allow" } else { "deny" }])
+        .inc();
+    if !allowed {
+        b.metrics
+            .resource_reads
+            .with_label_values(&["denied"])
+            .inc();
+        return Err(ApiError::PolicyDenied(
+            "the resource policy does not allow this release".into(),
+        ));
+    }
+    let Some(sealed) = b.store.get(Namespace::Resources, &path).await? else {
+        b.metrics
+            .resource_reads
+            .with_label_values(&["not_found"])
+            .inc();
+        return Err(ApiError::NotFound("no such resource".into()));
+    };
+    let secret = b
+        .kek
+        .open(&format!("{}/{path}", Namespace::Resources.name()), &sealed)
+        .map_err(|e| {
+            tracing::error!(resource = path, error = %e, "resource does not open");
+            ApiError::Internal
+        })?;
+    let jwk = tee_pubkey(&claims)
+        .ok_or_else(|| ApiError::Unauthenticated("token binds no TEE key".into()))?;
+    let key = TeePublicKey::from_jwk(jwk)
+        .map_err(|_| ApiError::Unauthenticated("token's TEE key is unusable".into()))?;
+    let out = jwe::encrypt(&key, &secret).map_err(|_| ApiError::Internal)?;
+    b.metrics
+        .resource_reads
+        .with_label_values(&["released"])
+        .inc();
+    Ok((StatusCode::OK, Json(out)).into_response())
+}

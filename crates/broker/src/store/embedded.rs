@@ -1,0 +1,263 @@
+//! The embedded store: redb (pure Rust, ACID, single file) under the data
+//! directory. Each operation is one transaction; writes are durable when
+//! they return (redb commits with fsync), which is what lets state survive a
+//! SIGKILL.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::{Namespace, Store, StoreError};
+
+fn table(ns: Namespace) -> TableDefinition<'static, &'static str, &'static [u8]> {
+    TableDefinition::new(ns.name())
+}
+
+const ALL: [Namespace; 5] = [
+    Namespace::Sessions,
+    Namespace::Resources,
+    Namespace::Policies,
+    Namespace::ReferenceValues,
+    Namespace::Meta,
+];
+
+/// redb-backed [`Store`].
+#[derive(Debug, Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) `dir/veil.redb`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError(format!("{}: {e}", dir.display())))?;
+        let db = Database::create(dir.join("veil.redb")).map_err(err)?;
+        let txn = db.begin_write().map_err(err)?;
+        for ns in ALL {
+            txn.open_table(table(ns)).map_err(err)?;
+        }
+        txn.commit().map_err(err)?;
+        Ok(EmbeddedStore { db: Arc::new(db) })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| StoreError(format!("store task: {e}")))?
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(err)?;
+            let t = txn.open_table(table(ns)).map_err(err)?;
+            Ok(t.get(key.as_str())
+                .map_err(err)?
+                .map(|v| v.value().to_vec()))
+        })
+        .await
+    }
+
+    async fn put(&self, ns: Namespace, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        let key = key.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(err)?;
+            {
+                let mut t = txn.open_table(table(ns)).map_err(err)?;
+                t.insert(key.as_str(), value.as_slice()).map_err(err)?;
+            }
+            txn.commit().map_err(err)
+        })
+        .await
+    }
+
+    async fn delete(&self, ns: Namespace, key: &str) -> Result<bool, StoreError> {
+        let key = key.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(err)?;
+            let existed = {
+                let mut t = txn.open_table(table(ns)).map_err(err)?;
+                t.remove(key.as_str()).map_err(err)?.is_some()
+            };
+            txn.commit().map_err(err)?;
+            Ok(existed)
+        })
+        .await
+    }
+
+    async fn list(&self, ns: Namespace) -> Result<Vec<String>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(err)?;
+            let t = txn.open_table(table(ns)).map_err(err)?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(err)? {
+                let (k, _) = item.map_err(err)?;
+                out.push(k.value().to_string());
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_if_absent(
+        &self,
+        ns: Namespace,
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<Vec<u8>, StoreError> {
+        let key = key.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(err)?;
+            let stored = {
+                let mut t = txn.open_table(table(ns)).map_err(err)?;
+                let existing = t
+                    .get(key.as_str())
+                    .map_err(err)?
+                    .map(|v| v.value().to_vec());
+                match existing {
+                    Some(v) => v,
+                    None => {
+                        t.insert(key.as_str(), value.as_slice()).map_err(err)?;
+                        value
+                    }
+                }
+            };
+            txn.commit().map_err(err)?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        ns: Namespace,
+        key: &str,
+        expected: &[u8],
+        new: Vec<u8>,
+    ) -> Result<bool, StoreError> {
+        let key = key.to_string();
+        let expected = expected.to_vec();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(err)?;
+            let swapped = {
+                let mut t = txn.open_table(table(ns)).map_err(err)?;
+                let current = t
+                    .get(key.as_str())
+                    .map_err(err)?
+                    .map(|v| v.value().to_vec());
+                if current.as_deref() == Some(expected.as_slice()) {
+                    t.insert(key.as_str(), new.as_slice()).map_err(err)?;
+                    true
+                } else {
+                    false
+                }
+            };
+            txn.commit().map_err(err)?;
+            Ok(swapped)
+        })
+        .await
+    }
+
+    async fn ready(&self) -> bool {
+        self.blocking(|db| db.begin_read().map(|_| ()).map_err(err))
+            .await
+            .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn operations_and_persistence() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = EmbeddedStore::open(dir.path()).unwrap();
+            s.put(Namespace::Resources, "a/b/c", b"v1".to_vec())
+                .await
+                .unwrap();
+            assert_eq!(
+                s.get(Namespace::Resources, "a/b/c").await.unwrap(),
+                Some(b"v1".to_vec())
+            );
+            assert_eq!(s.list(Namespace::Resources).await.unwrap(), vec!["a/b/c"]);
+            assert_eq!(
+                s.put_if_absent(Namespace::Meta, "k", b"first".to_vec())
+                    .await
+                    .unwrap(),
+                b"first"
+            );
+            assert_eq!(
+                s.put_if_absent(Namespace::Meta, "k", b"second".to_vec())
+                    .await
+                    .unwrap(),
+                b"first"
+            );
+            s.put(Namespace::Sessions, "s", b"authed".to_vec())
+                .await
+                .unwrap();
+            assert!(
+                s.compare_and_swap(Namespace::Sessions, "s", b"authed", b"used".to_vec())
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                !s.compare_and_swap(Namespace::Sessions, "s", b"authed", b"used".to_vec())
+                    .await
+                    .unwrap()
+            );
+            assert!(s.delete(Namespace::Resources, "a/b/c").await.unwrap());
+            assert!(!s.delete(Namespace::Resources, "a/b/c").await.unwrap());
+            s.put(Namespace::Policies, "p", b"rego".to_vec())
+                .await
+                .unwrap();
+            assert!(s.ready().await);
+        }
+        let s = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(
+            s.get(Namespace::Policies, "p").await.unwrap(),
+            Some(b"rego".to_vec())
+        );
+        assert_eq!(
+            s.get(Namespace::Meta, "k").await.unwrap(),
+            Some(b"first".to_vec())
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_cas_has_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = EmbeddedStore::open(dir.path()).unwrap();
+        s.put(Namespace::Sessions, "n", b"fresh".to_vec())
+            .await
+            .unwrap();
+        let mut handles = Vec::new();
+        for _ in 0..16 {
+            let s = s.clone();
+            handles.push(tokio::spawn(async move {
+                s.compare_and_swap(Namespace::Sessions, "n", b"fresh", b"used".to_vec())
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut wins = 0;
+        for h in handles {
+            wins += usize::from(h.await.unwrap());
+        }
+        assert_eq!(wins, 1);
+    }
+}

@@ -1,0 +1,223 @@
+//! Attestation results as EAR (draft-ietf-rats-ear-04) in a compact JWS,
+//! signed ES256 by a key kept in the store (sealed under the KEK) and created
+//! once, race-free, on first start. The public key is served as a JWKS.
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
+    UnparsedPublicKey,
+};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use serde_json::{Map, Value, json};
+
+use crate::secrets::Kek;
+use crate::store::{Namespace, Store};
+
+/// The EAR profile Veil emits.
+pub const EAR_PROFILE: &str = "tag:ietf.org,2026:rats/ear#04";
+const KEY_RECORD: &str = "token-signing-key";
+
+/// The token signer and verifier.
+#[derive(Debug)]
+pub struct TokenKeys {
+    key: EcdsaKeyPair,
+    kid: String,
+    jwk: Value,
+}
+
+fn thumbprint(jwk: &Value) -> String {
+    // RFC 7638: SHA-256 over the required members in lexicographic order.
+    let canonical = format!(
+        r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
+        jwk["crv"].as_str().unwrap_or(""),
+        jwk["x"].as_str().unwrap_or(""),
+        jwk["y"].as_str().unwrap_or("")
+    );
+    B64URL.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        canonical.as_bytes(),
+    ))
+}
+
+impl TokenKeys {
+    /// Loads the signing key from the store, creating it on first start.
+    pub async fn load_or_create(store: &dyn Store, kek: &Kek) -> Result<Self, String> {
+        let aad = format!("{}/{KEY_RECORD}", Namespace::Meta.name());
+        let fresh = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+            .map_err(|_| "key generation failed".to_string())?;
+        let pkcs8 = fresh
+            .to_pkcs8v1()
+            .map_err(|_| "key export failed".to_string())?;
+        let sealed = kek.seal(&aad, pkcs8.as_ref())?;
+        let stored = store
+            .put_if_absent(Namespace::Meta, KEY_RECORD, sealed)
+            .await
+            .map_err(|e| e.to_string())?;
+        let pkcs8 = kek.open(&aad, &stored)?;
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8)
+            .map_err(|_| "stored token key is invalid".to_string())?;
+        let point = key.public_key().as_ref();
+        let (x, y) = point
+            .get(1..)
+            .map(|xy| xy.split_at(32))
+            .ok_or("bad point")?;
+        let mut jwk = json!({"kty":"EC","crv":"P-256","x":B64URL.encode(x),"y":B64URL.encode(y),"alg":"ES256","use":"sig"});
+        let kid = thumbprint(&jwk);
+        jwk["kid"] = Value::String(kid.clone());
+        Ok(TokenKeys { key, kid, jwk })
+    }
+
+    /// The JWKS document.
+    pub fn jwks(&self) -> Value {
+        json!({"keys": [self.jwk]})
+    }
+
+    /// Signs claims as a compact JWS.
+    pub fn sign(&self, claims: &Value) -> Result<String, String> {
+        let header = json!({"alg":"ES256","typ":"JWT","kid":self.kid});
+        let signing_input = format!(
+            "{}.{}",
+            B64URL.encode(header.to_string()),
+            B64URL.encode(claims.to_string())
+        );
+        let sig = self
+            .key
+            .sign(&SystemRandom::new(), signing_input.as_bytes())
+            .map_err(|_| "signing failed".to_string())?;
+        Ok(format!("{signing_input}.{}", B64URL.encode(sig.as_ref())))
+    }
+
+    /// Verifies a token: signature by this key, `exp` in the future.
+    /// Returns the claims.
+    pub fn verify(&self, token: &str, now: i64) -> Result<Value, &'static str> {
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err("not a compact JWS");
+        };
+        let header: Value = B64URL
+            .decode(h)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or("bad token header")?;
+        if header["alg"] != "ES256" || header["kid"] != self.kid.as_str() {
+            return Err("token not signed by this broker");
+        }
+        let sig = B64URL.decode(s).map_err(|_| "bad token signature")?;
+        let signing_input_len = h.len() + 1 + p.len();
+        let signing_input = token.get(..signing_input_len).ok_or("bad token")?;
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, self.key.public_key().as_ref())
+            .verify(signing_input.as_bytes(), &sig)
+            .map_err(|_| "token signature does not verify")?;
+        let claims: Value = B64URL
+            .decode(p)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or("bad token claims")?;
+        let exp = claims["exp"].as_i64().ok_or("token has no exp")?;
+        if now >= exp {
+            return Err("token expired");
+        }
+        Ok(claims)
+    }
+}
+
+/// AR4SI tiers → EAR status of one submod.
+pub fn ear_status(vector: &Map<String, Value>) -> &'static str {
+    let vals: Vec<i64> = vector.values().filter_map(Value::as_i64).collect();
+    if vals
+        .iter()
+        .any(|v| (96..=127).contains(v) || (-128..=-97).contains(v))
+    {
+        "contraindicated"
+    } else if vals
+        .iter()
+        .any(|v| (32..=95).contains(v) || (-96..=-33).contains(v))
+    {
+        "warning"
+    } else if vals
+        .iter()
+        .any(|v| (2..=31).contains(v) || (-32..=-2).contains(v))
+    {
+        "affirming"
+    } else {
+        "none"
+    }
+}
+
+/// Inputs of one submod's appraisal.
+#[derive(Debug, Clone)]
+pub struct Submod {
+    pub name: String,
+    pub vector: Map<String, Value>,
+    pub policy_id: String,
+    pub attester_claims: Value,
+}
+
+/// Builds the EAR claims set.
+pub fn ear_claims(submods: &[Submod], nonce: &str, iat: i64, ttl: i64, dotted: bool) -> Value {
+    let mut subs = Map::new();
+    for s in submods {
+        let status = ear_status(&s.vector);
+        let mut m = json!({
+            "ear_status": status,
+            "ear_trustworthiness_vector": s.vector,
+            "ear_appraisal_policy_ids": [s.policy_id],
+            "ear_attester_claims": s.attester_claims,
+        });
+        if dotted {
+            m["ear.status"] = json!(status);
+            m["ear.trustworthiness-vector"] = json!(s.vector);
+            m["ear.appraisal-policy-id"] = json!(s.policy_id);
+            m["ear.veraison.annotated-evidence"] = s.attester_claims.clone();
+        }
+        subs.insert(s.name.clone(), m);
+    }
+    json!({
+        "eat_profile": EAR_PROFILE,
+        "iat": iat,
+        "exp": iat + ttl,
+        "ear_verifier_id": {"developer": "veil", "build": concat!("veil ", env!("CARGO_PKG_VERSION"))},
+        "eat_nonce": nonce,
+        "submods": subs,
+    })
+}
+
+/// The TEE public key bound by a token (EAR-04 or dotted names).
+pub fn tee_pubkey(claims: &Value) -> Option<&Value> {
+    let cpu = claims.get("submods")?.get("cpu0")?;
+    cpu.get("ear_attester_claims")
+        .or_else(|| cpu.get("ear.veraison.annotated-evidence"))?
+        .get("runtime_data_claims")?
+        .get("tee-pubkey")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses() {
+        let v = |pairs: &[(&str, i64)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect::<Map<_, _>>()
+        };
+        assert_eq!(
+            ear_status(&v(&[("hardware", 2), ("configuration", 0)])),
+            "affirming"
+        );
+        assert_eq!(
+            ear_status(&v(&[("hardware", 2), ("executables", 33)])),
+            "warning"
+        );
+        assert_eq!(
+            ear_status(&v(&[("hardware", 97), ("executables", 2)])),
+            "contraindicated"
+        );
+        assert_eq!(ear_status(&v(&[("hardware", 0)])), "none");
+    }
+}

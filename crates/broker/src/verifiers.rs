@@ -1,0 +1,266 @@
+//! The registry of evidence verifiers, built once at start. Each verifier
+//! takes the CoCo evidence JSON of its TEE, the exact 64-byte report data the
+//! protocol binding requires, and the init-data digest, and returns
+//! normalised claims. `sample` is present only when the operator enabled it
+//! by its dangerous name.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use serde_json::{Value, json};
+use veil_endorsements::bundle::Bundle;
+use veil_endorsements::kds::{KdsClient, KdsConfig};
+use veil_endorsements::snp::SnpEndorsements;
+use veil_verifier::UnixTime;
+use veil_verifier::snp::{ChainRole, SnpError, SnpVerifier, TrustAnchors};
+
+use crate::config::Config;
+
+/// Why evidence was refused. `detail` is safe for clients (no evidence
+/// bytes); `log` has everything.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    pub detail: String,
+    pub log: String,
+}
+
+impl Rejection {
+    fn new(detail: impl Into<String>, log: impl Into<String>) -> Self {
+        Rejection {
+            detail: detail.into(),
+            log: log.into(),
+        }
+    }
+}
+
+/// The init-data binding requested by the guest.
+#[derive(Debug, Clone)]
+pub struct InitDataDigest {
+    pub algorithm: String,
+    pub digest: Vec<u8>,
+}
+
+/// One TEE's verifier.
+#[async_trait]
+pub trait TeeVerifier: Send + Sync + std::fmt::Debug {
+    /// Verifies `evidence` and returns normalised claims (with `tee`).
+    async fn verify(
+        &self,
+        evidence: &Value,
+        report_data: &[u8; 64],
+        init_data: Option<&InitDataDigest>,
+        now: UnixTime,
+    ) -> Result<Value, Rejection>;
+}
+
+/// The registry.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    verifiers: BTreeMap<&'static str, Arc<dyn TeeVerifier>>,
+}
+
+impl Registry {
+    /// Builds every verifier the configuration enables.
+    pub fn build(cfg: &Config) -> Result<Self, String> {
+        let mut verifiers: BTreeMap<&'static str, Arc<dyn TeeVerifier>> = BTreeMap::new();
+        let mut anchors = TrustAnchors::amd();
+        if let Some(path) = &cfg.dangerous_trust_simulated_tee {
+            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let der =
+                match veil_endorsements::certs::decode_blobs(&path.display().to_string(), &bytes)
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .next()
+                {
+                    Some(veil_endorsements::certs::Blob::Certificate(d)) => d,
+                    _ => return Err(format!("{}: no certificate", path.display())),
+                };
+            let cert = veil_verifier::x509::Cert::parse(&der).map_err(|e| e.to_string())?;
+            let product = cert
+                .subject_cn()
+                .and_then(|cn| {
+                    cn.strip_prefix("ARK-")
+                        .and_then(veil_evidence::snp::Product::from_name)
+                })
+                .ok_or("dangerous_trust_simulated_tee: the ARK's name does not say its product")?;
+            tracing::warn!(path = %path.display(), %product, "DANGEROUS: trusting Veil's simulated SNP root; evidence accepted under it proves nothing about hardware");
+            anchors = anchors
+                .dangerous_trust_simulated_root(product, &der)
+                .map_err(|e| e.to_string())?;
+        }
+        let mut bundles = Vec::new();
+        for b in &cfg.endorsements.bundles {
+            bundles.push(Bundle::read(b).map_err(|e| format!("{}: {e}", b.display()))?);
+        }
+        let kds = KdsClient::new(KdsConfig {
+            base_url: cfg.endorsements.kds_url.clone(),
+            cache_dir: cfg.endorsements.cache_dir.clone(),
+            offline: cfg.endorsements.offline,
+            ..KdsConfig::default()
+        })
+        .map_err(|e| e.to_string())?;
+        verifiers.insert(
+            "snp",
+            Arc::new(SnpTee {
+                verifier: SnpVerifier::new(anchors),
+                bundles,
+                kds,
+            }),
+        );
+        if cfg.dangerous_accept_sample_evidence {
+            tracing::warn!(
+                "DANGEROUS: accepting unsigned `sample` evidence (dangerous_accept_sample_evidence)"
+            );
+            verifiers.insert("sample", Arc::new(SampleTee));
+        }
+        Ok(Registry { verifiers })
+    }
+
+    /// The verifier of a TEE name.
+    pub fn get(&self, tee: &str) -> Option<Arc<dyn TeeVerifier>> {
+        self.verifiers.get(tee).cloned()
+    }
+
+    /// Names of the enabled TEEs.
+    pub fn tees(&self) -> Vec<&'static str> {
+        self.verifiers.keys().copied().collect()
+    }
+}
+
+#[derive(Debug)]
+struct SnpTee {
+    verifier: SnpVerifier,
+    bundles: Vec<Bundle>,
+    kds: KdsClient,
+}
+
+fn snp_rejection(e: &SnpError) -> Rejection {
+    Rejection::new(
+        format!("SNP evidence rejected at step {} ({})", e.step(), e.code()),
+        e.to_string(),
+    )
+}
+
+#[async_trait]
+impl TeeVerifier for SnpTee {
+    async fn verify(
+        &self,
+        evidence: &Value,
+        report_data: &[u8; 64],
+        init_data: Option<&InitDataDigest>,
+        now: UnixTime,
+    ) -> Result<Value, Rejection> {
+        let bytes = serde_json::to_vec(evidence)
+            .map_err(|e| Rejection::new("malformed SNP evidence", e.to_string()))?;
+        let ev = veil_evidence::snp::coco::parse_json(&bytes)
+            .map_err(|e| Rejection::new(format!("malformed SNP evidence: {e}"), e.to_string()))?;
+        let report = &ev.report;
+        let mut endorsements = SnpEndorsements::default();
+        endorsements
+            .add_cert_table(&ev.cert_chain)
+            .map_err(|e| Rejection::new("unusable certificate in cert_chain", e.to_string()))?;
+        for b in &self.bundles {
+            endorsements.extend(b.snp_endorsements(report.product(), &report.chip_id));
+        }
+        let mut result = self.verifier.verify(report, &endorsements, now);
+        if let Err(SnpError::MissingEndorsementKey {
+            role: ChainRole::Vcek,
+            ..
+        }) = &result
+            && let Some(product) = report.product()
+        {
+            match self
+                .kds
+                .vcek(product, &report.chip_id, &report.reported_tcb)
+                .await
+            {
+                Ok((der, _)) => {
+                    endorsements.certs.push(der);
+                    result = self.verifier.verify(report, &endorsements, now);
+                }
+                Err(e) => tracing::warn!(error = %e, "could not obtain a VCEK"),
+            }
+        }
+        let verified = result.map_err(|e| snp_rejection(&e))?;
+        let claims = verified.claims();
+        // The binding: the whole 64-byte field, compared exactly.
+        if report.report_data != *report_data {
+            return Err(Rejection::new(
+                "report data does not bind this session's nonce and TEE key",
+                format!(
+                    "report_data {} expected {}",
+                    hex::encode(report.report_data),
+                    hex::encode(report_data)
+                ),
+            ));
+        }
+        if let Some(init) = init_data {
+            if init.digest.len() != report.host_data.len() {
+                return Err(Rejection::new(
+                    format!(
+                        "init-data digest ({}, {} bytes) does not fit SNP HOST_DATA (32 bytes); use sha256",
+                        init.algorithm,
+                        init.digest.len()
+                    ),
+                    "init-data length mismatch",
+                ));
+            }
+            if init.digest != report.host_data {
+                return Err(Rejection::new(
+                    "init-data digest does not match SNP HOST_DATA",
+                    format!(
+                        "host_data {} init-data {}",
+                        hex::encode(report.host_data),
+                        hex::encode(&init.digest)
+                    ),
+                ));
+            }
+        }
+        let mut v =
+            serde_json::to_value(claims).map_err(|e| Rejection::new("internal", e.to_string()))?;
+        v["simulated"] = json!(verified.is_simulated());
+        Ok(v)
+    }
+}
+
+/// CoCo `sample` evidence: `{"svn": "1", "report_data": "<base64 digest>"}`,
+/// no signature at all. Registered only with
+/// `dangerous_accept_sample_evidence`; its claims say `sample`.
+#[derive(Debug)]
+struct SampleTee;
+
+#[async_trait]
+impl TeeVerifier for SampleTee {
+    async fn verify(
+        &self,
+        evidence: &Value,
+        report_data: &[u8; 64],
+        _init_data: Option<&InitDataDigest>,
+        _now: UnixTime,
+    ) -> Result<Value, Rejection> {
+        let rd = evidence
+            .get("report_data")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                Rejection::new("sample evidence needs report_data", "missing report_data")
+            })?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(rd)
+            .map_err(|_| Rejection::new("sample report_data is not base64", "bad base64"))?;
+        // The sample attester sends the bare 48-byte digest: compare exactly.
+        if bytes.as_slice() != report_data.get(..48).unwrap_or(&[]) {
+            return Err(Rejection::new(
+                "report data does not bind this session's nonce and TEE key",
+                "sample report_data mismatch",
+            ));
+        }
+        Ok(json!({
+            "tee": "sample",
+            "sample": true,
+            "svn": evidence.get("svn").cloned().unwrap_or(Value::Null),
+            "report_data": hex::encode(&bytes),
+        }))
+    }
+}

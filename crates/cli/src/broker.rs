@@ -1,0 +1,117 @@
+//! `veil broker serve`: the key broker.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use veil_broker::config::Config;
+
+use crate::EXIT_ERROR;
+
+#[derive(Debug, Subcommand)]
+pub enum BrokerCommand {
+    /// Serve the KBS protocol (and the admin API) until SIGTERM or ctrl-c.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file; every key can also be set as VEIL_<KEY>
+    /// (nested keys with `__`, e.g. VEIL_ADMIN__AUDIENCE).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (port 0 picks a free port; the bound address is printed).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Directory of the embedded store.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL (empty: the embedded store).
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// TLS certificate chain (PEM).
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP (development, or behind a TLS terminator).
+    #[arg(long)]
+    pub insecure_http: bool,
+    /// Public key (PEM, Ed25519 or P-256) trusted to sign admin tokens; repeatable.
+    #[arg(long = "admin-key")]
+    pub admin_keys: Vec<PathBuf>,
+    /// DANGEROUS: accept unsigned CoCo `sample` evidence.
+    #[arg(long)]
+    pub dangerous_accept_sample_evidence: bool,
+    /// DANGEROUS: trust Veil's simulated SNP root (the ARK file from `veil sim snp`).
+    #[arg(long, value_name = "ARK_FILE")]
+    pub dangerous_trust_simulated_tee: Option<PathBuf>,
+    /// DANGEROUS: serve the admin API without authentication.
+    #[arg(long)]
+    pub dangerous_allow_unauthenticated_admin: bool,
+}
+
+fn apply(a: &ServeArgs, cfg: &mut Config) {
+    if let Some(v) = a.listen {
+        cfg.listen = v;
+    }
+    if let Some(v) = &a.data_dir {
+        cfg.data_dir = v.clone();
+    }
+    if let Some(v) = &a.database_url {
+        cfg.database_url = v.clone();
+    }
+    if a.tls_cert.is_some() {
+        cfg.tls_cert = a.tls_cert.clone();
+    }
+    if a.tls_key.is_some() {
+        cfg.tls_key = a.tls_key.clone();
+    }
+    cfg.insecure_http |= a.insecure_http;
+    cfg.admin.keys.extend(a.admin_keys.iter().cloned());
+    cfg.dangerous_accept_sample_evidence |= a.dangerous_accept_sample_evidence;
+    if a.dangerous_trust_simulated_tee.is_some() {
+        cfg.dangerous_trust_simulated_tee = a.dangerous_trust_simulated_tee.clone();
+    }
+    cfg.dangerous_allow_unauthenticated_admin |= a.dangerous_allow_unauthenticated_admin;
+}
+
+pub async fn run(cmd: BrokerCommand) -> ExitCode {
+    let BrokerCommand::Serve(a) = cmd;
+    let mut cfg = match Config::load(a.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: configuration: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    apply(&a, &mut cfg);
+    let listen = cfg.listen;
+    let broker = match veil_broker::Broker::build(cfg).await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let listener = match std::net::TcpListener::bind(listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {listen}: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    match listener.local_addr() {
+        Ok(addr) => println!("veil broker listening on {addr}"),
+        Err(e) => eprintln!("warning: {e}"),
+    }
+    match veil_broker::serve(listener, broker, veil_broker::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}

@@ -1,0 +1,781 @@
+//! The real broker binary on 127.0.0.1:0, driven by a KBS-protocol guest
+//! built from Veil's protocol crate and the simulated SNP TEE.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::{Value, json};
+use veil_evidence::snp::{CertTableEntry, CertType, Product, SnpEvidence};
+use veil_protocol::binding;
+use veil_protocol::jwe::{KeyAlgorithm, TeeKeyPair};
+use veil_protocol::types::{Challenge, Response as Jwe};
+use veil_sim::snp::{ReportParams, SimSnp};
+
+const VEIL: &str = env!("CARGO_BIN_EXE_veil");
+
+/// One simulated platform for the whole test binary, kept in a state dir.
+fn platform() -> &'static (tempfile::TempDir, SimSnp, PathBuf) {
+    static P: OnceLock<(tempfile::TempDir, SimSnp, PathBuf)> = OnceLock::new();
+    P.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = SimSnp::load_or_create(dir.path(), Product::Milan).unwrap();
+        let ark = dir.path().join("ark.pem");
+        std::fs::write(
+            &ark,
+            veil_endorsements::certs::to_pem("CERTIFICATE", sim.ark_der()),
+        )
+        .unwrap();
+        let out = Command::new(VEIL)
+            .args(["admin", "keygen", "--out"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        (dir, sim, ark)
+    })
+}
+
+struct Broker {
+    child: Child,
+    url: String,
+    data: PathBuf,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(data: &Path, env: &[(&str, &str)], extra: &[&str]) -> Broker {
+    let (dir, _, ark) = platform();
+    let mut cmd = Command::new(VEIL);
+    cmd.args([
+        "broker",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--insecure-http",
+        "--data-dir",
+    ])
+    .arg(data)
+    .arg("--admin-key")
+    .arg(dir.path().join("admin.pub"))
+    .arg("--dangerous-trust-simulated-tee")
+    .arg(ark)
+    .args(extra)
+    .env("VEIL_LOG", "warn")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("veil broker listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    Broker {
+        child,
+        url: format!("http://{addr}"),
+        data: data.to_path_buf(),
+    }
+}
+
+fn admin_token(extra: &[&str]) -> String {
+    let (dir, _, _) = platform();
+    let out = Command::new(VEIL)
+        .args(["admin", "token", "--key"])
+        .arg(dir.path().join("admin.key"))
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A KBS-protocol guest.
+struct Guest {
+    http: reqwest::Client,
+    url: String,
+    key: TeeKeyPair,
+}
+
+impl Guest {
+    fn new(url: &str, alg: KeyAlgorithm) -> Self {
+        Guest {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .build()
+                .unwrap(),
+            url: url.to_string(),
+            key: TeeKeyPair::generate(alg).unwrap(),
+        }
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/kbs/v0/{path}", self.url))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn auth(&self, tee: &str) -> (u16, Value) {
+        self.post(
+            "auth",
+            &json!({"version":"0.4.0","tee":tee,"extra-params":{}}),
+        )
+        .await
+    }
+
+    /// SNP evidence from the simulator, bound to `nonce` and `jwk`.
+    fn snp_evidence(nonce: &str, jwk: &Value, p: impl FnOnce(&mut ReportParams)) -> Value {
+        let (_, sim, _) = platform();
+        let mut params = ReportParams::new(Product::Milan);
+        params.report_data =
+            binding::expected_report_data(&binding::primary_digest(nonce, jwk, "").unwrap());
+        params.measurement = [0x5a; 48];
+        p(&mut params);
+        let report = sim.report(&params).unwrap();
+        let ev = SnpEvidence {
+            report,
+            cert_chain: vec![
+                CertTableEntry {
+                    cert_type: CertType::Vcek,
+                    data: sim.vcek_der(&params.tcb).unwrap(),
+                },
+                CertTableEntry {
+                    cert_type: CertType::Ask,
+                    data: sim.ask_der().to_vec(),
+                },
+            ],
+        };
+        serde_json::from_str(&veil_evidence::snp::coco::to_json(&ev).unwrap()).unwrap()
+    }
+
+    async fn attest_with(&self, nonce: &str, evidence: Value, init: Value) -> (u16, Value) {
+        let body = json!({
+            "init-data": init,
+            "runtime-data": {"nonce": nonce, "tee-pubkey": self.key.public_jwk().unwrap()},
+            "tee-evidence": {"primary_evidence": evidence, "additional_evidence": ""},
+        });
+        self.post("attest", &body).await
+    }
+
+    /// auth → attest with honest simulated SNP evidence; the token.
+    async fn handshake(&self, p: impl FnOnce(&mut ReportParams)) -> String {
+        let (s, c) = self.auth("snp").await;
+        assert_eq!(s, 200, "{c}");
+        let c: Challenge = serde_json::from_value(c).unwrap();
+        let ev = Self::snp_evidence(&c.nonce, &self.key.public_jwk().unwrap(), p);
+        let (s, t) = self.attest_with(&c.nonce, ev, Value::Null).await;
+        assert_eq!(s, 200, "{t}");
+        t["token"].as_str().unwrap().to_string()
+    }
+
+    async fn resource(&self, path: &str, bearer: Option<&str>) -> (u16, Value) {
+        let mut r = self
+            .http
+            .get(format!("{}/kbs/v0/resource/{path}", self.url));
+        if let Some(t) = bearer {
+            r = r.bearer_auth(t);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    fn open(&self, v: Value) -> Vec<u8> {
+        let jwe: Jwe = serde_json::from_value(v).unwrap();
+        self.key.decrypt(&jwe).unwrap()
+    }
+}
+
+async fn put_resource(url: &str, path: &str, value: &[u8]) {
+    let r = reqwest::Client::new()
+        .post(format!("{url}/kbs/v0/resource/{path}"))
+        .bearer_auth(admin_token(&[]))
+        .body(value.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn handshake_and_resource_with_every_key_type() {
+    let data = tempfile::tempdir().unwrap();
+    let b = start(data.path(), &[], &[]);
+    put_resource(&b.url, "default/key/1", b"top secret").await;
+    for alg in [
+        KeyAlgorithm::EcdhEsP256,
+        KeyAlgorithm::EcdhEsP521,
+        KeyAlgorithm::RsaOaep256,
+    ] {
+        let g = Guest::new(&b.url, alg);
+        let token = g.handshake(|_| {}).await;
+        // Bearer (passport) and cookie (background check) both work.
+        let (s, v) = g.resource("default/key/1", Some(&token)).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(g.open(v), b"top secret");
+        let (s, v) = g.resource("default/key/1", None).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(g.open(v), b"top secret");
+        // The token is an EAR with the EAR-04 names.
+        let claims: Value = serde_json::from_slice(
+            &base64::Engine::decode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                token.split('.').nth(1).unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(claims["eat_profile"], "tag:ietf.org,2026:rats/ear#04");
+        let cpu0 = &claims["submods"]["cpu0"];
+        assert_eq!(cpu0["ear_status"], "affirming");
+        assert_eq!(cpu0["ear_attester_claims"]["tee"], "snp");
+        assert_eq!(
+            cpu0["ear_attester_claims"]["runtime_data_claims"]["tee-pubkey"],
+            g.key.public_jwk().unwrap()
+        );
+    }
+    // JWKS is public and verifies nothing else.
+    let jwks: Value = reqwest::get(format!("{}/kbs/v0/.well-known/jwks.json", b.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"][0]["alg"], "ES256");
+    let metrics = reqwest::get(format!("{}/metrics", b.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("veil_attestations_total{outcome=\"affirming\",tee=\"snp\"} 3"),
+        "{metrics}"
+    );
+    assert_eq!(
+        reqwest::get(format!("{}/readyz", b.url))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn protocol_negatives() {
+    let data = tempfile::tempdir().unwrap();
+    let b = start(data.path(), &[("VEIL_BODY_LIMIT_BYTES", "65536")], &[]);
+    put_resource(&b.url, "default/key/1", b"v").await;
+    let g = Guest::new(&b.url, KeyAlgorithm::EcdhEsP256);
+    let jwk = g.key.public_jwk().unwrap();
+
+    // Wrong protocol version: 401.
+    let (s, v) = g
+        .post(
+            "auth",
+            &json!({"version":"0.3.0","tee":"snp","extra-params":{}}),
+        )
+        .await;
+    assert_eq!(s, 401, "{v}");
+    assert_eq!(v["type"], "veil:protocol-version-mismatch");
+    // Unknown TEE, and sample while disabled: 400.
+    assert_eq!(g.auth("quantum").await.0, 400);
+    let (s, v) = g.auth("sample").await;
+    assert_eq!(s, 400);
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("dangerous_accept_sample_evidence")
+    );
+    // Malformed JSON: 400.
+    let r = g
+        .http
+        .post(format!("{}/kbs/v0/auth", b.url))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    // Oversized body: 413 with a JSON error.
+    let r = g
+        .http
+        .post(format!("{}/kbs/v0/auth", b.url))
+        .body(vec![b' '; 100_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["type"],
+        "veil:payload-too-large"
+    );
+    // Attest without a session: 401.
+    let fresh = Guest::new(&b.url, KeyAlgorithm::EcdhEsP256);
+    assert_eq!(fresh.attest_with("x", json!({}), Value::Null).await.0, 401);
+
+    // Nonce mismatch: 401.
+    let (_, c) = g.auth("snp").await;
+    let nonce = c["nonce"].as_str().unwrap().to_string();
+    let ev = Guest::snp_evidence(&nonce, &jwk, |_| {});
+    let (s, v) = g.attest_with("AAAA", ev.clone(), Value::Null).await;
+    assert_eq!(s, 401, "{v}");
+    // Report data bound to another key: 401.
+    let other = TeeKeyPair::generate(KeyAlgorithm::EcdhEsP256)
+        .unwrap()
+        .public_jwk()
+        .unwrap();
+    let (_, c) = g.auth("snp").await;
+    let nonce = c["nonce"].as_str().unwrap().to_string();
+    let (s, v) = g
+        .attest_with(
+            &nonce,
+            Guest::snp_evidence(&nonce, &other, |_| {}),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(s, 401, "{v}");
+    assert_eq!(v["type"], "veil:attestation-failed");
+    // The nonce was consumed by that failure: reuse is 409.
+    let (s, _) = g
+        .attest_with(
+            &nonce,
+            Guest::snp_evidence(&nonce, &jwk, |_| {}),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(s, 409);
+    // Honest attestation, then the same nonce again: 409.
+    let (_, c) = g.auth("snp").await;
+    let nonce = c["nonce"].as_str().unwrap().to_string();
+    let ev = Guest::snp_evidence(&nonce, &jwk, |_| {});
+    assert_eq!(g.attest_with(&nonce, ev.clone(), Value::Null).await.0, 200);
+    assert_eq!(g.attest_with(&nonce, ev, Value::Null).await.0, 409);
+
+    // Init-data: HOST_DATA must equal SHA-256 of the TOML.
+    let toml = "version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\n\"policy.rego\" = \"package agent_policy\"\n";
+    let digest: [u8; 32] = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, toml.as_bytes())
+        .as_ref()
+        .try_into()
+        .unwrap();
+    let init = json!({"format":"toml","body":toml});
+    let (_, c) = g.auth("snp").await;
+    let nonce = c["nonce"].as_str().unwrap().to_string();
+    let (s, v) = g
+        .attest_with(
+            &nonce,
+            Guest::snp_evidence(&nonce, &jwk, |p| p.host_data = digest),
+            init.clone(),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, c) = g.auth("snp").await;
+    let nonce = c["nonce"].as_str().unwrap().to_string();
+    let (s, v) = g
+        .attest_with(
+            &nonce,
+            Guest::snp_evidence(&nonce, &jwk, |p| p.host_data = [1; 32]),
+            init,
+        )
+        .await;
+    assert_eq!(s, 401, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("HOST_DATA"));
+
+    // Policy deny: a debug guest is contraindicated; the default resource policy says 403.
+    let debug = Guest::new(&b.url, KeyAlgorithm::EcdhEsP256);
+    let token = debug.handshake(|p| p.policy |= 1 << 19).await;
+    let (s, v) = debug.resource("default/key/1", Some(&token)).await;
+    assert_eq!(s, 403, "{v}");
+    // Unknown resource: 404 (for an allowed guest).
+    let token = g.handshake(|_| {}).await;
+    assert_eq!(g.resource("default/key/nope", Some(&token)).await.0, 404);
+    // Forged token: 401.
+    let mut forged = token.clone();
+    forged.pop();
+    forged.push(if token.ends_with('A') { 'B' } else { 'A' });
+    assert_eq!(g.resource("default/key/1", Some(&forged)).await.0, 401);
+    assert_eq!(
+        g.resource("default/key/1", Some("not.a.token")).await.0,
+        401
+    );
+    // Unknown paths: 404 JSON.
+    let r = reqwest::get(format!("{}/kbs/v0/nothing", b.url))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+}
+
+#[tokio::test]
+async fn expired_session_and_token() {
+    let data = tempfile::tempdir().unwrap();
+    let b = start(
+        data.path(),
+        &[("VEIL_SESSION_TTL_SECS", "1"), ("VEIL_TOKEN_TTL_SECS", "1")],
+        &[],
+    );
+    put_resource(&b.url, "default/key/1", b"v").await;
+    let g = Guest::new(&b.url, KeyAlgorithm::EcdhEsP256);
+    let token = g.handshake(|_| {}).await;
+    // The server, not only the client's cookie jar, refuses an expired
+    // session: send the cookie by hand after its lifetime.
+    let raw = reqwest::Client::new();
+    let r = raw
+        .post(format!("{}/kbs/v0/auth", b.url))
+        .json(&json!({"version":"0.4.0","tee":"snp","extra-params":{}}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let c: Value = r.json().await.unwrap();
+    let nonce = c["nonce"].as_str().unwrap().to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let ev = Guest::snp_evidence(&nonce, &g.key.public_jwk().unwrap(), |_| {});
+    let r = raw
+        .post(format!("{}/kbs/v0/attest", b.url))
+        .header("cookie", cookie)
+        .json(&json!({"init-data": null,
+            "runtime-data": {"nonce": nonce, "tee-pubkey": g.key.public_jwk().unwrap()},
+            "tee-evidence": {"primary_evidence": ev, "additional_evidence": ""}}))
+        .send()
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(s, 401, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("expired"));
+    let (s, v) = g.resource("default/key/1", Some(&token)).await;
+    assert_eq!(s, 401, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("expired"));
+}
+
+#[tokio::test]
+async fn admin_api_authentication() {
+    let data = tempfile::tempdir().unwrap();
+    let b = start(data.path(), &[], &[]);
+    let http = reqwest::Client::new();
+    let put = |token: Option<String>| {
+        let mut r = http
+            .post(format!("{}/kbs/v0/resource/default/key/9", b.url))
+            .body("x");
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    assert_eq!(put(None).await.unwrap().status().as_u16(), 401);
+    assert_eq!(
+        put(Some("garbage".into())).await.unwrap().status().as_u16(),
+        401
+    );
+    assert_eq!(
+        put(Some(admin_token(&["--ttl=-10"])))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+    assert_eq!(
+        put(Some(admin_token(&["--audience", "someone-else"])))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+    assert_eq!(
+        put(Some(admin_token(&["--role", "intern"])))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+    // A token from another key.
+    let other = tempfile::tempdir().unwrap();
+    assert!(
+        Command::new(VEIL)
+            .args(["admin", "keygen", "--out"])
+            .arg(other.path())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = Command::new(VEIL)
+        .args(["admin", "token", "--key"])
+        .arg(other.path().join("admin.key"))
+        .output()
+        .unwrap();
+    let foreign = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(put(Some(foreign)).await.unwrap().status().as_u16(), 401);
+    assert_eq!(
+        put(Some(admin_token(&[]))).await.unwrap().status().as_u16(),
+        200
+    );
+    // Listings never return secret values.
+    let list = http
+        .get(format!("{}/kbs/v0/admin/resources", b.url))
+        .bearer_auth(admin_token(&[]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        list.contains("default/key/9") && !list.contains("\"x\""),
+        "{list}"
+    );
+    // The admin CLI drives the same API.
+    let (dir, _, _) = platform();
+    let key = dir.path().join("admin.key");
+    let run = |args: &[&str]| {
+        Command::new(VEIL)
+            .args(args)
+            .arg("--url")
+            .arg(&b.url)
+            .arg("--key")
+            .arg(&key)
+            .output()
+            .unwrap()
+    };
+    assert!(
+        run(&[
+            "admin",
+            "set-resource",
+            "default/db/password",
+            "--value",
+            "hunter2"
+        ])
+        .status
+        .success()
+    );
+    assert!(
+        run(&[
+            "admin",
+            "set-reference-value",
+            "--name",
+            "snp_measurement",
+            "--type",
+            "hex",
+            "--value",
+            &"5a".repeat(48)
+        ])
+        .status
+        .success()
+    );
+    let out = run(&["admin", "list", "reference-values"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("snp_measurement"));
+    let bad = run(&[
+        "admin",
+        "set-reference-value",
+        "--name",
+        "x",
+        "--type",
+        "hex",
+        "--value",
+        "zz",
+    ]);
+    assert!(!bad.status.success());
+    assert!(
+        run(&["admin", "delete-resource", "default/db/password"])
+            .status
+            .success()
+    );
+    assert!(
+        !run(&["admin", "delete-resource", "default/db/password"])
+            .status
+            .success()
+    );
+}
+
+#[tokio::test]
+async fn reference_values_and_policies_are_applied() {
+    let data = tempfile::tempdir().unwrap();
+    let b = start(data.path(), &[], &[]);
+    put_resource(&b.url, "default/key/1", b"v").await;
+    let http = reqwest::Client::new();
+    // Register a measurement the guest does not have: contraindicated → 403.
+    let r = http
+        .post(format!("{}/kbs/v0/reference-value", b.url))
+        .bearer_auth(admin_token(&[]))
+        .json(&json!({"name":"snp_measurement","type":"hex","values":["ab".repeat(48)]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let g = Guest::new(&b.url, KeyAlgorithm::EcdhEsP256);
+    let token = g.handshake(|_| {}).await;
+    assert_eq!(g.resource("default/key/1", Some(&token)).await.0, 403);
+    // Register the right one (RVPS sample form): affirming → 200.
+    let payload = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        json!({"snp_measurement": ["5a".repeat(48)]}).to_string(),
+    );
+    let r = http
+        .post(format!("{}/kbs/v0/reference-value", b.url))
+        .bearer_auth(admin_token(&[]))
+        .json(&json!({"version":"0.1.0","type":"sample","payload":payload}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let token = g.handshake(|_| {}).await;
+    assert_eq!(g.resource("default/key/1", Some(&token)).await.0, 200);
+    // A deny-all resource policy: 403; an invalid one is refused with 400.
+    let set = |rego: &str| {
+        http.post(format!("{}/kbs/v0/resource-policy", b.url))
+            .bearer_auth(admin_token(&[]))
+            .json(&json!({"policy": base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, rego)}))
+            .send()
+    };
+    assert_eq!(
+        set("package policy\nallow if {")
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        400
+    );
+    assert_eq!(
+        set("package policy\ndefault allow := false\n")
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(g.resource("default/key/1", Some(&token)).await.0, 403);
+}
+
+#[tokio::test]
+async fn sample_evidence_only_when_enabled_and_never_released_by_default() {
+    let data = tempfile::tempdir().unwrap();
+    let b = start(data.path(), &[], &["--dangerous-accept-sample-evidence"]);
+    put_resource(&b.url, "default/key/1", b"v").await;
+    let g = Guest::new(&b.url, KeyAlgorithm::EcdhEsP256);
+    let (s, c) = g.auth("sample").await;
+    assert_eq!(s, 200);
+    let nonce = c["nonce"].as_str().unwrap().to_string();
+    let digest = binding::primary_digest(&nonce, &g.key.public_jwk().unwrap(), "").unwrap();
+    let rd = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, digest);
+    let (s, t) = g
+        .attest_with(&nonce, json!({"svn":"1","report_data":rd}), Value::Null)
+        .await;
+    assert_eq!(s, 200, "{t}");
+    let token = t["token"].as_str().unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            token.split('.').nth(1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        claims["submods"]["cpu0"]["ear_attester_claims"]["sample"],
+        true
+    );
+    assert_ne!(claims["submods"]["cpu0"]["ear_status"], "affirming");
+    assert_eq!(g.resource("default/key/1", Some(token)).await.0, 403);
+}
+
+#[tokio::test]
+async fn state_survives_sigkill() {
+    let data = tempfile::tempdir().unwrap();
+    let mut b = start(data.path(), &[], &[]);
+    put_resource(&b.url, "default/key/1", b"durable").await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/kbs/v0/reference-value", b.url))
+        .bearer_auth(admin_token(&[]))
+        .json(&json!({"name":"snp_measurement","type":"hex","values":["5a".repeat(48)]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = http
+        .post(format!("{}/kbs/v0/resource-policy", b.url))
+        .bearer_auth(admin_token(&[]))
+        .json(&json!({"policy": base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, veil_broker::policy::DEFAULT_RESOURCE_POLICY.replace("default allow := false", "default allow := false\n# persisted"))}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let g = Guest::new(&b.url, KeyAlgorithm::EcdhEsP256);
+    let token = g.handshake(|_| {}).await;
+    let jwks_before = reqwest::get(format!("{}/kbs/v0/.well-known/jwks.json", b.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // SIGKILL: no chance to flush anything.
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    let data_dir = b.data.clone();
+    drop(b);
+    let b = start(&data_dir, &[], &[]);
+    let jwks_after = reqwest::get(format!("{}/kbs/v0/.well-known/jwks.json", b.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(jwks_before, jwks_after, "token key persisted");
+    // The token from before the kill still verifies; the resource is there.
+    let g2 = Guest {
+        http: reqwest::Client::new(),
+        url: b.url.clone(),
+        key: g.key,
+    };
+    let (s, v) = g2.resource("default/key/1", Some(&token)).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(g2.open(v), b"durable");
+    let rv = http
+        .get(format!("{}/kbs/v0/reference-value", b.url))
+        .bearer_auth(admin_token(&[]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(rv.contains("snp_measurement"));
+    let pol: Value = http
+        .get(format!("{}/kbs/v0/resource-policy", b.url))
+        .bearer_auth(admin_token(&[]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pol["source"], "stored");
+}
