@@ -249,11 +249,7 @@ fn concat_kdf(z: &[u8]) -> [u8; 32] {
 /// IV, ciphertext and tag of one AES-256-GCM encryption.
 type Sealed = ([u8; 12], Vec<u8>, Vec<u8>);
 
-fn gcm_seal(
-    cek: &[u8; 32],
-    protected: &str,
-    plaintext: &[u8],
-) -> Result<Sealed, JweError> {
+fn gcm_seal(cek: &[u8; 32], protected: &str, plaintext: &[u8]) -> Result<Sealed, JweError> {
     let rng = SystemRandom::new();
     let mut iv = [0u8; 12];
     rng.fill(&mut iv).map_err(|_| JweError::Crypto)?;
