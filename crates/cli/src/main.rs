@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod bench;
 mod broker;
 mod demo;
 mod endorsements;
@@ -38,6 +39,9 @@ enum Command {
     /// Admin keys, tokens, and a client for the broker's admin API.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// Benchmarks against a running broker.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Produce evidence from Veil's simulated TEE (for tests and demos only).
     #[command(subcommand)]
     Sim(sim::SimCommand),
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
             Command::Sim(c) => sim::run(c),
             Command::Broker(c) => broker::run(c).await,
             Command::Admin(c) => admin::run(c).await,
+            Command::Bench(c) => bench::run(c).await,
         }
     })
 }

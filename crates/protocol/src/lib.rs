@@ -4,10 +4,13 @@
 //! and the JWE in which resources travel ([`jwe`]).
 //!
 //! Reference: Trustee `kbs/` (server) and guest-components
-//! `attestation-agent/kbs_protocol` (client); see `docs/kbs-protocol.md`.
+//! `attestation-agent/kbs_protocol` (client); `docs/architecture.md` says
+//! where each part is used.
 #![forbid(unsafe_code)]
 
 pub mod binding;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod jwe;
 pub mod types;
 

@@ -1,13 +1,21 @@
 //! The embedded store: redb (pure Rust, ACID, single file) under the data
-//! directory. Each operation is one transaction; writes are durable when
-//! they return (redb commits with fsync), which is what lets state survive a
-//! SIGKILL.
+//! directory. Each operation is one transaction. Writes of resources,
+//! policies, reference values and keys are durable when they return (redb
+//! commits with fsync), which is what lets state survive a SIGKILL.
+//!
+//! Session writes skip the fsync (`Durability::None`): redb persists them
+//! with the next durable commit, in order, so after a crash the sessions are
+//! a consistent prefix of their history. Losing a session only makes a guest
+//! attest again; a nonce can never be accepted twice in a running broker
+//! because single use is enforced by the transaction, not by the disk.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
 
 use super::{Namespace, Store, StoreError};
 
@@ -31,6 +39,15 @@ pub struct EmbeddedStore {
 
 fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
+}
+
+/// A write transaction, without fsync for the (ephemeral) sessions.
+fn begin_write(db: &Database, ns: Namespace) -> Result<WriteTransaction, StoreError> {
+    let mut txn = db.begin_write().map_err(err)?;
+    if ns == Namespace::Sessions {
+        txn.set_durability(Durability::None).map_err(err)?;
+    }
+    Ok(txn)
 }
 
 impl EmbeddedStore {
@@ -74,7 +91,7 @@ impl Store for EmbeddedStore {
     async fn put(&self, ns: Namespace, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
         let key = key.to_string();
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(err)?;
+            let txn = begin_write(db, ns)?;
             {
                 let mut t = txn.open_table(table(ns)).map_err(err)?;
                 t.insert(key.as_str(), value.as_slice()).map_err(err)?;
@@ -87,7 +104,7 @@ impl Store for EmbeddedStore {
     async fn delete(&self, ns: Namespace, key: &str) -> Result<bool, StoreError> {
         let key = key.to_string();
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(err)?;
+            let txn = begin_write(db, ns)?;
             let existed = {
                 let mut t = txn.open_table(table(ns)).map_err(err)?;
                 t.remove(key.as_str()).map_err(err)?.is_some()
@@ -120,7 +137,7 @@ impl Store for EmbeddedStore {
     ) -> Result<Vec<u8>, StoreError> {
         let key = key.to_string();
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(err)?;
+            let txn = begin_write(db, ns)?;
             let stored = {
                 let mut t = txn.open_table(table(ns)).map_err(err)?;
                 let existing = t
@@ -151,7 +168,7 @@ impl Store for EmbeddedStore {
         let key = key.to_string();
         let expected = expected.to_vec();
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(err)?;
+            let txn = begin_write(db, ns)?;
             let swapped = {
                 let mut t = txn.open_table(table(ns)).map_err(err)?;
                 let current = t

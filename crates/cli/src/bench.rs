@@ -1,0 +1,318 @@
+//! `veil bench broker`: N concurrent simulated guests run auth → attest →
+//! resource against any KBS-protocol broker, next to the verification-only
+//! rate of the same evidence measured in the same run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::Value;
+use veil_endorsements::snp::SnpEndorsements;
+use veil_evidence::snp::{CertTableEntry, CertType, Product, SnpEvidence};
+use veil_protocol::client::KbsClient;
+use veil_protocol::jwe::KeyAlgorithm;
+use veil_sim::snp::{ReportParams, SimSnp};
+use veil_verifier::UnixTime;
+use veil_verifier::snp::{SnpVerifier, TrustAnchors};
+
+use crate::EXIT_ERROR;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Handshakes per second and latency percentiles against a broker.
+    Broker(BrokerBench),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Evidence {
+    /// Simulated SNP reports (the broker must trust the simulated root).
+    Snp,
+    /// CoCo `sample` evidence (the broker must accept it), e.g. for a peer.
+    Sample,
+}
+
+#[derive(Debug, Args)]
+pub struct BrokerBench {
+    /// The broker. Without it, an in-process Veil broker is started on
+    /// 127.0.0.1:0 (embedded store in a temporary directory).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Concurrent guests; repeatable.
+    #[arg(long = "concurrency", default_values_t = vec![1, 8, 64])]
+    pub concurrency: Vec<usize>,
+    /// Seconds per concurrency level.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    #[arg(long, value_enum, default_value = "snp")]
+    pub evidence: Evidence,
+    /// Simulated PKI state directory (SNP evidence).
+    #[arg(long, env = "VEIL_STATE_DIR", default_value = ".veil/sim")]
+    pub state_dir: PathBuf,
+    /// The resource each guest fetches.
+    #[arg(long, default_value = "default/key/1")]
+    pub resource: String,
+    /// Fetch the resource (a resource policy that allows it is needed);
+    /// `--no-resource` stops after the token.
+    #[arg(long)]
+    pub no_resource: bool,
+}
+
+struct Source {
+    sim: SimSnp,
+    vcek: Vec<u8>,
+    params: ReportParams,
+}
+
+impl Source {
+    fn snp_evidence(&self, digest: &[u8; 48]) -> Result<Value, String> {
+        let mut p = self.params.clone();
+        p.report_data = veil_protocol::binding::expected_report_data(digest);
+        let report = self.sim.report(&p).map_err(|e| e.to_string())?;
+        let ev = SnpEvidence {
+            report,
+            cert_chain: vec![
+                CertTableEntry {
+                    cert_type: CertType::Vcek,
+                    data: self.vcek.clone(),
+                },
+                CertTableEntry {
+                    cert_type: CertType::Ask,
+                    data: self.sim.ask_der().to_vec(),
+                },
+            ],
+        };
+        let json = veil_evidence::snp::coco::to_json(&ev).map_err(|e| e.to_string())?;
+        serde_json::from_str(&json).map_err(|e| e.to_string())
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+pub async fn run(cmd: BenchCommand) -> ExitCode {
+    let BenchCommand::Broker(a) = cmd;
+    match broker_bench(a).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+async fn broker_bench(a: BrokerBench) -> Result<(), String> {
+    let sim = SimSnp::load_or_create(&a.state_dir, Product::Milan).map_err(|e| e.to_string())?;
+    let params = ReportParams::new(Product::Milan);
+    let vcek = sim.vcek_der(&params.tcb).map_err(|e| e.to_string())?;
+    let ark = sim.ark_der().to_vec();
+    let source = Arc::new(Source { sim, vcek, params });
+
+    // Verification only, same evidence, one core.
+    let verify_rate = if a.evidence == Evidence::Snp {
+        let ev = source.snp_evidence(&[7u8; 48])?;
+        let bytes = serde_json::to_vec(&ev).map_err(|e| e.to_string())?;
+        let anchors = TrustAnchors::amd()
+            .dangerous_trust_simulated_root(Product::Milan, &ark)
+            .map_err(|e| e.to_string())?;
+        let verifier = SnpVerifier::new(anchors);
+        let start = Instant::now();
+        let mut n = 0u64;
+        while start.elapsed() < Duration::from_secs(2) {
+            let parsed = veil_evidence::snp::coco::parse_json(&bytes).map_err(|e| e.to_string())?;
+            let mut e = SnpEndorsements::default();
+            e.add_cert_table(&parsed.cert_chain)
+                .map_err(|e| e.to_string())?;
+            verifier
+                .verify(&parsed.report, &e, UnixTime::now())
+                .map_err(|e| e.to_string())?;
+            n += 1;
+        }
+        Some(n as f64 / start.elapsed().as_secs_f64())
+    } else {
+        None
+    };
+
+    // The broker: given, or in-process.
+    let _guard;
+    let url = match &a.url {
+        Some(u) => u.clone(),
+        None => {
+            let dir = tempfile_dir()?;
+            let ark_path = dir.join("ark.pem");
+            std::fs::write(
+                &ark_path,
+                veil_endorsements::certs::to_pem("CERTIFICATE", &ark),
+            )
+            .map_err(|e| e.to_string())?;
+            let cfg = veil_broker::config::Config {
+                data_dir: dir.join("data"),
+                insecure_http: true,
+                dangerous_allow_unauthenticated_admin: true,
+                dangerous_trust_simulated_tee: Some(ark_path),
+                dangerous_accept_sample_evidence: a.evidence == Evidence::Sample,
+                ..veil_broker::config::Config::default()
+            };
+            let broker = veil_broker::Broker::build(cfg).await?;
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(veil_broker::serve(listener, broker, async {
+                let _ = rx.await;
+            }));
+            _guard = (tx, TempDirGuard(dir));
+            let url = format!("http://{addr}");
+            // The in-process broker has an open admin API: store the resource
+            // and, for sample evidence, a policy that releases it.
+            let http = reqwest::Client::new();
+            http.post(format!("{url}/kbs/v0/resource/{}", a.resource))
+                .body("benchmark secret")
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if a.evidence == Evidence::Sample {
+                let policy = "package policy\nimport rego.v1\ndefault allow := false\nallow if data.plugin == \"resource\"\n";
+                http.post(format!("{url}/kbs/v0/resource-policy"))
+                    .json(&serde_json::json!({"policy": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(policy)}))
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            url
+        }
+    };
+
+    println!(
+        "broker: {url}   evidence: {:?}   resource: {}",
+        a.evidence,
+        if a.no_resource { "no" } else { &a.resource }
+    );
+    if let Some(v) = verify_rate {
+        println!("verification only (parse + verify, chain cached, 1 core): {v:.0}/s");
+    }
+    println!(
+        "{:>11} {:>12} {:>9} {:>9} {:>9} {:>8} {:>10}",
+        "concurrency", "handshakes/s", "p50 ms", "p90 ms", "p99 ms", "errors", "vs verify"
+    );
+    for &c in &a.concurrency {
+        let deadline = Instant::now() + Duration::from_secs(a.duration);
+        let mut tasks = Vec::new();
+        for _ in 0..c.max(1) {
+            let source = source.clone();
+            let url = url.clone();
+            let resource = a.resource.clone();
+            let evidence = a.evidence;
+            let fetch = !a.no_resource;
+            tasks.push(tokio::spawn(async move {
+                let http = reqwest::Client::builder().cookie_store(true).build();
+                let mut lat = Vec::new();
+                let mut errors = 0u64;
+                let mut first_error = None;
+                while Instant::now() < deadline {
+                    let t0 = Instant::now();
+                    let r = match &http {
+                        Ok(h) => {
+                            one_handshake(
+                                &url,
+                                h,
+                                &source,
+                                evidence,
+                                fetch.then_some(resource.as_str()),
+                            )
+                            .await
+                        }
+                        Err(e) => Err(e.to_string()),
+                    };
+                    match r {
+                        Ok(()) => lat.push(t0.elapsed().as_secs_f64() * 1000.0),
+                        Err(e) => {
+                            errors += 1;
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                }
+                (lat, errors, first_error)
+            }));
+        }
+        let start = Instant::now();
+        let mut all = Vec::new();
+        let mut errors = 0;
+        let mut first_error = None;
+        for t in tasks {
+            let (l, e, f) = t.await.map_err(|e| e.to_string())?;
+            all.extend(l);
+            errors += e;
+            if first_error.is_none() {
+                first_error = f;
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        all.sort_by(f64::total_cmp);
+        let rate = all.len() as f64 / secs;
+        let ratio = verify_rate.map_or_else(|| "-".to_string(), |v| format!("{:.2}x", rate / v));
+        println!(
+            "{c:>11} {rate:>12.1} {:>9.2} {:>9.2} {:>9.2} {errors:>8} {ratio:>10}",
+            percentile(&all, 0.50),
+            percentile(&all, 0.90),
+            percentile(&all, 0.99)
+        );
+        if let Some(e) = first_error {
+            eprintln!("  first error at concurrency {c}: {e}");
+        }
+    }
+    Ok(())
+}
+
+async fn one_handshake(
+    url: &str,
+    http: &reqwest::Client,
+    source: &Source,
+    evidence: Evidence,
+    resource: Option<&str>,
+) -> Result<(), String> {
+    // A fresh TEE key per handshake, as a CoCo guest does; the HTTP
+    // connection is kept alive across a guest's handshakes.
+    let client = KbsClient::with_client(url, KeyAlgorithm::EcdhEsP256, http.clone())
+        .map_err(|e| e.to_string())?;
+    let token = match evidence {
+        Evidence::Snp => client.attest("snp", |_, digest| source.snp_evidence(digest)).await,
+        Evidence::Sample => {
+            client
+                .attest("sample", |_, digest| {
+                    Ok(serde_json::json!({"svn": "1", "report_data": base64::engine::general_purpose::STANDARD.encode(digest)}))
+                })
+                .await
+        }
+    }
+    .map_err(|e| e.to_string())?;
+    if let Some(r) = resource {
+        client
+            .resource(r, Some(&token))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+struct TempDirGuard(PathBuf);
+
+impl Drop for TempDirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempfile_dir() -> Result<PathBuf, String> {
+    let mut rnd = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut rnd).map_err(|_| "no randomness".to_string())?;
+    let dir = std::env::temp_dir().join(format!("veil-bench-{}", hex::encode(rnd)));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    Ok(dir)
+}

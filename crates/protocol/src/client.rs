@@ -1,0 +1,162 @@
+//! A KBS protocol 0.4.0 client: `/auth` → `/attest` → `/resource`, with the
+//! evidence supplied by the caller (an attester) for the binding digest the
+//! client computes. The cookie carries the session; the token is returned for
+//! Bearer use.
+
+use serde_json::{Value, json};
+
+use crate::binding;
+use crate::jwe::{KeyAlgorithm, TeeKeyPair};
+use crate::types::{AttestationToken, Challenge, Response};
+
+/// A failed step, with the HTTP status when there was one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    #[error("HTTP request to {step} failed: {detail}")]
+    Transport { step: &'static str, detail: String },
+    #[error("{step} answered HTTP {status}: {detail}")]
+    Status {
+        step: &'static str,
+        status: u16,
+        detail: String,
+    },
+    #[error("{0}")]
+    Protocol(String),
+}
+
+/// One guest's connection to a broker, with its TEE key.
+#[derive(Debug)]
+pub struct KbsClient {
+    http: reqwest::Client,
+    base: String,
+    key: TeeKeyPair,
+}
+
+impl KbsClient {
+    /// A client with a fresh TEE key of the given kind.
+    pub fn new(base_url: &str, alg: KeyAlgorithm) -> Result<Self, ClientError> {
+        Self::with_http(base_url, alg, reqwest::Client::builder().cookie_store(true))
+    }
+
+    /// A client with a fresh TEE key over an existing HTTP client (which
+    /// must have a cookie store): connections are kept alive and reused.
+    pub fn with_client(
+        base_url: &str,
+        alg: KeyAlgorithm,
+        http: reqwest::Client,
+    ) -> Result<Self, ClientError> {
+        Ok(KbsClient {
+            http,
+            base: base_url.trim_end_matches('/').to_string(),
+            key: TeeKeyPair::generate(alg).map_err(|e| ClientError::Protocol(e.to_string()))?,
+        })
+    }
+
+    /// A client with a configured HTTP builder (extra CA, timeouts).
+    pub fn with_http(
+        base_url: &str,
+        alg: KeyAlgorithm,
+        builder: reqwest::ClientBuilder,
+    ) -> Result<Self, ClientError> {
+        let http = builder
+            .cookie_store(true)
+            .build()
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Ok(KbsClient {
+            http,
+            base: base_url.trim_end_matches('/').to_string(),
+            key: TeeKeyPair::generate(alg).map_err(|e| ClientError::Protocol(e.to_string()))?,
+        })
+    }
+
+    /// The TEE key pair.
+    pub fn key(&self) -> &TeeKeyPair {
+        &self.key
+    }
+
+    async fn post(&self, step: &'static str, body: &Value) -> Result<Value, ClientError> {
+        let r = self
+            .http
+            .post(format!("{}/kbs/v0/{step}", self.base))
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport {
+                step,
+                detail: e.to_string(),
+            })?;
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        if status != 200 {
+            return Err(ClientError::Status {
+                step,
+                status,
+                detail: v["detail"].as_str().unwrap_or("").to_string(),
+            });
+        }
+        Ok(v)
+    }
+
+    /// The full handshake. `evidence` receives the challenge nonce and the
+    /// 48-byte binding digest and returns the primary evidence JSON.
+    pub async fn attest<F>(&self, tee: &str, evidence: F) -> Result<String, ClientError>
+    where
+        F: FnOnce(&str, &[u8; 48]) -> Result<Value, String>,
+    {
+        let c = self
+            .post(
+                "auth",
+                &json!({"version": crate::PROTOCOL_VERSION, "tee": tee, "extra-params": {}}),
+            )
+            .await?;
+        let c: Challenge = serde_json::from_value(c)
+            .map_err(|e| ClientError::Protocol(format!("challenge: {e}")))?;
+        let jwk = self
+            .key
+            .public_jwk()
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let digest = binding::primary_digest(&c.nonce, &jwk, "").map_err(ClientError::Protocol)?;
+        let ev = evidence(&c.nonce, &digest).map_err(ClientError::Protocol)?;
+        let t = self
+            .post(
+                "attest",
+                &json!({"init-data": null,
+                        "runtime-data": {"nonce": c.nonce, "tee-pubkey": jwk},
+                        "tee-evidence": {"primary_evidence": ev, "additional_evidence": ""}}),
+            )
+            .await?;
+        let t: AttestationToken =
+            serde_json::from_value(t).map_err(|e| ClientError::Protocol(format!("token: {e}")))?;
+        Ok(t.token)
+    }
+
+    /// Fetches and decrypts a resource (`repo/type/tag`), with the token as
+    /// Bearer when given, else the session cookie.
+    pub async fn resource(&self, path: &str, token: Option<&str>) -> Result<Vec<u8>, ClientError> {
+        let step = "resource";
+        let mut r = self
+            .http
+            .get(format!("{}/kbs/v0/resource/{path}", self.base));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let r = r.send().await.map_err(|e| ClientError::Transport {
+            step,
+            detail: e.to_string(),
+        })?;
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        if status != 200 {
+            return Err(ClientError::Status {
+                step,
+                status,
+                detail: v["detail"].as_str().unwrap_or("").to_string(),
+            });
+        }
+        let jwe: Response =
+            serde_json::from_value(v).map_err(|e| ClientError::Protocol(format!("JWE: {e}")))?;
+        self.key
+            .decrypt(&jwe)
+            .map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+}
