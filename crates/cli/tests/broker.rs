@@ -779,3 +779,119 @@ async fn state_survives_sigkill() {
         .unwrap();
     assert_eq!(pol["source"], "stored");
 }
+
+#[tokio::test]
+async fn tls_and_graceful_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = dir.path().join("tls.crt");
+    let key = dir.path().join("tls.key");
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let (pdir, _, ark) = platform();
+    let mut child = Command::new(VEIL)
+        .args(["broker", "serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .arg("--admin-key")
+        .arg(pdir.path().join("admin.pub"))
+        .arg("--dangerous-trust-simulated-tee")
+        .arg(ark)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().rsplit(':').next().unwrap().to_string();
+    let url = format!("https://localhost:{port}");
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ck.cert.pem().as_bytes()).unwrap())
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    assert_eq!(
+        http.get(format!("{url}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    // Plain HTTP to the TLS port does not get an answer.
+    assert!(
+        reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+            .await
+            .is_err()
+    );
+    // A handshake over TLS; the session cookie is Secure.
+    let r = http
+        .post(format!("{url}/kbs/v0/auth"))
+        .json(&json!({"version":"0.4.0","tee":"snp","extra-params":{}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("; Secure")
+    );
+    let c: Value = r.json().await.unwrap();
+    let g = Guest {
+        http: http.clone(),
+        url: url.clone(),
+        key: TeeKeyPair::generate(KeyAlgorithm::EcdhEsP256).unwrap(),
+    };
+    let nonce = c["nonce"].as_str().unwrap().to_string();
+    let ev = Guest::snp_evidence(&nonce, &g.key.public_jwk().unwrap(), |_| {});
+    assert_eq!(g.attest_with(&nonce, ev, Value::Null).await.0, 200);
+    // SIGTERM: a clean exit.
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            assert!(s.success(), "exit status {s:?}");
+            break;
+        }
+        assert!(
+            start.elapsed().as_secs() < 15,
+            "broker did not stop on SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn refuses_to_start_with_an_open_admin_api_or_without_tls() {
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(VEIL)
+        .args(["broker", "serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("admin.keys") && err.contains("TLS"), "{err}");
+    let out = Command::new(VEIL)
+        .args(["broker", "serve", "--insecure-http", "--data-dir"])
+        .arg(data.path())
+        .env("VEIL_DATABASE_URL", "postgres://u:pw@localhost/db")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("database_url") && !err.contains("pw@"),
+        "{err}"
+    );
+}
