@@ -199,6 +199,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ear_claims_names_and_dotted_option() {
+        let s = Submod {
+            name: "cpu0".into(),
+            vector: [("hardware".to_string(), json!(2))].into_iter().collect(),
+            policy_id: "default_cpu".into(),
+            attester_claims: json!({"tee":"snp","runtime_data_claims":{"tee-pubkey":{"kty":"EC"}}}),
+        };
+        let c = ear_claims(std::slice::from_ref(&s), "n", 100, 300, false);
+        assert_eq!(c["eat_profile"], EAR_PROFILE);
+        assert_eq!(c["exp"], 400);
+        assert_eq!(c["eat_nonce"], "n");
+        assert_eq!(c["submods"]["cpu0"]["ear_status"], "affirming");
+        assert!(c["submods"]["cpu0"].get("ear.status").is_none());
+        assert_eq!(tee_pubkey(&c), Some(&json!({"kty":"EC"})));
+        let d = ear_claims(&[s], "n", 100, 300, true);
+        assert_eq!(d["submods"]["cpu0"]["ear.status"], "affirming");
+        assert_eq!(
+            d["submods"]["cpu0"]["ear.trustworthiness-vector"]["hardware"],
+            2
+        );
+        // A dotted-only token (older CoCo AS) still yields its TEE key.
+        let old = json!({"submods":{"cpu0":{"ear.veraison.annotated-evidence":{"runtime_data_claims":{"tee-pubkey":{"kty":"RSA"}}}}}});
+        assert_eq!(tee_pubkey(&old), Some(&json!({"kty":"RSA"})));
+    }
+
+    #[tokio::test]
+    async fn token_round_trip_and_tampering() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::embedded::EmbeddedStore::open(dir.path()).unwrap();
+        let kek = Kek::from_bytes(&[1; 32]).unwrap();
+        let keys = TokenKeys::load_or_create(&store, &kek).await.unwrap();
+        let again = TokenKeys::load_or_create(&store, &kek).await.unwrap();
+        assert_eq!(keys.jwks(), again.jwks(), "one key per store");
+        let t = keys.sign(&json!({"exp": 200, "x": 1})).unwrap();
+        assert_eq!(again.verify(&t, 100).unwrap()["x"], 1);
+        assert_eq!(keys.verify(&t, 200), Err("token expired"));
+        let mut parts: Vec<&str> = t.split('.').collect();
+        let forged = B64URL.encode(json!({"exp": 999, "x": 2}).to_string());
+        parts[1] = &forged;
+        assert!(keys.verify(&parts.join("."), 100).is_err());
+        assert!(keys.verify("a.b", 100).is_err());
+    }
+
+    #[test]
     fn statuses() {
         let v = |pairs: &[(&str, i64)]| {
             pairs

@@ -138,7 +138,7 @@ pub fn mint(a: &TokenArgs) -> Result<String, String> {
     Ok(format!("{input}.{}", B64URL.encode(sig.as_ref())))
 }
 
-fn keygen(out: &PathBuf) -> Result<(), String> {
+pub fn keygen(out: &PathBuf) -> Result<(), String> {
     let kp = Ed25519KeyPair::generate().map_err(|_| "key generation failed".to_string())?;
     let pkcs8 = kp.to_pkcs8().map_err(|_| "key export failed".to_string())?;
     let mut spki = hex::decode("302a300506032b6570032100").map_err(|e| e.to_string())?;
@@ -259,7 +259,15 @@ pub async fn run(cmd: AdminCommand) -> ExitCode {
 async fn admin(cmd: AdminCommand) -> Result<String, String> {
     use reqwest::Method;
     match cmd {
-        AdminCommand::Keygen { out } => keygen(&out).map(|()| String::new()),
+        AdminCommand::Keygen { out } => {
+            keygen(&out)?;
+            eprintln!(
+                "wrote {} (private, keep it safe) and {} (for the broker's --admin-key)",
+                out.join("admin.key").display(),
+                out.join("admin.pub").display()
+            );
+            Ok(String::new())
+        }
         AdminCommand::Token(a) => mint(&a),
         AdminCommand::SetResource {
             conn,

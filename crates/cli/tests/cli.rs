@@ -37,7 +37,12 @@ fn demo_runs_on_a_fresh_directory() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("result: affirming"), "{stdout}");
+    assert!(stdout.contains("local appraisal: affirming"), "{stdout}");
+    assert!(
+        stdout.contains("result: secret released to the attested guest"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("resource refused (403)"), "{stdout}");
     assert!(stdout.contains("refuses it"), "{stdout}");
     // Second run reuses the PKI kept in the state directory.
     let out = veil(&["demo", "--format", "json"], dir.path());
@@ -45,6 +50,9 @@ fn demo_runs_on_a_fresh_directory() {
     let v = json(&out);
     assert_eq!(v["status"], "affirming");
     assert_eq!(v["simulated"], true);
+    assert_eq!(v["broker"]["released"], true);
+    assert_eq!(v["broker"]["debug_guest_denied"], true);
+    assert_eq!(v["broker"]["ear_status"], "affirming");
     assert!(dir.path().join(".veil/sim/snp-milan/ark.pk8").exists());
 }
 

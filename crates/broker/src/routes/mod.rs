@@ -112,8 +112,22 @@ pub(crate) fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiErro
 /// Parses a JSON body.
 pub(crate) fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
-        // serde's message names the field and position, never the content.
-        ApiError::BadRequest(format!("malformed JSON: {e}"))
+        // Position and kind only: serde's message can quote the input, and
+        // request bodies may hold evidence or secrets.
+        let kind = match e.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                "not valid JSON"
+            }
+            serde_json::error::Category::Data => {
+                "JSON of the wrong shape (a member is missing, unknown or of the wrong type)"
+            }
+            serde_json::error::Category::Io => "unreadable",
+        };
+        ApiError::BadRequest(format!(
+            "malformed request: {kind} at line {}, column {}",
+            e.line(),
+            e.column()
+        ))
     })
 }
 
