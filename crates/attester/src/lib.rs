@@ -1,0 +1,51 @@
+//! Attesters: the guest side of evidence. One interface ([`Attester`]),
+//! implementations chosen by detection or forced by configuration:
+//!
+//! * [`tsm::TsmAttester`]: the Linux configfs-tsm report interface
+//!   (`/sys/kernel/config/tsm/report`), for SNP (`sev_guest`), TDX
+//!   (`tdx_guest`) and CCA (`arm_cca_guest`) guests;
+//! * [`sim::SimSnpAttester`]: Veil's simulated SNP TEE, only when configured
+//!   explicitly.
+//!
+//! Evidence is returned in the exact CoCo JSON shape of each TEE, so it can
+//! go to any KBS-protocol broker unchanged.
+#![forbid(unsafe_code)]
+
+pub mod sim;
+pub mod tsm;
+
+use serde_json::Value;
+
+/// Why evidence could not be collected.
+#[derive(Debug, thiserror::Error)]
+pub enum AttestError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("configfs-tsm provider is {found:?}, expected {expected:?}")]
+    WrongProvider { found: String, expected: String },
+    #[error(
+        "configfs-tsm: another writer changed the request (generation {found}, expected {expected}); retry"
+    )]
+    ConcurrentWriter { found: u64, expected: u64 },
+    #[error("configfs-tsm: {0}")]
+    Tsm(String),
+    #[error("evidence: {0}")]
+    Evidence(String),
+    #[error("no TEE found: {0}")]
+    NoTee(String),
+}
+
+/// A source of evidence.
+pub trait Attester: Send + Sync + std::fmt::Debug {
+    /// The KBS tee name (`snp`, `tdx`, ...).
+    fn tee(&self) -> &'static str;
+    /// Evidence whose report data is `report_data`, in the CoCo JSON shape.
+    fn evidence(&self, report_data: &[u8; 64]) -> Result<Value, AttestError>;
+    /// The init-data field the hardware measured at launch (SNP HOST_DATA,
+    /// TDX MRCONFIGID), to check an init-data document against.
+    fn launch_init_data(&self) -> Result<Vec<u8>, AttestError>;
+}

@@ -1,0 +1,63 @@
+//! The simulated SNP TEE as an attester: reports from `veil_sim`, with the
+//! simulated VCEK and ASK in the certificate table as a host would supply
+//! them. Selected only by explicit configuration (`--tee sim-snp`); a broker
+//! accepts its evidence only when told to trust the simulated root by name.
+
+use serde_json::Value;
+use veil_evidence::snp::{CertTableEntry, CertType, SnpEvidence};
+use veil_sim::snp::{ReportParams, SimSnp};
+
+use crate::{AttestError, Attester};
+
+/// A simulated SNP guest: a platform and its launch parameters.
+#[derive(Debug)]
+pub struct SimSnpAttester {
+    sim: SimSnp,
+    params: ReportParams,
+    vcek: Vec<u8>,
+}
+
+impl SimSnpAttester {
+    /// A guest launched with `params` (measurement, HOST_DATA, policy...).
+    pub fn new(sim: SimSnp, params: ReportParams) -> Result<Self, AttestError> {
+        let vcek = sim
+            .vcek_der(&params.tcb)
+            .map_err(|e| AttestError::Evidence(e.to_string()))?;
+        Ok(SimSnpAttester { sim, params, vcek })
+    }
+}
+
+impl Attester for SimSnpAttester {
+    fn tee(&self) -> &'static str {
+        "snp"
+    }
+
+    fn evidence(&self, report_data: &[u8; 64]) -> Result<Value, AttestError> {
+        let mut p = self.params.clone();
+        p.report_data = *report_data;
+        let report = self
+            .sim
+            .report(&p)
+            .map_err(|e| AttestError::Evidence(e.to_string()))?;
+        let ev = SnpEvidence {
+            report,
+            cert_chain: vec![
+                CertTableEntry {
+                    cert_type: CertType::Vcek,
+                    data: self.vcek.clone(),
+                },
+                CertTableEntry {
+                    cert_type: CertType::Ask,
+                    data: self.sim.ask_der().to_vec(),
+                },
+            ],
+        };
+        let json = veil_evidence::snp::coco::to_json(&ev)
+            .map_err(|e| AttestError::Evidence(e.to_string()))?;
+        serde_json::from_str(&json).map_err(|e| AttestError::Evidence(e.to_string()))
+    }
+
+    fn launch_init_data(&self) -> Result<Vec<u8>, AttestError> {
+        Ok(self.params.host_data.to_vec())
+    }
+}
