@@ -3,11 +3,13 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod agent;
 mod bench;
 mod broker;
 mod demo;
 mod endorsements;
 mod output;
+mod seal;
 mod sim;
 mod verify;
 
@@ -39,6 +41,12 @@ enum Command {
     /// Admin keys, tokens, and a client for the broker's admin API.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// The guest agent: attests and serves secrets to the workload.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
+    /// Sealed secrets (Confidential Containers format).
+    #[command(subcommand)]
+    Seal(seal::SealCommand),
     /// Benchmarks against a running broker.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -85,6 +93,8 @@ fn main() -> ExitCode {
             Command::Broker(c) => broker::run(c).await,
             Command::Admin(c) => admin::run(c).await,
             Command::Bench(c) => bench::run(c).await,
+            Command::Agent(c) => agent::run(c).await,
+            Command::Seal(c) => seal::run(c),
         }
     })
 }

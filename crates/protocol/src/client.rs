@@ -103,6 +103,19 @@ impl KbsClient {
     where
         F: FnOnce(&str, &[u8; 48]) -> Result<Value, String>,
     {
+        self.attest_with_init_data(tee, None, evidence).await
+    }
+
+    /// The full handshake, sending init-data (TOML) with the attestation.
+    pub async fn attest_with_init_data<F>(
+        &self,
+        tee: &str,
+        init_data: Option<&crate::types::InitData>,
+        evidence: F,
+    ) -> Result<String, ClientError>
+    where
+        F: FnOnce(&str, &[u8; 48]) -> Result<Value, String>,
+    {
         let c = self
             .post(
                 "auth",
@@ -120,7 +133,7 @@ impl KbsClient {
         let t = self
             .post(
                 "attest",
-                &json!({"init-data": null,
+                &json!({"init-data": init_data,
                         "runtime-data": {"nonce": c.nonce, "tee-pubkey": jwk},
                         "tee-evidence": {"primary_evidence": ev, "additional_evidence": ""}}),
             )

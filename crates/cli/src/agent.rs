@@ -1,0 +1,213 @@
+//! `veil agent run`: the guest agent.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+use veil_agent::Agent;
+use veil_agent::initdata::InitDataDoc;
+use veil_agent::kbs::{KbsConfig, TokenCache};
+use veil_agent::sealed::{TrustedKeys, jwk_point};
+use veil_attester::Attester;
+use veil_attester::sim::SimSnpAttester;
+use veil_attester::tsm::TsmAttester;
+use veil_evidence::snp::Product;
+use veil_protocol::jwe::KeyAlgorithm;
+use veil_sim::snp::{ReportParams, SimSnp};
+
+use crate::EXIT_ERROR;
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Attest to a broker and serve the workload API.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TeeChoice {
+    /// Detect through configfs-tsm.
+    Auto,
+    /// configfs-tsm, requiring an SNP guest.
+    Snp,
+    /// Veil's simulated SNP TEE (the broker must trust it by name).
+    SimSnp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyChoice {
+    EcP256,
+    EcP521,
+    Rsa,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The broker's base URL.
+    #[arg(long, env = "VEIL_BROKER_URL")]
+    pub broker: String,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub tee: TeeChoice,
+    /// Workload API address (loopback peers only).
+    #[arg(long, default_value = "127.0.0.1:8006")]
+    pub listen: SocketAddr,
+    /// Init-data TOML; its digest must equal what the TEE measured at launch.
+    #[arg(long)]
+    pub init_data: Option<PathBuf>,
+    /// TEE key for the broker's JWE.
+    #[arg(long, value_enum, default_value = "ec-p256")]
+    pub key: KeyChoice,
+    /// Extra CA (PEM) for the broker's TLS.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// configfs-tsm report root.
+    #[arg(long, default_value = veil_attester::tsm::DEFAULT_ROOT)]
+    pub tsm_root: PathBuf,
+    /// Trusted sealed-secret signing key: KID=PUBLIC_JWK_FILE; repeatable.
+    #[arg(long = "sealing-key")]
+    pub sealing_keys: Vec<String>,
+    /// Simulated TEE: the PKI state directory.
+    #[arg(long, env = "VEIL_STATE_DIR", default_value = ".veil/sim")]
+    pub sim_state: PathBuf,
+    /// Simulated TEE: the launch measurement (hex, 48 bytes).
+    #[arg(long)]
+    pub sim_measurement: Option<String>,
+    /// Simulated TEE: launch with the DEBUG policy bit.
+    #[arg(long)]
+    pub sim_debug: bool,
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(EXIT_ERROR)
+}
+
+pub async fn run(cmd: AgentCommand) -> ExitCode {
+    let AgentCommand::Run(a) = cmd;
+    let init = match &a.init_data {
+        Some(p) => match std::fs::read_to_string(p)
+            .map_err(|e| format!("{}: {e}", p.display()))
+            .and_then(|t| InitDataDoc::parse(&t))
+        {
+            Ok(d) => Some(d),
+            Err(e) => return fail(e),
+        },
+        None => None,
+    };
+    let attester: Arc<dyn Attester> = match a.tee {
+        TeeChoice::SimSnp => {
+            eprintln!(
+                "WARNING: using Veil's SIMULATED SNP TEE: its evidence proves nothing about hardware"
+            );
+            let sim = match SimSnp::load_or_create(&a.sim_state, Product::Milan) {
+                Ok(s) => s,
+                Err(e) => return fail(e),
+            };
+            let mut p = ReportParams::new(Product::Milan);
+            if let Some(m) = &a.sim_measurement {
+                match hex::decode(m)
+                    .ok()
+                    .and_then(|v| <[u8; 48]>::try_from(v).ok())
+                {
+                    Some(m) => p.measurement = m,
+                    None => return fail("--sim-measurement must be 48 bytes of hex"),
+                }
+            }
+            if a.sim_debug {
+                p.policy |= 1 << 19;
+            }
+            if let Some(d) = &init {
+                // The simulated launch measures the init-data into HOST_DATA.
+                match <[u8; 32]>::try_from(d.digest.as_slice()) {
+                    Ok(h) => p.host_data = h,
+                    Err(_) => {
+                        return fail(
+                            "SNP HOST_DATA holds 32 bytes: use algorithm = \"sha256\" in the init-data",
+                        );
+                    }
+                }
+            }
+            match SimSnpAttester::new(sim, p) {
+                Ok(s) => Arc::new(s),
+                Err(e) => return fail(e),
+            }
+        }
+        TeeChoice::Auto | TeeChoice::Snp => match TsmAttester::detect(&a.tsm_root) {
+            Ok(t) if a.tee == TeeChoice::Snp && t.tee() != "snp" => {
+                return fail(format!("configfs-tsm reports a {} guest, not SNP", t.tee()));
+            }
+            Ok(t) => Arc::new(t),
+            Err(e) => {
+                return fail(format!(
+                    "{e} (no hardware TEE found; the simulated one is used only with --tee sim-snp)"
+                ));
+            }
+        },
+    };
+    if let Some(d) = &init {
+        match attester.launch_init_data() {
+            Ok(measured) => {
+                if let Err(e) = d.check(&measured) {
+                    return fail(e);
+                }
+            }
+            Err(e) => return fail(e),
+        }
+    }
+    let mut keys = TrustedKeys::default();
+    for spec in &a.sealing_keys {
+        let Some((kid, file)) = spec.split_once('=') else {
+            return fail(format!("--sealing-key {spec:?}: expected KID=FILE"));
+        };
+        let point = std::fs::read(file)
+            .map_err(|e| format!("{file}: {e}"))
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("{file}: {e}")))
+            .and_then(|v: serde_json::Value| jwk_point(&v));
+        match point {
+            Ok(p) => {
+                keys.0.insert(kid.to_string(), p);
+            }
+            Err(e) => return fail(e),
+        }
+    }
+    let ca_pem = match &a.ca {
+        Some(p) => match std::fs::read(p) {
+            Ok(b) => Some(b),
+            Err(e) => return fail(format!("{}: {e}", p.display())),
+        },
+        None => None,
+    };
+    let cfg = KbsConfig {
+        url: a.broker.clone(),
+        key_algorithm: match a.key {
+            KeyChoice::EcP256 => KeyAlgorithm::EcdhEsP256,
+            KeyChoice::EcP521 => KeyAlgorithm::EcdhEsP521,
+            KeyChoice::Rsa => KeyAlgorithm::RsaOaep256,
+        },
+        ca_pem,
+        attempts: 5,
+        backoff: Duration::from_millis(200),
+    };
+    let kbs = match TokenCache::new(cfg, attester, init) {
+        Ok(k) => k,
+        Err(e) => return fail(e),
+    };
+    let agent = Arc::new(Agent {
+        kbs,
+        sealing_keys: tokio::sync::RwLock::new(keys),
+    });
+    let listener = match std::net::TcpListener::bind(a.listen) {
+        Ok(l) => l,
+        Err(e) => return fail(format!("cannot listen on {}: {e}", a.listen)),
+    };
+    match listener.local_addr() {
+        Ok(addr) => println!("veil agent listening on {addr}"),
+        Err(e) => eprintln!("warning: {e}"),
+    }
+    match veil_agent::serve(listener, agent, veil_broker::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}

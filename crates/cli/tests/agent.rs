@@ -1,0 +1,285 @@
+//! The real `veil` binaries end to end: a broker, and agents on the
+//! simulated SNP TEE serving secrets through the workload API.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+const VEIL: &str = env!("CARGO_BIN_EXE_veil");
+
+struct Proc {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(args: &[&str], prefix: &str) -> Proc {
+    let mut child = Command::new(VEIL)
+        .args(args)
+        .env("VEIL_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    Proc { child, addr }
+}
+
+fn veil(args: &[&str]) -> std::process::Output {
+    let out = Command::new(VEIL).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "veil {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[tokio::test]
+async fn broker_and_agent_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The simulated platform and its root; admin and sealing keys.
+    veil(&[
+        "sim",
+        "snp",
+        "--state-dir",
+        p(&d.join("sim")),
+        "--out",
+        p(&d.join("ev.json")),
+        "--certs-dir",
+        p(&d.join("certs")),
+    ]);
+    veil(&["admin", "keygen", "--out", p(d)]);
+    veil(&["seal", "keygen", "--kid", "app-key", "--out", p(d)]);
+    let broker = spawn(
+        &[
+            "broker",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure-http",
+            "--data-dir",
+            p(&d.join("data")),
+            "--admin-key",
+            p(&d.join("admin.pub")),
+            "--dangerous-trust-simulated-tee",
+            p(&d.join("certs/ark.pem")),
+        ],
+        "veil broker listening on ",
+    );
+    let url = format!("http://{}", broker.addr);
+    let admin_key = d.join("admin.key");
+    let admin = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--url", url.as_str(), "--key", p(&admin_key)]);
+        veil(&all);
+    };
+    admin(&[
+        "admin",
+        "set-resource",
+        "default/key/1",
+        "--value",
+        "model key",
+    ]);
+    admin(&[
+        "admin",
+        "set-resource",
+        "default/db/password",
+        "--value",
+        "hunter2",
+    ]);
+
+    // An agent on the simulated SNP TEE, with init-data.
+    let init = d.join("init.toml");
+    std::fs::write(
+        &init,
+        "version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\n\"aa.toml\" = \"x\"\n",
+    )
+    .unwrap();
+    let agent = spawn(
+        &[
+            "agent",
+            "run",
+            "--broker",
+            &url,
+            "--tee",
+            "sim-snp",
+            "--listen",
+            "127.0.0.1:0",
+            "--sim-state",
+            p(&d.join("sim")),
+            "--init-data",
+            p(&init),
+            "--sealing-key",
+            &format!("app-key={}", p(&d.join("app-key-public.json"))),
+        ],
+        "veil agent listening on ",
+    );
+    let api = format!("http://{}", agent.addr);
+    let http = reqwest::Client::new();
+    // Several secrets, one attestation.
+    for _ in 0..5 {
+        let r = http
+            .get(format!("{api}/cdh/resource/default/key/1"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(r.bytes().await.unwrap().as_ref(), b"model key");
+    }
+    let r = http
+        .get(format!("{api}/cdh/resource/default/db/password"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"hunter2");
+    let metrics = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("veil_attestations_total{outcome=\"affirming\",tee=\"snp\"} 1\n"),
+        "{metrics}"
+    );
+    let info: serde_json::Value = http
+        .get(format!("{api}/info"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["attestations"], 1);
+    assert_eq!(info["tee"], "snp");
+    let token: serde_json::Value = http
+        .get(format!("{api}/aa/token?token_type=kbs"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(token["token"].as_str().unwrap().split('.').count() == 3);
+    // Unknown resource: a clear 404.
+    let r = http
+        .get(format!("{api}/cdh/resource/default/key/none"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+
+    // Sealed secrets.
+    let out = veil(&[
+        "seal",
+        "vault",
+        "--resource",
+        "kbs:///default/db/password",
+        "--signing-key",
+        p(&d.join("app-key-private.json")),
+    ]);
+    let sealed = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let r = http
+        .post(format!("{api}/cdh/unseal"))
+        .body(sealed.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"hunter2");
+    let mut tampered = sealed.clone();
+    tampered.pop();
+    tampered.push(if sealed.ends_with('A') { 'B' } else { 'A' });
+    let r = http
+        .post(format!("{api}/cdh/unseal"))
+        .body(tampered)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let manifest = veil(&[
+        "seal",
+        "vault",
+        "--resource",
+        "kbs:///default/db/password",
+        "--signing-key",
+        p(&d.join("app-key-private.json")),
+        "--kubernetes-secret",
+        "db",
+    ]);
+    assert!(String::from_utf8_lossy(&manifest.stdout).contains("kind: Secret"));
+
+    // The same broker refuses a guest launched with debug on: a clear error.
+    let debug_agent = spawn(
+        &[
+            "agent",
+            "run",
+            "--broker",
+            &url,
+            "--tee",
+            "sim-snp",
+            "--listen",
+            "127.0.0.1:0",
+            "--sim-state",
+            p(&d.join("sim")),
+            "--sim-debug",
+        ],
+        "veil agent listening on ",
+    );
+    let r = http
+        .get(format!(
+            "http://{}/cdh/resource/default/key/1",
+            debug_agent.addr
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        v["error"].as_str().unwrap().contains("policy refused"),
+        "{v}"
+    );
+
+    // Init-data that does not match the launch measurement: the agent refuses to start.
+    let wrong = d.join("wrong.toml");
+    std::fs::write(&wrong, "version = \"0.1.0\"\nalgorithm = \"sha256\"\n").unwrap();
+    let out = Command::new(VEIL)
+        .args([
+            "agent",
+            "run",
+            "--broker",
+            &url,
+            "--tee",
+            "snp",
+            "--tsm-root",
+            p(&d.join("no-tsm")),
+            "--init-data",
+            p(&wrong),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("configfs-tsm"));
+}
