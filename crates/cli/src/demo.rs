@@ -3,9 +3,9 @@
 //! challenge; the verifier checks it (first without, then with the explicit
 //! dangerous opt-in for the simulated root) and appraises it; then an
 //! in-process broker (loopback, temporary store) serves the KBS protocol to a
-//! simulated guest, which attests and receives a secret encrypted to its
-//! key, while a guest launched with debug on is refused. The guest agent
-//! issue replaces the in-process guest with `veil agent`.
+//! agent on the simulated TEE, which attests once and serves the secret and
+//! an unsealed sealed secret over its workload API, while an agent whose
+//! guest has the wrong measurement is refused. Nothing is left running.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,22 +59,73 @@ struct BrokerFlow {
     url: String,
     ear_status: String,
     released: bool,
-    debug_guest_denied: bool,
+    unsealed: bool,
+    attestations: u64,
+    wrong_measurement_refused: bool,
+}
+
+/// Starts an in-process agent on the simulated TEE; its API address, a stop
+/// switch and its task.
+async fn start_agent(
+    broker: &str,
+    state_dir: &std::path::Path,
+    params: ReportParams,
+    keys: veil_agent::sealed::TrustedKeys,
+) -> Result<
+    (
+        String,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<Result<(), String>>,
+    ),
+    String,
+> {
+    let sim =
+        SimSnp::load_or_create(state_dir, params_product(&params)).map_err(|e| e.to_string())?;
+    let attester =
+        veil_attester::sim::SimSnpAttester::new(sim, params).map_err(|e| e.to_string())?;
+    let cfg = veil_agent::kbs::KbsConfig {
+        url: broker.to_string(),
+        key_algorithm: veil_protocol::jwe::KeyAlgorithm::EcdhEsP256,
+        ca_pem: None,
+        attempts: 3,
+        backoff: std::time::Duration::from_millis(100),
+    };
+    let kbs = veil_agent::kbs::TokenCache::new(cfg, std::sync::Arc::new(attester), None)?;
+    let agent = std::sync::Arc::new(veil_agent::Agent {
+        kbs,
+        sealing_keys: tokio::sync::RwLock::new(keys),
+    });
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let api = format!(
+        "http://{}",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(veil_agent::serve(listener, agent, async {
+        let _ = stopped.await;
+    }));
+    Ok((api, stop, task))
+}
+
+fn params_product(p: &ReportParams) -> Product {
+    if p.tcb.fmc.is_some() {
+        Product::Turin
+    } else {
+        Product::Milan
+    }
 }
 
 /// Starts an in-process broker (loopback, temporary store, admin key made
 /// for the occasion, simulated root trusted by name), stores a secret and a
-/// reference value, and runs two guests through the KBS protocol: an honest
-/// one (gets the secret) and one launched with debug on (refused, 403).
+/// reference value, and runs two agents on the simulated TEE: an honest
+/// one (serves the secret and unseals a sealed secret) and one whose guest
+/// has the wrong measurement (refused, 403).
 async fn broker_flow(
     sim: &SimSnp,
     params: &ReportParams,
     state_dir: &std::path::Path,
     text: bool,
 ) -> Result<BrokerFlow, String> {
-    use veil_protocol::client::{ClientError, KbsClient};
-    use veil_protocol::jwe::KeyAlgorithm;
-
     let work = state_dir.join(format!("demo-broker-{}", std::process::id()));
     let _cleanup = RemoveOnDrop(work.clone());
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
@@ -153,35 +204,52 @@ async fn broker_flow(
             "[admin]  stored secret default/db/password; registered reference value snp_measurement"
         );
     }
-    let evidence = |p: &ReportParams, digest: &[u8; 48]| -> Result<serde_json::Value, String> {
-        let mut p = p.clone();
-        p.report_data = veil_protocol::binding::expected_report_data(digest);
-        let report = sim.report(&p).map_err(|e| e.to_string())?;
-        let ev = veil_evidence::snp::SnpEvidence {
-            report,
-            cert_chain: vec![
-                veil_evidence::snp::CertTableEntry {
-                    cert_type: veil_evidence::snp::CertType::Vcek,
-                    data: sim.vcek_der(&p.tcb).map_err(|e| e.to_string())?,
-                },
-                veil_evidence::snp::CertTableEntry {
-                    cert_type: veil_evidence::snp::CertType::Ask,
-                    data: sim.ask_der().to_vec(),
-                },
-            ],
-        };
-        let json = veil_evidence::snp::coco::to_json(&ev).map_err(|e| e.to_string())?;
-        serde_json::from_str(&json).map_err(|e| e.to_string())
-    };
-    // The honest guest.
-    let guest = KbsClient::new(&url, KeyAlgorithm::EcdhEsP256).map_err(|e| e.to_string())?;
-    let token = guest
-        .attest("snp", |_, d| evidence(params, d))
+    let r = admin("resource/default/app/api-key", "sk-demo-4242".into())
         .await
         .map_err(|e| e.to_string())?;
-    let ear_status = token
-        .split('.')
-        .nth(1)
+    if !r.status().is_success() {
+        return Err(format!(
+            "storing the sealed secret's value: HTTP {}",
+            r.status()
+        ));
+    }
+    // The workload's sealed secret (as it would sit in a Kubernetes Secret).
+    let (seal_private, seal_public) = veil_agent::sealed::keygen("demo-app")?;
+    let sealed = veil_agent::sealed::seal_vault("kbs:///default/app/api-key", &seal_private)?;
+    let mut keys = veil_agent::sealed::TrustedKeys::default();
+    keys.0.insert(
+        "demo-app".into(),
+        veil_agent::sealed::jwk_point(&seal_public)?,
+    );
+
+    // The agent on the simulated TEE, serving the workload API on loopback.
+    let (api, agent_stop, agent_task) =
+        start_agent(&url, state_dir, params.clone(), keys.clone()).await?;
+    if text {
+        println!(
+            "[agent]  veil agent on {api} (simulated SNP guest, measurement {}…)",
+            &hex::encode(params.measurement)[..16]
+        );
+    }
+    let secret = http
+        .get(format!("{api}/cdh/resource/default/db/password"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let released = secret.status().is_success()
+        && secret.bytes().await.map_err(|e| e.to_string())?.as_ref()
+            == b"correct horse battery staple";
+    let token: serde_json::Value = http
+        .get(format!("{api}/aa/token?token_type=kbs"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let ear_status = token["token"]
+        .as_str()
+        .and_then(|t| t.split('.').nth(1))
         .and_then(|p| {
             base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, p).ok()
         })
@@ -192,58 +260,83 @@ async fn broker_flow(
                 .map(str::to_string)
         })
         .unwrap_or_default();
-    if text {
-        println!(
-            "[guest]  /auth → /attest with SNP evidence bound to the nonce and a fresh P-256 key: EAR token, cpu0 {ear_status}"
-        );
-    }
-    let secret = guest
-        .resource("default/db/password", Some(&token))
+    let unsealed_resp = http
+        .post(format!("{api}/cdh/unseal"))
+        .body(sealed.clone())
+        .send()
         .await
         .map_err(|e| e.to_string())?;
-    let released = secret == b"correct horse battery staple";
+    let unsealed = unsealed_resp.status().is_success()
+        && unsealed_resp
+            .bytes()
+            .await
+            .map_err(|e| e.to_string())?
+            .as_ref()
+            == b"sk-demo-4242";
+    let info: serde_json::Value = http
+        .get(format!("{api}/info"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let attestations = info["attestations"].as_u64().unwrap_or(0);
     if text {
         println!(
-            "[guest]  GET /resource/default/db/password → JWE (ECDH-ES+A256KW) → decrypted {} bytes{}",
-            secret.len(),
+            "[work]   GET {api}/cdh/resource/default/db/password → {}",
             if released {
-                ", matches the stored secret"
+                "the secret (28 bytes)"
             } else {
-                ", MISMATCH"
+                "NOT released"
             }
         );
+        println!(
+            "[work]   POST {api}/cdh/unseal sealed.{}… → {}",
+            &sealed[7..27],
+            if unsealed {
+                "the secret behind it"
+            } else {
+                "NOT unsealed"
+            }
+        );
+        println!(
+            "[agent]  EAR status {ear_status}; attestations so far: {attestations} (the token is reused)"
+        );
     }
-    // A guest launched with debug on: attests, but the policy refuses it.
-    let mut debug_params = params.clone();
-    debug_params.policy |= 1 << 19;
-    let debug_guest = KbsClient::new(&url, KeyAlgorithm::EcdhEsP256).map_err(|e| e.to_string())?;
-    let debug_token = debug_guest
-        .attest("snp", |_, d| evidence(&debug_params, d))
+    let _ = agent_stop.send(());
+    let _ = agent_task.await;
+
+    // A guest launched with another image: its measurement is not the
+    // registered reference value, so the broker refuses it.
+    let mut wrong = params.clone();
+    wrong.measurement = [0xee; 48];
+    let (api2, stop2, task2) = start_agent(&url, state_dir, wrong, keys).await?;
+    let refused_resp = http
+        .get(format!("{api2}/cdh/resource/default/db/password"))
+        .send()
         .await
         .map_err(|e| e.to_string())?;
-    let denied = matches!(
-        debug_guest
-            .resource("default/db/password", Some(&debug_token))
-            .await,
-        Err(ClientError::Status { status: 403, .. })
-    );
+    let refused = refused_resp.status() == reqwest::StatusCode::FORBIDDEN;
     if text {
+        let why: serde_json::Value = refused_resp.json().await.unwrap_or_default();
         println!(
-            "[guest]  a guest launched with DEBUG on: {}",
-            if denied {
-                "attested as contraindicated, resource refused (403)"
-            } else {
-                "NOT refused"
-            }
+            "[agent]  a guest with the wrong measurement: {} ({})",
+            if refused { "refused" } else { "NOT refused" },
+            why["error"].as_str().unwrap_or("")
         );
     }
+    let _ = stop2.send(());
+    let _ = task2.await;
     let _ = stop.send(());
     let _ = server.await;
     Ok(BrokerFlow {
         url,
         ear_status,
         released,
-        debug_guest_denied: denied,
+        unsealed,
+        attestations,
+        wrong_measurement_refused: refused,
     })
 }
 
@@ -402,12 +495,33 @@ pub async fn run(a: DemoArgs) -> ExitCode {
         }
     };
     if text {
+        let ok = flow.released && flow.unsealed && flow.wrong_measurement_refused;
+        println!("\nsummary");
         println!(
-            "result: {} (SIMULATED TEE: this demonstrates the flow, it proves nothing about hardware)",
-            if flow.released {
-                "secret released to the attested guest"
+            "  TEE          AMD SEV-SNP {} (SIMULATED: demonstrates the flow, proves nothing about hardware)",
+            c.product
+        );
+        println!("  measurement  {}", c.measurement);
+        println!("  EAR status   {}", flow.ear_status);
+        println!(
+            "  released     default/db/password{}; sealed secret → default/app/api-key{}",
+            if flow.released { "" } else { " (NOT)" },
+            if flow.unsealed { "" } else { " (NOT)" }
+        );
+        println!(
+            "  refused      a guest with the wrong measurement{}",
+            if flow.wrong_measurement_refused {
+                ""
             } else {
-                "secret NOT released"
+                " (NOT refused!)"
+            }
+        );
+        println!(
+            "result: {}",
+            if ok {
+                "secrets released to the attested guest, sealed secret unsealed, wrong guest refused"
+            } else {
+                "UNEXPECTED outcome (see above)"
             }
         );
     } else {
@@ -420,7 +534,7 @@ pub async fn run(a: DemoArgs) -> ExitCode {
         };
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
     }
-    if flow.released && flow.debug_guest_denied {
+    if flow.released && flow.unsealed && flow.wrong_measurement_refused {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_REJECTED)

@@ -39,10 +39,12 @@ fn demo_runs_on_a_fresh_directory() {
     );
     assert!(stdout.contains("local appraisal: affirming"), "{stdout}");
     assert!(
-        stdout.contains("result: secret released to the attested guest"),
+        stdout.contains(
+            "result: secrets released to the attested guest, sealed secret unsealed, wrong guest refused"
+        ),
         "{stdout}"
     );
-    assert!(stdout.contains("resource refused (403)"), "{stdout}");
+    assert!(stdout.contains("EAR status   affirming"), "{stdout}");
     assert!(stdout.contains("refuses it"), "{stdout}");
     // Second run reuses the PKI kept in the state directory.
     let out = veil(&["demo", "--format", "json"], dir.path());
@@ -51,7 +53,9 @@ fn demo_runs_on_a_fresh_directory() {
     assert_eq!(v["status"], "affirming");
     assert_eq!(v["simulated"], true);
     assert_eq!(v["broker"]["released"], true);
-    assert_eq!(v["broker"]["debug_guest_denied"], true);
+    assert_eq!(v["broker"]["unsealed"], true);
+    assert_eq!(v["broker"]["wrong_measurement_refused"], true);
+    assert_eq!(v["broker"]["attestations"], 1);
     assert_eq!(v["broker"]["ear_status"], "affirming");
     assert!(dir.path().join(".veil/sim/snp-milan/ark.pk8").exists());
 }
