@@ -24,6 +24,21 @@ use crate::EXIT_ERROR;
 pub enum BenchCommand {
     /// Handshakes per second and latency percentiles against a broker.
     Broker(BrokerBench),
+    /// The agent: time from start to first secret served, and peak RSS.
+    Agent(AgentBench),
+}
+
+#[derive(Debug, Args)]
+pub struct AgentBench {
+    /// Simulated PKI state directory.
+    #[arg(long, env = "VEIL_STATE_DIR", default_value = ".veil/sim")]
+    pub state_dir: PathBuf,
+    /// Agent starts to measure.
+    #[arg(long, default_value_t = 5)]
+    pub runs: u32,
+    /// Secrets served by each agent after the first (for the RSS figure).
+    #[arg(long, default_value_t = 200)]
+    pub requests: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -98,8 +113,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 pub async fn run(cmd: BenchCommand) -> ExitCode {
-    let BenchCommand::Broker(a) = cmd;
-    match broker_bench(a).await {
+    let result = match cmd {
+        BenchCommand::Broker(a) => broker_bench(a).await,
+        BenchCommand::Agent(a) => agent_bench(a).await,
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -315,4 +333,154 @@ fn tempfile_dir() -> Result<PathBuf, String> {
     let dir = std::env::temp_dir().join(format!("veil-bench-{}", hex::encode(rnd)));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     Ok(dir)
+}
+
+/// Starts an in-process broker trusting the simulated root, with an open
+/// admin API on loopback, holding `default/key/1`.
+async fn local_broker(
+    ark: &[u8],
+    sample: bool,
+) -> Result<(String, tokio::sync::oneshot::Sender<()>, TempDirGuard), String> {
+    let dir = tempfile_dir()?;
+    let ark_path = dir.join("ark.pem");
+    std::fs::write(
+        &ark_path,
+        veil_endorsements::certs::to_pem("CERTIFICATE", ark),
+    )
+    .map_err(|e| e.to_string())?;
+    let cfg = veil_broker::config::Config {
+        data_dir: dir.join("data"),
+        insecure_http: true,
+        dangerous_allow_unauthenticated_admin: true,
+        dangerous_trust_simulated_tee: Some(ark_path),
+        dangerous_accept_sample_evidence: sample,
+        ..veil_broker::config::Config::default()
+    };
+    let broker = veil_broker::Broker::build(cfg).await?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(veil_broker::serve(listener, broker, async {
+        let _ = rx.await;
+    }));
+    let url = format!("http://{addr}");
+    reqwest::Client::new()
+        .post(format!("{url}/kbs/v0/resource/default/key/1"))
+        .body("benchmark secret")
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((url, tx, TempDirGuard(dir)))
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+async fn agent_bench(a: AgentBench) -> Result<(), String> {
+    use std::io::BufRead;
+    let sim = SimSnp::load_or_create(&a.state_dir, Product::Milan).map_err(|e| e.to_string())?;
+    let params = ReportParams::new(Product::Milan);
+    let vcek = sim.vcek_der(&params.tcb).map_err(|e| e.to_string())?;
+    let ark = sim.ark_der().to_vec();
+    let source = Source { sim, vcek, params };
+    let (url, _stop, _dir) = local_broker(&ark, false).await?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let http = reqwest::Client::new();
+    let mut first = Vec::new();
+    let mut rss = Vec::new();
+    for _ in 0..a.runs {
+        let t0 = Instant::now();
+        let mut child = std::process::Command::new(&exe)
+            .args([
+                "agent",
+                "run",
+                "--tee",
+                "sim-snp",
+                "--listen",
+                "127.0.0.1:0",
+                "--broker",
+                &url,
+            ])
+            .arg("--sim-state")
+            .arg(&a.state_dir)
+            .env("VEIL_LOG", "error")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        let addr = line
+            .trim()
+            .strip_prefix("veil agent listening on ")
+            .ok_or("agent did not start")?
+            .to_string();
+        let get = || {
+            http.get(format!("http://{addr}/cdh/resource/default/key/1"))
+                .send()
+        };
+        let r = get().await.map_err(|e| e.to_string())?;
+        if !r.status().is_success() {
+            let _ = child.kill();
+            return Err(format!("agent answered {}", r.status()));
+        }
+        r.bytes().await.map_err(|e| e.to_string())?;
+        first.push(t0.elapsed().as_secs_f64() * 1000.0);
+        for _ in 0..a.requests {
+            get()
+                .await
+                .map_err(|e| e.to_string())?
+                .bytes()
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        rss.push(peak_rss_kib(child.id()).unwrap_or(0));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // The same steps driven in-process by the broker benchmark's client.
+    let mut client_times = Vec::new();
+    for _ in 0..a.runs {
+        let t0 = Instant::now();
+        let c = KbsClient::new(&url, KeyAlgorithm::EcdhEsP256).map_err(|e| e.to_string())?;
+        let token = c
+            .attest("snp", |_, d| source.snp_evidence(d))
+            .await
+            .map_err(|e| e.to_string())?;
+        c.resource("default/key/1", Some(&token))
+            .await
+            .map_err(|e| e.to_string())?;
+        client_times.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        percentile(v, 0.5)
+    };
+    let mut rss_f: Vec<f64> = rss.iter().map(|k| *k as f64 / 1024.0).collect();
+    println!(
+        "agent on the simulated SNP TEE against a local broker ({url}), {} runs",
+        a.runs
+    );
+    println!(
+        "  start → first secret served (process start, attest, fetch, serve): median {:.1} ms (goal ≤ 100 ms)",
+        med(&mut first)
+    );
+    println!(
+        "  same steps by the benchmark client, in-process (no process start):  median {:.1} ms",
+        med(&mut client_times)
+    );
+    println!(
+        "  peak RSS while serving {} secrets: median {:.1} MiB (goal ≤ 16 MiB)",
+        a.requests + 1,
+        med(&mut rss_f)
+    );
+    Ok(())
 }
