@@ -1,16 +1,21 @@
 //! Attesters: the guest side of evidence. One interface ([`Attester`]),
 //! implementations chosen by detection or forced by configuration:
 //!
-//! * [`tsm::TsmAttester`]: the Linux configfs-tsm report interface
+//! * the Linux configfs-tsm report interface
 //!   (`/sys/kernel/config/tsm/report`), for SNP (`sev_guest`), TDX
-//!   (`tdx_guest`) and CCA (`arm_cca_guest`) guests;
-//! * [`sim::SimSnpAttester`]: Veil's simulated SNP TEE, only when configured
-//!   explicitly.
+//!   (`tdx_guest`) and CCA (`arm_cca_guest`) guests ([`tsm::TsmAttester`]);
+//! * `/dev/sev-guest` (`SNP_GET_EXT_REPORT`, [`sev_guest::SevGuestAttester`])
+//!   for kernels without configfs-tsm — the only `unsafe` code in Veil, in
+//!   that one module, each block with its `// SAFETY:` argument;
+//! * Veil's simulated SNP TEE ([`sim::SimSnpAttester`]), only when
+//!   configured explicitly.
 //!
 //! Evidence is returned in the exact CoCo JSON shape of each TEE, so it can
 //! go to any KBS-protocol broker unchanged.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
+#[cfg(target_os = "linux")]
+pub mod sev_guest;
 pub mod sim;
 pub mod tsm;
 

@@ -65,6 +65,9 @@ pub struct RunArgs {
     /// configfs-tsm report root.
     #[arg(long, default_value = veil_attester::tsm::DEFAULT_ROOT)]
     pub tsm_root: PathBuf,
+    /// The SNP guest device, used when configfs-tsm is absent.
+    #[arg(long, default_value = veil_attester::sev_guest::DEFAULT_DEVICE)]
+    pub sev_guest_device: PathBuf,
     /// Trusted sealed-secret signing key: KID=PUBLIC_JWK_FILE; repeatable.
     #[arg(long = "sealing-key")]
     pub sealing_keys: Vec<String>,
@@ -139,10 +142,16 @@ pub async fn run(cmd: AgentCommand) -> ExitCode {
                 return fail(format!("configfs-tsm reports a {} guest, not SNP", t.tee()));
             }
             Ok(t) => Arc::new(t),
-            Err(e) => {
-                return fail(format!(
-                    "{e} (no hardware TEE found; the simulated one is used only with --tee sim-snp)"
-                ));
+            // Kernels without configfs-tsm: the SNP guest device.
+            Err(tsm_err) => {
+                match veil_attester::sev_guest::SevGuestAttester::detect(&a.sev_guest_device) {
+                    Ok(s) => Arc::new(s),
+                    Err(dev_err) => {
+                        return fail(format!(
+                            "{tsm_err}; {dev_err} (no hardware TEE found; the simulated one is used only with --tee sim-snp)"
+                        ));
+                    }
+                }
             }
         },
     };

@@ -275,11 +275,17 @@ async fn broker_and_agent_end_to_end() {
             "snp",
             "--tsm-root",
             p(&d.join("no-tsm")),
+            "--sev-guest-device",
+            p(&d.join("no-sev-guest")),
             "--init-data",
             p(&wrong),
         ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("configfs-tsm"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("configfs-tsm") && err.contains("no-sev-guest"),
+        "{err}"
+    );
 }
