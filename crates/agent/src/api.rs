@@ -193,13 +193,24 @@ async fn unseal(State(a): State<S>, body: Bytes) -> Response {
         Ok(u) => u,
         Err(e) => return err(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let path = match sealed::resource_path(&verified.payload.name) {
+    let (uri, envelope) = match verified.payload {
+        sealed::Sealed::Vault(v) => (v.name, None),
+        sealed::Sealed::Envelope(e) => (e.key_id.clone(), Some(e)),
+    };
+    let path = match sealed::resource_path(&uri) {
         Ok(p) => p,
         Err(e) => return err(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    match a.kbs.resource(&path).await {
-        Ok(b) => secret_response(b),
-        Err(e) => client_err(&e),
+    let fetched = match a.kbs.resource(&path).await {
+        Ok(b) => b,
+        Err(e) => return client_err(&e),
+    };
+    match envelope {
+        None => secret_response(fetched),
+        Some(env) => match sealed::open_envelope(&env, &fetched) {
+            Ok(plain) => secret_response(plain),
+            Err(e) => err(StatusCode::BAD_GATEWAY, e.to_string()),
+        },
     }
 }
 

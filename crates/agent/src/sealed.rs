@@ -71,6 +71,39 @@ pub fn jwk_point(jwk: &Value) -> Result<Vec<u8>, String> {
     Ok(p)
 }
 
+/// The payload of an `envelope` sealed secret whose data key is held by the
+/// broker (`provider: "kbs"`, a Veil extension: CoCo's envelope providers
+/// are cloud KMSes). `key_id` names the 32-byte key as a broker resource;
+/// `encrypted_data` is AES-256-GCM ciphertext ‖ tag (standard base64) under
+/// that key with the 12-byte `iv`; `encrypted_key` is empty (the broker
+/// releases the key itself, encrypted to the attested TEE).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvelopePayload {
+    pub version: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub key_id: String,
+    #[serde(default)]
+    pub encrypted_key: String,
+    pub encrypted_data: String,
+    pub wrap_type: String,
+    pub iv: String,
+    pub provider: String,
+    #[serde(default)]
+    pub provider_settings: Value,
+    #[serde(default)]
+    pub annotations: Value,
+}
+
+/// What a verified sealed secret asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sealed {
+    /// Fetch this broker resource.
+    Vault(VaultPayload),
+    /// Fetch the key `key_id` from the broker and decrypt the data.
+    Envelope(EnvelopePayload),
+}
+
 /// Keys trusted to sign sealed secrets, by `kid`.
 #[derive(Debug, Clone, Default)]
 pub struct TrustedKeys(pub BTreeMap<String, Vec<u8>>);
@@ -79,7 +112,7 @@ pub struct TrustedKeys(pub BTreeMap<String, Vec<u8>>);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unsealed {
     pub kid: String,
-    pub payload: VaultPayload,
+    pub payload: Sealed,
 }
 
 /// Splits and decodes a sealed secret without verifying it.
@@ -134,23 +167,41 @@ pub fn verify(sealed: &str, keys: &TrustedKeys) -> Result<Unsealed, SealedError>
     UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
         .verify(signed.as_bytes(), &sig)
         .map_err(|_| SealedError::BadSignature)?;
-    let payload: VaultPayload = B64URL
+    let raw: Value = B64URL
         .decode(p)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(|| SealedError::Malformed("payload is not a vault secret".into()))?;
-    if payload.version != "0.1.0" {
+        .ok_or_else(|| SealedError::Malformed("payload is not JSON".into()))?;
+    if raw["version"] != "0.1.0" {
         return Err(SealedError::Unsupported(format!(
-            "version {:?}",
-            payload.version
+            "version {}",
+            raw["version"]
         )));
     }
-    if payload.kind != "vault" || payload.provider != "kbs" {
+    if raw["provider"] != "kbs" {
         return Err(SealedError::Unsupported(format!(
-            "type {:?} with provider {:?} (this agent unseals vault secrets held by the broker)",
-            payload.kind, payload.provider
+            "provider {} (this agent unseals secrets held by the broker: provider kbs)",
+            raw["provider"]
         )));
     }
+    let payload = match raw["type"].as_str() {
+        Some("vault") => Sealed::Vault(
+            serde_json::from_value(raw)
+                .map_err(|e| SealedError::Malformed(format!("vault payload: {e}")))?,
+        ),
+        Some("envelope") => {
+            let env: EnvelopePayload = serde_json::from_value(raw)
+                .map_err(|e| SealedError::Malformed(format!("envelope payload: {e}")))?;
+            if env.wrap_type != "A256GCM" {
+                return Err(SealedError::Unsupported(format!(
+                    "wrap_type {:?} (A256GCM)",
+                    env.wrap_type
+                )));
+            }
+            Sealed::Envelope(env)
+        }
+        other => return Err(SealedError::Unsupported(format!("type {other:?}"))),
+    };
     Ok(Unsealed { kid, payload })
 }
 
@@ -185,6 +236,12 @@ pub fn keygen(kid: &str) -> Result<(Value, Value), String> {
 /// Seals a `vault` secret pointing at `resource_uri` with a private JWK.
 pub fn seal_vault(resource_uri: &str, private_jwk: &Value) -> Result<String, String> {
     resource_path(resource_uri).map_err(|e| e.to_string())?;
+    let payload = json!({"version": "0.1.0", "type": "vault", "name": resource_uri,
+        "provider": "kbs", "provider_settings": {}, "annotations": {}});
+    sign_payload(&payload, private_jwk)
+}
+
+fn sign_payload(payload: &Value, private_jwk: &Value) -> Result<String, String> {
     let point = jwk_point(private_jwk)?;
     let d = B64URL
         .decode(
@@ -199,21 +256,65 @@ pub fn seal_vault(resource_uri: &str, private_jwk: &Value) -> Result<String, Str
     let kid = private_jwk["kid"]
         .as_str()
         .ok_or("the signing JWK has no kid")?;
-    let header = json!({"alg":"ES256","kid":kid});
-    let payload = VaultPayload {
-        version: "0.1.0".into(),
-        kind: "vault".into(),
-        name: resource_uri.into(),
-        provider: "kbs".into(),
-        provider_settings: json!({}),
-        annotations: json!({}),
-    };
-    let h = B64URL.encode(header.to_string());
-    let p = B64URL.encode(serde_json::to_string(&payload).map_err(|e| e.to_string())?);
+    let h = B64URL.encode(json!({"alg":"ES256","kid":kid}).to_string());
+    let p = B64URL.encode(payload.to_string());
     let sig = kp
         .sign(&SystemRandom::new(), format!("{h}.{p}").as_bytes())
         .map_err(|_| "signing failed".to_string())?;
     Ok(format!("sealed.{h}.{p}.{}", B64URL.encode(sig.as_ref())))
+}
+
+/// Seals `plaintext` as an envelope under `dek`, the 32-byte key that the
+/// broker holds as the resource `key_uri`.
+pub fn seal_envelope(
+    key_uri: &str,
+    dek: &[u8],
+    plaintext: &[u8],
+    private_jwk: &Value,
+) -> Result<String, String> {
+    use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+    use base64::engine::general_purpose::STANDARD;
+    resource_path(key_uri).map_err(|e| e.to_string())?;
+    if dek.len() != 32 {
+        return Err(format!("the data key must be 32 bytes, got {}", dek.len()));
+    }
+    let mut iv = [0u8; 12];
+    aws_lc_rs::rand::fill(&mut iv).map_err(|_| "no randomness".to_string())?;
+    let key =
+        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, dek).map_err(|_| "bad key".to_string())?);
+    let mut buf = plaintext.to_vec();
+    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(iv), Aad::empty(), &mut buf)
+        .map_err(|_| "encryption failed".to_string())?;
+    let payload = json!({
+        "version": "0.1.0", "type": "envelope", "key_id": key_uri, "encrypted_key": "",
+        "encrypted_data": STANDARD.encode(buf), "wrap_type": "A256GCM", "iv": STANDARD.encode(iv),
+        "provider": "kbs", "provider_settings": {}, "annotations": {},
+    });
+    sign_payload(&payload, private_jwk)
+}
+
+/// Decrypts an envelope with the data key fetched from the broker.
+pub fn open_envelope(env: &EnvelopePayload, dek: &[u8]) -> Result<Vec<u8>, SealedError> {
+    use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+    use base64::engine::general_purpose::STANDARD;
+    let key =
+        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, dek).map_err(|_| {
+            SealedError::Unsupported("the broker's data key is not 32 bytes".into())
+        })?);
+    let iv: [u8; 12] = STANDARD
+        .decode(&env.iv)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| SealedError::Malformed("iv must be 12 bytes of base64".into()))?;
+    let mut buf = STANDARD
+        .decode(&env.encrypted_data)
+        .map_err(|_| SealedError::Malformed("encrypted_data is not base64".into()))?;
+    let plain = key
+        .open_in_place(Nonce::assume_unique_for_key(iv), Aad::empty(), &mut buf)
+        .map_err(|_| {
+            SealedError::Malformed("envelope does not decrypt with the broker's key".into())
+        })?;
+    Ok(plain.to_vec())
 }
 
 #[cfg(test)]
@@ -233,11 +334,20 @@ mod tests {
         let (private, keys) = setup();
         let s = seal_vault("kbs:///default/db/password", &private).unwrap();
         let u = verify(&s, &keys).unwrap();
-        assert_eq!(u.payload.name, "kbs:///default/db/password");
-        assert_eq!(
-            resource_path(&u.payload.name).unwrap(),
-            "default/db/password"
-        );
+        let Sealed::Vault(v) = u.payload else {
+            panic!("not a vault secret")
+        };
+        assert_eq!(v.name, "kbs:///default/db/password");
+        assert_eq!(resource_path(&v.name).unwrap(), "default/db/password");
+        // Envelope.
+        let dek = [9u8; 32];
+        let s = seal_envelope("kbs:///default/key/seal", &dek, b"the data", &private).unwrap();
+        let Sealed::Envelope(e) = verify(&s, &keys).unwrap().payload else {
+            panic!("not an envelope")
+        };
+        assert_eq!(e.key_id, "kbs:///default/key/seal");
+        assert_eq!(open_envelope(&e, &dek).unwrap(), b"the data");
+        assert!(open_envelope(&e, &[8u8; 32]).is_err());
     }
 
     #[test]

@@ -31,6 +31,23 @@ pub enum SealCommand {
         #[arg(long, default_value = "secret")]
         secret_key: String,
     },
+    /// Encrypt a file under a 32-byte data key that the broker holds as a
+    /// resource (`type: envelope`, `provider: kbs`); the agent fetches the
+    /// key after attestation and decrypts.
+    Envelope {
+        /// The data key's broker resource, kbs:///repo/type/tag.
+        #[arg(long)]
+        key_id: String,
+        /// The data key (32 raw bytes), as stored at the broker.
+        #[arg(long)]
+        key_file: PathBuf,
+        /// The file to seal.
+        #[arg(long)]
+        file: PathBuf,
+        /// The private JWK from `veil seal keygen`.
+        #[arg(long)]
+        signing_key: PathBuf,
+    },
 }
 
 pub fn run(cmd: SealCommand) -> ExitCode {
@@ -64,6 +81,23 @@ fn seal(cmd: SealCommand) -> Result<String, String> {
             std::fs::write(&pub_path, public.to_string())
                 .map_err(|e| format!("{}: {e}", pub_path.display()))?;
             Ok(format!("{}\n{}", priv_path.display(), pub_path.display()))
+        }
+        SealCommand::Envelope {
+            key_id,
+            key_file,
+            file,
+            signing_key,
+        } => {
+            let jwk: serde_json::Value = std::fs::read(&signing_key)
+                .map_err(|e| format!("{}: {e}", signing_key.display()))
+                .and_then(|b| {
+                    serde_json::from_slice(&b)
+                        .map_err(|e| format!("{}: {e}", signing_key.display()))
+                })?;
+            let dek =
+                std::fs::read(&key_file).map_err(|e| format!("{}: {e}", key_file.display()))?;
+            let data = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            veil_agent::sealed::seal_envelope(&key_id, &dek, &data, &jwk)
         }
         SealCommand::Vault {
             resource,

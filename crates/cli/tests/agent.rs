@@ -230,6 +230,40 @@ async fn broker_and_agent_end_to_end() {
     ]);
     assert!(String::from_utf8_lossy(&manifest.stdout).contains("kind: Secret"));
 
+    // An envelope: data sealed under a key the broker holds.
+    let dek = d.join("dek.bin");
+    std::fs::write(&dek, [0x33u8; 32]).unwrap();
+    admin(&[
+        "admin",
+        "set-resource",
+        "default/key/seal",
+        "--file",
+        p(&dek),
+    ]);
+    let plain = d.join("plain.txt");
+    std::fs::write(&plain, "enveloped secret").unwrap();
+    let out = veil(&[
+        "seal",
+        "envelope",
+        "--key-id",
+        "kbs:///default/key/seal",
+        "--key-file",
+        p(&dek),
+        "--file",
+        p(&plain),
+        "--signing-key",
+        p(&d.join("app-key-private.json")),
+    ]);
+    let env = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let r = http
+        .post(format!("{api}/cdh/unseal"))
+        .body(env)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"enveloped secret");
+
     // The same broker refuses a guest launched with debug on: a clear error.
     let debug_agent = spawn(
         &[
