@@ -13,6 +13,7 @@
 
 pub mod bundle;
 pub mod certs;
+pub mod dcap;
 #[cfg(feature = "fetch")]
 pub mod kds;
 pub mod roots;

@@ -88,3 +88,25 @@ pub mod amd {
         }
     }
 }
+
+/// Intel's SGX/TDX DCAP root.
+pub mod intel {
+    /// The Intel SGX Root CA (DER), the root of every PCK and TCB-signing chain.
+    pub const SGX_ROOT_CA_DER: &[u8] = include_bytes!("../roots/intel/IntelSGXRootCA.der");
+    /// Its SHA-256 fingerprint.
+    pub const SGX_ROOT_CA_SHA256: &str =
+        "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3";
+
+    /// The pinned root, or `None` if the embedded file does not match its pin.
+    pub fn sgx_root() -> Option<&'static [u8]> {
+        (super::amd::fingerprint(SGX_ROOT_CA_DER) == SGX_ROOT_CA_SHA256).then_some(SGX_ROOT_CA_DER)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn pin_matches() {
+            assert!(super::sgx_root().is_some());
+        }
+    }
+}

@@ -26,6 +26,15 @@ pub trait CryptoBackend: Send + Sync + Debug {
     fn sha384(&self, data: &[u8]) -> [u8; 48];
     /// Parses an uncompressed SEC1 P-384 point.
     fn p384_key(&self, sec1: &[u8]) -> Result<Box<dyn P384Key>, CryptoError>;
+    /// ECDSA P-256/SHA-256 with an uncompressed SEC1 point; `fixed` selects
+    /// raw `r ‖ s` (64 bytes) instead of ASN.1 DER.
+    fn verify_p256_sha256(
+        &self,
+        sec1: &[u8],
+        msg: &[u8],
+        sig: &[u8],
+        fixed: bool,
+    ) -> Result<(), CryptoError>;
     /// RSASSA-PSS, SHA-384, MGF1-SHA-384, salt 48, with a PKCS#1 public key.
     fn verify_rsa_pss_sha384(
         &self,
@@ -82,6 +91,23 @@ impl CryptoBackend for AwsLc {
             fixed: ParsedPublicKey::new(&signature::ECDSA_P384_SHA384_FIXED, sec1).map_err(bad)?,
             der: ParsedPublicKey::new(&signature::ECDSA_P384_SHA384_ASN1, sec1).map_err(bad)?,
         }))
+    }
+
+    fn verify_p256_sha256(
+        &self,
+        sec1: &[u8],
+        msg: &[u8],
+        sig: &[u8],
+        fixed: bool,
+    ) -> Result<(), CryptoError> {
+        let alg = if fixed {
+            &signature::ECDSA_P256_SHA256_FIXED
+        } else {
+            &signature::ECDSA_P256_SHA256_ASN1
+        };
+        UnparsedPublicKey::new(alg, sec1)
+            .verify(msg, sig)
+            .map_err(|_| CryptoError("ECDSA P-256 signature does not verify"))
     }
 
     fn verify_rsa_pss_sha384(

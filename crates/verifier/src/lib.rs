@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod crypto;
+pub mod dcap;
 pub mod snp;
 pub mod time;
 pub mod x509;

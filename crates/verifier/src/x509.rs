@@ -20,6 +20,10 @@ pub const OID_RSASSA_PSS: &str = "1.2.840.113549.1.1.10";
 pub const OID_RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
 /// ecdsa-with-SHA384.
 pub const OID_ECDSA_SHA384: &str = "1.2.840.10045.4.3.3";
+/// ecdsa-with-SHA256.
+pub const OID_ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
+/// prime256v1 (P-256).
+pub const OID_P256: &str = "1.2.840.10045.3.1.7";
 /// id-ecPublicKey.
 pub const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
 /// secp384r1.
@@ -54,6 +58,8 @@ pub enum CertError {
 pub enum SigAlg {
     RsaPssSha384,
     EcdsaSha384,
+    /// ECDSA P-256 with SHA-256 (Intel's PCK and TCB-signing chains).
+    EcdsaSha256,
 }
 
 /// A parsed certificate, holding its DER and the exact signed bytes.
@@ -113,6 +119,7 @@ fn classify_alg(alg: &spki_alg::AlgorithmIdentifierOwned) -> Result<SigAlg, Stri
             }
         }
         OID_ECDSA_SHA384 if alg.parameters.is_none() => Ok(SigAlg::EcdsaSha384),
+        OID_ECDSA_SHA256 if alg.parameters.is_none() => Ok(SigAlg::EcdsaSha256),
         _ => Err(oid),
     }
 }
@@ -206,6 +213,23 @@ impl Cert {
         spki.subject_public_key.as_bytes()
     }
 
+    /// The subject public key as an uncompressed P-256 point.
+    pub fn p256_public_key(&self) -> Option<&[u8]> {
+        let spki = self.parsed.tbs_certificate().subject_public_key_info();
+        if spki.algorithm.oid.to_string() != OID_EC_PUBLIC_KEY {
+            return None;
+        }
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.decode_as::<der::asn1::ObjectIdentifier>().ok())?;
+        if curve.to_string() != OID_P256 {
+            return None;
+        }
+        spki.subject_public_key.as_bytes()
+    }
+
     /// The subject public key as a PKCS#1 RSA key (SPKI algorithm
     /// rsaEncryption or id-RSASSA-PSS).
     pub fn rsa_public_key(&self) -> Option<&[u8]> {
@@ -265,6 +289,14 @@ fn verify_sig(
                 .p384_key(key)
                 .map_err(|e| CertError::BadIssuerKey(e.to_string()))?
                 .verify_der(tbs, signature)
+                .map_err(|_| bad())
+        }
+        Ok(SigAlg::EcdsaSha256) => {
+            let key = issuer
+                .p256_public_key()
+                .ok_or_else(|| CertError::BadIssuerKey("issuer key is not P-256".into()))?;
+            backend
+                .verify_p256_sha256(key, tbs, signature, false)
                 .map_err(|_| bad())
         }
         Err(oid) => Err(CertError::UnsupportedAlgorithm(oid.clone())),

@@ -1,0 +1,721 @@
+//! Intel DCAP verification (SGX and TDX), following Intel's quote
+//! verification library, as a pure function of (quote, collateral, time).
+//!
+//! Steps; each failure names its step (see [`DcapError::step`]):
+//! 1. PCK chain: leaf → Platform/Processor CA → Intel SGX Root CA (embedded,
+//!    pinned), every certificate valid at the given time.
+//! 2. CRLs: the root CA CRL (signed by the root) and the PCK CRL (signed by
+//!    the PCK's issuer) are current; neither lists a certificate of the chain.
+//! 3. QE report signed by the PCK key; QE report data = SHA-256(attestation
+//!    key ‖ QE authentication data) ‖ 32 zero bytes.
+//! 4. Quote signature by the attestation key over header ‖ body as received.
+//! 5. QE identity: signed by the TCB Signing certificate (chained to the
+//!    root), current, id `QE`/`TD_QE`, MRSIGNER, ISVPRODID, masked
+//!    MISCSELECT and ATTRIBUTES equal; its TCB level from ISVSVN.
+//! 6. TCB info: signed, current, id `SGX`/`TDX`, FMSPC and PCE-ID equal to
+//!    the PCK certificate's; the first TCB level whose SGX components and
+//!    PCESVN (and for TDX the TEE_TCB_SVN components, with the TDX module
+//!    identity when TEE_TCB_SVN[1] > 0) are all ≤ the platform's.
+//! 7. The statuses converge (QE, platform, TDX module) into one
+//!    [`TcbStatus`] with the advisory IDs; no matching level is
+//!    `TcbStatus::NotSupported`.
+//!
+//! Policy findings (debug TD or enclave, SEPT_VE_DISABLE off, MRSERVICETD
+//! non-zero) are reported, not judged: appraisal decides.
+
+use serde::Serialize;
+use serde_json::Value;
+use veil_endorsements::dcap::Collateral;
+use veil_evidence::dcap::{Body, Quote, TeeType};
+
+use crate::UnixTime;
+use crate::crypto::{AWS_LC, CryptoBackend};
+use crate::snp::Hex;
+use crate::x509::{Cert, Crl};
+
+/// Intel's TCB statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum TcbStatus {
+    UpToDate,
+    SWHardeningNeeded,
+    ConfigurationNeeded,
+    ConfigurationAndSWHardeningNeeded,
+    OutOfDate,
+    OutOfDateConfigurationNeeded,
+    Revoked,
+    /// No TCB level of the collateral matches the platform.
+    NotSupported,
+}
+
+impl TcbStatus {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "UpToDate" => TcbStatus::UpToDate,
+            "SWHardeningNeeded" => TcbStatus::SWHardeningNeeded,
+            "ConfigurationNeeded" => TcbStatus::ConfigurationNeeded,
+            "ConfigurationAndSWHardeningNeeded" => TcbStatus::ConfigurationAndSWHardeningNeeded,
+            "OutOfDate" => TcbStatus::OutOfDate,
+            "OutOfDateConfigurationNeeded" => TcbStatus::OutOfDateConfigurationNeeded,
+            "Revoked" => TcbStatus::Revoked,
+            _ => return None,
+        })
+    }
+
+    /// Intel's convergence of a platform status with a QE or TDX-module
+    /// status that is out of date or revoked.
+    fn converge(self, other: TcbStatus) -> TcbStatus {
+        match other {
+            TcbStatus::Revoked => TcbStatus::Revoked,
+            TcbStatus::OutOfDate => match self {
+                TcbStatus::UpToDate | TcbStatus::SWHardeningNeeded => TcbStatus::OutOfDate,
+                TcbStatus::ConfigurationNeeded | TcbStatus::ConfigurationAndSWHardeningNeeded => {
+                    TcbStatus::OutOfDateConfigurationNeeded
+                }
+                s => s,
+            },
+            _ => self,
+        }
+    }
+}
+
+impl std::fmt::Display for TcbStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+/// Why a quote was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DcapError {
+    #[error("step 1 (PCK chain): {0}")]
+    PckChain(String),
+    #[error("step 2 (revocation): {0}")]
+    Crl(String),
+    #[error("step 3 (QE report): {0}")]
+    QeReport(String),
+    #[error(
+        "step 4 (quote signature): the quote signature does not verify with the attestation key"
+    )]
+    QuoteSignature,
+    #[error("step 5 (QE identity): {0}")]
+    QeIdentity(String),
+    #[error("step 6 (TCB info): {0}")]
+    TcbInfo(String),
+}
+
+impl DcapError {
+    pub fn step(&self) -> u8 {
+        match self {
+            DcapError::PckChain(_) => 1,
+            DcapError::Crl(_) => 2,
+            DcapError::QeReport(_) => 3,
+            DcapError::QuoteSignature => 4,
+            DcapError::QeIdentity(_) => 5,
+            DcapError::TcbInfo(_) => 6,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            DcapError::PckChain(_) => "dcap.pck_chain",
+            DcapError::Crl(_) => "dcap.crl",
+            DcapError::QeReport(_) => "dcap.qe_report",
+            DcapError::QuoteSignature => "dcap.quote_signature",
+            DcapError::QeIdentity(_) => "dcap.qe_identity",
+            DcapError::TcbInfo(_) => "dcap.tcb_info",
+        }
+    }
+}
+
+/// Findings that policy, not signature checking, decides on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum PolicyFlag {
+    #[serde(rename = "TD_DEBUG")]
+    TdDebug,
+    #[serde(rename = "SEPT_VE_DISABLE=0")]
+    SeptVeDisableOff,
+    #[serde(rename = "MRSERVICETD_NONZERO")]
+    MrServiceTdNonZero,
+    #[serde(rename = "SGX_DEBUG")]
+    SgxDebug,
+}
+
+/// Verified claims.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DcapClaims {
+    pub tee: &'static str,
+    pub quote_version: u16,
+    pub tcb_status: TcbStatus,
+    pub advisory_ids: Vec<String>,
+    pub policy_flags: Vec<PolicyFlag>,
+    pub fmspc: Hex,
+    pub report_data: Hex,
+    pub debug: bool,
+    /// TDX: MRTD; SGX: MRENCLAVE.
+    pub measurement: Hex,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mr_signer: Option<Hex>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mr_config_id: Option<Hex>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtmrs: Option<Vec<Hex>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tee_tcb_svn: Option<Hex>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub isv_prod_id: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub isv_svn: Option<u16>,
+}
+
+/// A quote whose signatures, chain and collateral verified. Only
+/// [`verify`] constructs it.
+#[derive(Debug, Clone)]
+pub struct VerifiedQuote {
+    claims: DcapClaims,
+}
+
+impl VerifiedQuote {
+    pub fn claims(&self) -> &DcapClaims {
+        &self.claims
+    }
+}
+
+fn pem_certs(pem: &[u8]) -> Result<Vec<Cert>, String> {
+    let blobs = veil_endorsements::certs::decode_blobs("certificate chain", pem)
+        .map_err(|e| e.to_string())?;
+    blobs
+        .into_iter()
+        .map(|b| match b {
+            veil_endorsements::certs::Blob::Certificate(d) => {
+                Cert::parse(&d).map_err(|e| e.to_string())
+            }
+            veil_endorsements::certs::Blob::Crl(_) => {
+                Err("a CRL inside a certificate chain".into())
+            }
+        })
+        .collect()
+}
+
+/// Checks `chain` (leaf first) up to the pinned root; returns the leaf.
+fn check_chain(
+    chain: &[Cert],
+    root: &Cert,
+    at: UnixTime,
+    backend: &dyn CryptoBackend,
+) -> Result<(), String> {
+    let mut certs: Vec<&Cert> = chain.iter().filter(|c| c.der != root.der).collect();
+    if chain
+        .iter()
+        .any(|c| c.is_self_issued() && c.der != root.der)
+    {
+        return Err("the chain's root is not the pinned Intel SGX Root CA".into());
+    }
+    certs.push(root);
+    for c in &certs {
+        if !c.valid_at(at) {
+            return Err(format!(
+                "{:?} is not valid at {at} (valid {} to {})",
+                c.subject, c.not_before, c.not_after
+            ));
+        }
+    }
+    for pair in certs.windows(2) {
+        let [child, parent] = pair else { continue };
+        if child.issuer != parent.subject {
+            return Err(format!(
+                "{:?} is not issued by {:?}",
+                child.subject, parent.subject
+            ));
+        }
+        child
+            .verify_signed_by(parent, backend)
+            .map_err(|e| format!("{:?}: {e}", child.subject))?;
+    }
+    root.verify_signed_by(root, backend)
+        .map_err(|e| e.to_string())
+}
+
+/// A minimal DER walker for the PCK certificate's SGX extension.
+fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (first as usize, rest)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let (bytes, rest) = (rest.get(..n)?, rest.get(n..)?);
+        (
+            bytes.iter().fold(0usize, |a, b| (a << 8) | *b as usize),
+            rest,
+        )
+    };
+    Some((tag, rest.get(..len)?, rest.get(len..)?))
+}
+
+fn oid_text(body: &[u8]) -> String {
+    der::asn1::ObjectIdentifier::from_bytes(body).map_or_else(|_| String::new(), |o| o.to_string())
+}
+
+/// FMSPC, PCE-ID, the 16 SGX TCB component SVNs and PCESVN from the PCK
+/// certificate (OID 1.2.840.113741.1.13.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PckExtensions {
+    pub fmspc: Vec<u8>,
+    pub pce_id: Vec<u8>,
+    pub tcb_svns: [u8; 16],
+    pub pcesvn: u16,
+}
+
+fn int_value(body: &[u8]) -> Option<u64> {
+    if body.is_empty() || body.len() > 3 {
+        return None;
+    }
+    Some(body.iter().fold(0u64, |a, b| (a << 8) | u64::from(*b)))
+}
+
+/// Parses the SGX extension of a PCK certificate.
+pub fn pck_extensions(pck: &Cert) -> Result<PckExtensions, String> {
+    let ext = pck
+        .extension("1.2.840.113741.1.13.1")
+        .ok_or("the PCK certificate has no SGX extension")?;
+    let (_, mut seq, _) = tlv(ext).ok_or("malformed SGX extension")?;
+    let (mut fmspc, mut pce_id, mut svns, mut pcesvn) = (None, None, [None; 16], None);
+    while !seq.is_empty() {
+        let (_, item, rest) = tlv(seq).ok_or("malformed SGX extension item")?;
+        seq = rest;
+        let (_, oid, value) = tlv(item).ok_or("malformed SGX extension item")?;
+        let (vtag, vbody, _) = tlv(value).ok_or("malformed SGX extension value")?;
+        match oid_text(oid).as_str() {
+            "1.2.840.113741.1.13.1.4" => fmspc = Some(vbody.to_vec()),
+            "1.2.840.113741.1.13.1.3" => pce_id = Some(vbody.to_vec()),
+            "1.2.840.113741.1.13.1.2" if vtag == 0x30 => {
+                let mut tcb = vbody;
+                while !tcb.is_empty() {
+                    let (_, comp, rest) = tlv(tcb).ok_or("malformed TCB item")?;
+                    tcb = rest;
+                    let (_, coid, cval) = tlv(comp).ok_or("malformed TCB item")?;
+                    let (_, cbody, _) = tlv(cval).ok_or("malformed TCB value")?;
+                    let name = oid_text(coid);
+                    let Some(n) = name.strip_prefix("1.2.840.113741.1.13.1.2.") else {
+                        continue;
+                    };
+                    match n.parse::<usize>() {
+                        Ok(i @ 1..=16) => {
+                            let v = int_value(cbody).ok_or("bad TCB component SVN")?;
+                            if let Some(slot) = svns.get_mut(i - 1) {
+                                *slot =
+                                    Some(u8::try_from(v).map_err(|_| "TCB component SVN > 255")?);
+                            }
+                        }
+                        Ok(17) => {
+                            pcesvn = Some(
+                                u16::try_from(int_value(cbody).ok_or("bad PCESVN")?)
+                                    .map_err(|_| "PCESVN > 65535")?,
+                            )
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut tcb_svns = [0u8; 16];
+    for (dst, src) in tcb_svns.iter_mut().zip(svns.iter()) {
+        *dst = src.ok_or("a TCB component SVN is missing")?;
+    }
+    Ok(PckExtensions {
+        fmspc: fmspc.ok_or("no FMSPC")?,
+        pce_id: pce_id.ok_or("no PCE-ID")?,
+        tcb_svns,
+        pcesvn: pcesvn.ok_or("no PCESVN")?,
+    })
+}
+
+fn hex_field(v: &Value, k: &str) -> Result<Vec<u8>, String> {
+    hex::decode(v[k].as_str().ok_or(format!("{k} missing"))?).map_err(|_| format!("{k} is not hex"))
+}
+
+fn time_field(v: &Value, k: &str) -> Result<UnixTime, String> {
+    UnixTime::parse(v[k].as_str().ok_or(format!("{k} missing"))?)
+}
+
+/// Verifies a signed collateral document (TCB info, QE identity).
+fn check_signed_json(
+    text: &str,
+    sig_hex: &str,
+    chain_pem: &str,
+    root: &Cert,
+    at: UnixTime,
+    backend: &dyn CryptoBackend,
+) -> Result<Value, String> {
+    let chain = pem_certs(chain_pem.as_bytes())?;
+    check_chain(&chain, root, at, backend)?;
+    let signer = chain.first().ok_or("empty issuer chain")?;
+    let key = signer
+        .p256_public_key()
+        .ok_or("the signing certificate's key is not P-256")?;
+    let sig = hex::decode(sig_hex).map_err(|_| "signature is not hex".to_string())?;
+    backend
+        .verify_p256_sha256(key, text.as_bytes(), &sig, true)
+        .map_err(|_| "signature over the document does not verify".to_string())?;
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let (issue, next) = (time_field(&v, "issueDate")?, time_field(&v, "nextUpdate")?);
+    if at < issue || at > next {
+        return Err(format!(
+            "not current at {at} (issued {issue}, next update {next})"
+        ));
+    }
+    Ok(v)
+}
+
+fn masked_eq(value: &[u8], expected: &[u8], mask: &[u8]) -> bool {
+    value.len() == expected.len()
+        && value.len() == mask.len()
+        && value
+            .iter()
+            .zip(mask)
+            .zip(expected)
+            .all(|((v, m), e)| v & m == e & m)
+}
+
+/// Verifies a quote with its collateral at time `at`.
+pub fn verify(
+    quote: &Quote,
+    collateral: &Collateral,
+    at: UnixTime,
+) -> Result<VerifiedQuote, DcapError> {
+    verify_with(quote, collateral, at, &AWS_LC)
+}
+
+/// [`verify`] with a chosen crypto backend.
+pub fn verify_with(
+    quote: &Quote,
+    collateral: &Collateral,
+    at: UnixTime,
+    backend: &dyn CryptoBackend,
+) -> Result<VerifiedQuote, DcapError> {
+    let root_der = veil_endorsements::roots::intel::sgx_root().ok_or_else(|| {
+        DcapError::PckChain("the embedded Intel root does not match its pin".into())
+    })?;
+    let root = Cert::parse(root_der).map_err(|e| DcapError::PckChain(e.to_string()))?;
+    // Step 1.
+    let chain = pem_certs(&quote.certification.pck_chain_pem).map_err(DcapError::PckChain)?;
+    check_chain(&chain, &root, at, backend).map_err(DcapError::PckChain)?;
+    let pck = chain
+        .first()
+        .ok_or_else(|| DcapError::PckChain("empty PCK chain".into()))?;
+    let pck_issuer = chain
+        .iter()
+        .find(|c| c.subject == pck.issuer)
+        .ok_or_else(|| DcapError::PckChain("the PCK's issuer is not in the chain".into()))?;
+    // Step 2.
+    let crl = |hex_der: &str, issuer: &Cert, what: &str| -> Result<Crl, DcapError> {
+        let der = hex::decode(hex_der.trim())
+            .map_err(|_| DcapError::Crl(format!("{what} is not hex")))?;
+        let c = Crl::parse(&der).map_err(|e| DcapError::Crl(format!("{what}: {e}")))?;
+        if c.issuer != issuer.subject {
+            return Err(DcapError::Crl(format!(
+                "{what} is not issued by {:?}",
+                issuer.subject
+            )));
+        }
+        c.verify_signed_by(issuer, backend)
+            .map_err(|e| DcapError::Crl(format!("{what}: {e}")))?;
+        if at < c.this_update || c.next_update.is_some_and(|n| at > n) {
+            return Err(DcapError::Crl(format!(
+                "{what} is not current at {at} (this update {}, next update {})",
+                c.this_update,
+                c.next_update
+                    .map_or_else(|| "none".into(), |t| t.to_string())
+            )));
+        }
+        Ok(c)
+    };
+    let root_crl = crl(&collateral.root_ca_crl, &root, "root CA CRL")?;
+    let pck_crl = crl(&collateral.pck_crl, pck_issuer, "PCK CRL")?;
+    if root_crl.revoked.iter().any(|s| s == pck_issuer.serial()) {
+        return Err(DcapError::Crl(format!(
+            "{:?} is revoked",
+            pck_issuer.subject
+        )));
+    }
+    if pck_crl.revoked.iter().any(|s| s == pck.serial()) {
+        return Err(DcapError::Crl("the PCK certificate is revoked".into()));
+    }
+    // Step 3.
+    let cert = &quote.certification;
+    let pck_key = pck
+        .p256_public_key()
+        .ok_or_else(|| DcapError::PckChain("the PCK key is not P-256".into()))?;
+    backend
+        .verify_p256_sha256(
+            pck_key,
+            &cert.qe_report_raw,
+            &cert.qe_report_signature,
+            true,
+        )
+        .map_err(|_| {
+            DcapError::QeReport("the QE report signature does not verify with the PCK key".into())
+        })?;
+    let mut bound = quote.attestation_key.to_vec();
+    bound.extend_from_slice(&cert.qe_auth_data);
+    let expected = backend.sha256(&bound);
+    let rd = &cert.qe_report.report_data;
+    if rd.get(..32) != Some(&expected[..])
+        || rd.get(32..).is_some_and(|z| z.iter().any(|b| *b != 0))
+    {
+        return Err(DcapError::QeReport(
+            "QE report data does not bind the attestation key".into(),
+        ));
+    }
+    // Step 4.
+    let mut att_key = vec![4u8];
+    att_key.extend_from_slice(&quote.attestation_key);
+    backend
+        .verify_p256_sha256(&att_key, quote.signed_bytes(), &quote.signature, true)
+        .map_err(|_| DcapError::QuoteSignature)?;
+    // Step 5.
+    let tdx = quote.header.tee_type == TeeType::Tdx;
+    let qe_id = check_signed_json(
+        &collateral.qe_identity,
+        &collateral.qe_identity_signature,
+        &collateral.qe_identity_issuer_chain,
+        &root,
+        at,
+        backend,
+    )
+    .map_err(DcapError::QeIdentity)?;
+    let want_id = if tdx { "TD_QE" } else { "QE" };
+    if qe_id["id"] != want_id {
+        return Err(DcapError::QeIdentity(format!(
+            "id is {}, expected {want_id}",
+            qe_id["id"]
+        )));
+    }
+    let qe = &cert.qe_report;
+    let e = |m: String| DcapError::QeIdentity(m);
+    if hex_field(&qe_id, "mrsigner").map_err(e)? != qe.mr_signer {
+        return Err(DcapError::QeIdentity(
+            "MRSIGNER differs from the QE identity".into(),
+        ));
+    }
+    if qe_id["isvprodid"].as_u64() != Some(u64::from(qe.isv_prod_id)) {
+        return Err(DcapError::QeIdentity(
+            "ISVPRODID differs from the QE identity".into(),
+        ));
+    }
+    let misc = qe.misc_select.to_le_bytes();
+    let mut want_misc = hex_field(&qe_id, "miscselect").map_err(e)?;
+    let mut mask_misc = hex_field(&qe_id, "miscselectMask").map_err(e)?;
+    // MISCSELECT is written big-endian in the JSON.
+    want_misc.reverse();
+    mask_misc.reverse();
+    if !masked_eq(&misc, &want_misc, &mask_misc) {
+        return Err(DcapError::QeIdentity("masked MISCSELECT differs".into()));
+    }
+    if !masked_eq(
+        &qe.attributes,
+        &hex_field(&qe_id, "attributes").map_err(e)?,
+        &hex_field(&qe_id, "attributesMask").map_err(e)?,
+    ) {
+        return Err(DcapError::QeIdentity("masked ATTRIBUTES differ".into()));
+    }
+    let qe_level = qe_id["tcbLevels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| {
+            l["tcb"]["isvsvn"]
+                .as_u64()
+                .is_some_and(|s| s <= u64::from(qe.isv_svn))
+        });
+    let qe_status = qe_level
+        .and_then(|l| l["tcbStatus"].as_str())
+        .and_then(TcbStatus::parse)
+        .unwrap_or(TcbStatus::NotSupported);
+    if qe_status == TcbStatus::NotSupported {
+        return Err(DcapError::QeIdentity(format!(
+            "no QE TCB level for ISVSVN {}",
+            qe.isv_svn
+        )));
+    }
+    // Step 6.
+    let t = |m: String| DcapError::TcbInfo(m);
+    let info = check_signed_json(
+        &collateral.tcb_info,
+        &collateral.tcb_info_signature,
+        &collateral.tcb_info_issuer_chain,
+        &root,
+        at,
+        backend,
+    )
+    .map_err(t)?;
+    let want = if tdx { "TDX" } else { "SGX" };
+    if info["id"] != want {
+        return Err(t(format!("id is {}, expected {want}", info["id"])));
+    }
+    if info["version"].as_u64() != Some(3) {
+        return Err(t(format!(
+            "unsupported TCB info version {}",
+            info["version"]
+        )));
+    }
+    let ext = pck_extensions(pck).map_err(DcapError::PckChain)?;
+    if hex_field(&info, "fmspc").map_err(t)? != ext.fmspc {
+        return Err(t("FMSPC differs from the PCK certificate's".into()));
+    }
+    if hex_field(&info, "pceId").map_err(t)? != ext.pce_id {
+        return Err(t("PCE-ID differs from the PCK certificate's".into()));
+    }
+    let td = match &quote.body {
+        Body::Td10(r) | Body::Td15(r) => Some(r),
+        Body::Sgx(_) => None,
+    };
+    let tee_tcb_svn = td.map(|r| r.tee_tcb_svn);
+    // TDX module identity: with TEE_TCB_SVN[1] > 0, components 0 and 1 are
+    // judged by the module identity, not by the TCB levels.
+    let mut module_status = None;
+    if let Some(svn) = tee_tcb_svn
+        && svn[1] > 0
+    {
+        let id = format!("TDX_{:02X}", svn[1]);
+        let m = info["tdxModuleIdentities"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["id"].as_str() == Some(id.as_str()))
+            .ok_or_else(|| t(format!("no TDX module identity {id}")))?;
+        if let Some(r) = td
+            && hex_field(m, "mrsigner").map_err(t)? != r.mr_signer_seam
+        {
+            return Err(t("MRSIGNERSEAM differs from the TDX module identity".into()));
+        }
+        let level = m["tcbLevels"].as_array().into_iter().flatten().find(|l| {
+            l["tcb"]["isvsvn"]
+                .as_u64()
+                .is_some_and(|s| s <= u64::from(svn[0]))
+        });
+        module_status = Some(
+            level
+                .and_then(|l| l["tcbStatus"].as_str())
+                .and_then(TcbStatus::parse)
+                .unwrap_or(TcbStatus::NotSupported),
+        );
+    }
+    let mut platform = TcbStatus::NotSupported;
+    let mut advisories: Vec<String> = Vec::new();
+    for level in info["tcbLevels"].as_array().into_iter().flatten() {
+        let tcb = &level["tcb"];
+        let comps = tcb["sgxtcbcomponents"].as_array();
+        let sgx_ok = comps.is_some_and(|c| {
+            c.len() == 16
+                && c.iter()
+                    .zip(ext.tcb_svns.iter())
+                    .all(|(l, p)| l["svn"].as_u64().is_some_and(|s| s <= u64::from(*p)))
+        });
+        let pce_ok = tcb["pcesvn"]
+            .as_u64()
+            .is_some_and(|s| s <= u64::from(ext.pcesvn));
+        let tdx_ok = match tee_tcb_svn {
+            None => true,
+            Some(svn) => tcb["tdxtcbcomponents"].as_array().is_some_and(|c| {
+                c.len() == 16
+                    && c.iter().zip(svn.iter()).enumerate().all(|(i, (l, p))| {
+                        (i < 2 && svn[1] > 0)
+                            || l["svn"].as_u64().is_some_and(|s| s <= u64::from(*p))
+                    })
+            }),
+        };
+        if sgx_ok && pce_ok && tdx_ok {
+            platform = level["tcbStatus"]
+                .as_str()
+                .and_then(TcbStatus::parse)
+                .ok_or_else(|| t(format!("unknown tcbStatus {}", level["tcbStatus"])))?;
+            advisories = level["advisoryIDs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect();
+            break;
+        }
+    }
+    // Step 7.
+    let mut status = platform;
+    if status != TcbStatus::NotSupported {
+        if let Some(m) = module_status {
+            if m == TcbStatus::NotSupported {
+                status = TcbStatus::NotSupported;
+            } else {
+                status = status.converge(m);
+            }
+        }
+        if status != TcbStatus::NotSupported {
+            status = status.converge(qe_status);
+        }
+    }
+    if let Some(a) = qe_level.and_then(|l| l["advisoryIDs"].as_array()) {
+        advisories.extend(a.iter().filter_map(|x| x.as_str().map(str::to_string)));
+    }
+    advisories.sort();
+    advisories.dedup();
+    let mut flags = Vec::new();
+    let claims = match &quote.body {
+        Body::Sgx(r) => {
+            if r.debug() {
+                flags.push(PolicyFlag::SgxDebug);
+            }
+            DcapClaims {
+                tee: "sgx",
+                quote_version: quote.header.version,
+                tcb_status: status,
+                advisory_ids: advisories,
+                policy_flags: flags,
+                fmspc: Hex(ext.fmspc.clone()),
+                report_data: Hex(r.report_data.to_vec()),
+                debug: r.debug(),
+                measurement: Hex(r.mr_enclave.to_vec()),
+                mr_signer: Some(Hex(r.mr_signer.to_vec())),
+                mr_config_id: None,
+                rtmrs: None,
+                tee_tcb_svn: None,
+                isv_prod_id: Some(r.isv_prod_id),
+                isv_svn: Some(r.isv_svn),
+            }
+        }
+        Body::Td10(r) | Body::Td15(r) => {
+            if r.debug() {
+                flags.push(PolicyFlag::TdDebug);
+            }
+            if !r.sept_ve_disable() {
+                flags.push(PolicyFlag::SeptVeDisableOff);
+            }
+            if r.mr_servicetd.is_some_and(|m| m.iter().any(|b| *b != 0)) {
+                flags.push(PolicyFlag::MrServiceTdNonZero);
+            }
+            DcapClaims {
+                tee: "tdx",
+                quote_version: quote.header.version,
+                tcb_status: status,
+                advisory_ids: advisories,
+                policy_flags: flags,
+                fmspc: Hex(ext.fmspc.clone()),
+                report_data: Hex(r.report_data.to_vec()),
+                debug: r.debug(),
+                measurement: Hex(r.mr_td.to_vec()),
+                mr_signer: None,
+                mr_config_id: Some(Hex(r.mr_config_id.to_vec())),
+                rtmrs: Some(r.rtmr.iter().map(|m| Hex(m.to_vec())).collect()),
+                tee_tcb_svn: Some(Hex(r.tee_tcb_svn.to_vec())),
+                isv_prod_id: None,
+                isv_svn: None,
+            }
+        }
+    };
+    Ok(VerifiedQuote { claims })
+}
