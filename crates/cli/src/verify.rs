@@ -17,6 +17,8 @@ use crate::{EXIT_ERROR, EXIT_REJECTED};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Tee {
     Snp,
+    Tdx,
+    Sgx,
 }
 
 #[derive(Debug, Args)]
@@ -29,6 +31,10 @@ pub struct VerifyArgs {
     /// Certificate or CRL files (DER or PEM; PEM files may hold several).
     #[arg(long = "certs", num_args = 1..)]
     pub certs: Vec<PathBuf>,
+    /// Intel DCAP collateral (TDX/SGX): the JSON with `tcb_info`,
+    /// `qe_identity`, CRLs and issuer chains.
+    #[arg(long)]
+    pub collateral: Option<PathBuf>,
     /// Offline endorsement bundles (from `veil endorsements fetch`).
     #[arg(long = "bundle")]
     pub bundles: Vec<PathBuf>,
@@ -94,11 +100,13 @@ pub fn anchors(dangerous_sim_root: Option<&PathBuf>) -> Result<TrustAnchors, Str
 }
 
 pub async fn run(a: VerifyArgs) -> ExitCode {
-    let Tee::Snp = a.tee;
     let at = match a.at.as_deref().map(UnixTime::parse).transpose() {
         Ok(t) => t.unwrap_or_else(UnixTime::now),
         Err(e) => return fail(e),
     };
+    if a.tee != Tee::Snp {
+        return run_dcap(&a, at);
+    }
     let bytes = match std::fs::read(&a.evidence) {
         Ok(b) => b,
         Err(e) => return fail(format!("{}: {e}", a.evidence.display())),
@@ -173,6 +181,106 @@ pub async fn run(a: VerifyArgs) -> ExitCode {
         Err(e) => {
             println!("{}", output::rejected(a.format, &e, at));
             ExitCode::from(EXIT_REJECTED)
+        }
+    }
+}
+
+/// `veil verify --tee tdx|sgx`.
+fn run_dcap(a: &VerifyArgs, at: UnixTime) -> ExitCode {
+    use veil_verifier::dcap::TcbStatus;
+    let tee = if a.tee == Tee::Tdx { "tdx" } else { "sgx" };
+    let bytes = match std::fs::read(&a.evidence) {
+        Ok(b) => b,
+        Err(e) => return fail(format!("{}: {e}", a.evidence.display())),
+    };
+    let quote = match veil_evidence::dcap::parse_evidence(&bytes) {
+        Ok((q, _)) => q,
+        Err(e) => return fail(format!("{}: {e}", a.evidence.display())),
+    };
+    let expected_tee = if a.tee == Tee::Tdx {
+        veil_evidence::dcap::TeeType::Tdx
+    } else {
+        veil_evidence::dcap::TeeType::Sgx
+    };
+    if quote.header.tee_type != expected_tee {
+        return fail(format!(
+            "the quote is a {:?} quote, not {tee}",
+            quote.header.tee_type
+        ));
+    }
+    let Some(path) = &a.collateral else {
+        return fail("--collateral FILE is needed (fetching from Intel PCS is not available yet)");
+    };
+    let collateral = match std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| veil_endorsements::dcap::Collateral::parse(&b).map_err(|e| e.to_string()))
+    {
+        Ok(c) => c,
+        Err(e) => return fail(format!("{}: {e}", path.display())),
+    };
+    let reject = |step: u8, code: &str, error: String| {
+        let v = serde_json::json!({"verdict": "REJECT", "tee": tee, "verified_at": at.to_string(),
+            "step": step, "code": code, "error": error});
+        match a.format {
+            Format::Json => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
+            Format::Text => println!("REJECTED at {at}\n  {error}\n  code: {code}"),
+        }
+        ExitCode::from(EXIT_REJECTED)
+    };
+    match veil_verifier::dcap::verify(&quote, &collateral, at) {
+        Err(e) => reject(e.step(), e.code(), e.to_string()),
+        Ok(v) => {
+            let c = v.claims();
+            if matches!(c.tcb_status, TcbStatus::NotSupported | TcbStatus::Revoked) {
+                return reject(
+                    7,
+                    "dcap.tcb_status",
+                    format!(
+                        "step 7 (TCB status): {} — the quote is authentic but its platform TCB is not acceptable",
+                        c.tcb_status
+                    ),
+                );
+            }
+            match a.format {
+                Format::Json => {
+                    let v = serde_json::json!({"verdict": "VALID", "tee": tee, "verified_at": at.to_string(), "claims": c});
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                }
+                Format::Text => {
+                    println!(
+                        "VALID  Intel {} quote v{} at {at}",
+                        tee.to_uppercase(),
+                        c.quote_version
+                    );
+                    println!("  TCB status     {}", c.tcb_status);
+                    println!(
+                        "  advisories     {}",
+                        if c.advisory_ids.is_empty() {
+                            "none".to_string()
+                        } else {
+                            c.advisory_ids.join(", ")
+                        }
+                    );
+                    let flags: Vec<String> =
+                        c.policy_flags.iter().map(|f| format!("{f:?}")).collect();
+                    println!(
+                        "  policy flags   {}",
+                        if flags.is_empty() {
+                            "none".to_string()
+                        } else {
+                            flags.join(", ")
+                        }
+                    );
+                    println!("  measurement    {}", c.measurement);
+                    println!("  report_data    {}", c.report_data);
+                    println!("  FMSPC          {}", c.fmspc);
+                    println!(
+                        "  collateral     TCB info until {}, QE identity until {}",
+                        c.tcb_info_next_update, c.qe_identity_next_update
+                    );
+                }
+            }
+            ExitCode::SUCCESS
         }
     }
 }

@@ -286,3 +286,100 @@ fn fetch_bundle_then_verify_offline() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn verify_intel_quotes() {
+    let Some(v) = vectors() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let p = |rel: &str| v.join(rel).display().to_string();
+    let out = veil(
+        &[
+            "verify",
+            "--tee",
+            "tdx",
+            &p("tdx/dcap-qvl/tdx_quote"),
+            "--collateral",
+            &p("tdx/dcap-qvl/tdx_quote_collateral.json"),
+            "--at",
+            "1751624191",
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let j = json(&out);
+    assert_eq!(j["claims"]["tcb_status"], "UpToDate");
+    assert!(
+        j["claims"]["measurement"]
+            .as_str()
+            .unwrap()
+            .starts_with("91eb2b44")
+    );
+    // SGX with advisories, text output.
+    let out = veil(
+        &[
+            "verify",
+            "--tee",
+            "sgx",
+            &p("sgx/dcap-qvl/sgx_quote"),
+            "--collateral",
+            &p("sgx/dcap-qvl/sgx_quote_collateral.json"),
+            "--at",
+            "1751624924",
+            "--format",
+            "text",
+        ],
+        dir.path(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("ConfigurationAndSWHardeningNeeded") && text.contains("INTEL-SA-00289"),
+        "{text}"
+    );
+    // No matching TCB level: rejected at step 7.
+    let out = veil(
+        &[
+            "verify",
+            "--tee",
+            "tdx",
+            &p("tdx/dcap-qvl/tdx_quote_outdated"),
+            "--collateral",
+            &p("tdx/dcap-qvl/tdx_quote_outdated_collateral.json"),
+            "--at",
+            "1772707803",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json(&out)["code"], "dcap.tcb_status");
+    // Expired collateral today: rejected at the CRL step.
+    let out = veil(
+        &[
+            "verify",
+            "--tee",
+            "tdx",
+            &p("tdx/dcap-qvl/tdx_quote"),
+            "--collateral",
+            &p("tdx/dcap-qvl/tdx_quote_collateral.json"),
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json(&out)["code"], "dcap.crl");
+    // The wrong kind of quote.
+    let out = veil(
+        &[
+            "verify",
+            "--tee",
+            "sgx",
+            &p("tdx/dcap-qvl/tdx_quote"),
+            "--collateral",
+            &p("tdx/dcap-qvl/tdx_quote_collateral.json"),
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+}

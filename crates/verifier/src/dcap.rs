@@ -166,6 +166,54 @@ pub struct DcapClaims {
     pub isv_prod_id: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub isv_svn: Option<u16>,
+    /// TDX: MROWNER, MROWNERCONFIG, MRSEAM, MRSIGNERSEAM, XFAM, MRSERVICETD.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub td: Option<TdClaims>,
+    /// SGX: the enclave attributes, decoded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sgx_attributes: Option<SgxAttributes>,
+    pub tcb_evaluation_data_number: Option<u64>,
+    pub tcb_info_issue_date: String,
+    pub tcb_info_next_update: String,
+    pub qe_identity_next_update: String,
+}
+
+/// TDX-only claims.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TdClaims {
+    pub mr_owner: Hex,
+    pub mr_owner_config: Hex,
+    pub mr_seam: Hex,
+    pub mr_signer_seam: Hex,
+    pub xfam: Hex,
+    pub td_attributes: TdAttributes,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mr_servicetd: Option<Hex>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tee_tcb_svn2: Option<Hex>,
+}
+
+/// TD_ATTRIBUTES, decoded (TDX module ABI).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TdAttributes {
+    pub raw: Hex,
+    pub debug: bool,
+    pub sept_ve_disable: bool,
+    pub pks: bool,
+    pub kl: bool,
+    pub perfmon: bool,
+}
+
+/// SGX ATTRIBUTES flags, decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SgxAttributes {
+    pub raw: Hex,
+    pub init: bool,
+    pub debug: bool,
+    pub mode64bit: bool,
+    pub provision_key: bool,
+    pub einittoken_key: bool,
+    pub kss: bool,
 }
 
 /// A quote whose signatures, chain and collateral verified. Only
@@ -686,6 +734,23 @@ pub fn verify_with(
                 tee_tcb_svn: None,
                 isv_prod_id: Some(r.isv_prod_id),
                 isv_svn: Some(r.isv_svn),
+                td: None,
+                sgx_attributes: Some({
+                    let f = r.attributes.first().copied().unwrap_or(0);
+                    SgxAttributes {
+                        raw: Hex(r.attributes.to_vec()),
+                        init: f & 0x01 != 0,
+                        debug: f & 0x02 != 0,
+                        mode64bit: f & 0x04 != 0,
+                        provision_key: f & 0x10 != 0,
+                        einittoken_key: f & 0x20 != 0,
+                        kss: f & 0x80 != 0,
+                    }
+                }),
+                tcb_evaluation_data_number: info["tcbEvaluationDataNumber"].as_u64(),
+                tcb_info_issue_date: info["issueDate"].as_str().unwrap_or("").to_string(),
+                tcb_info_next_update: info["nextUpdate"].as_str().unwrap_or("").to_string(),
+                qe_identity_next_update: qe_id["nextUpdate"].as_str().unwrap_or("").to_string(),
             }
         }
         Body::Td10(r) | Body::Td15(r) => {
@@ -714,6 +779,31 @@ pub fn verify_with(
                 tee_tcb_svn: Some(Hex(r.tee_tcb_svn.to_vec())),
                 isv_prod_id: None,
                 isv_svn: None,
+                td: Some({
+                    let a = u64::from_le_bytes(r.td_attributes);
+                    TdClaims {
+                        mr_owner: Hex(r.mr_owner.to_vec()),
+                        mr_owner_config: Hex(r.mr_owner_config.to_vec()),
+                        mr_seam: Hex(r.mr_seam.to_vec()),
+                        mr_signer_seam: Hex(r.mr_signer_seam.to_vec()),
+                        xfam: Hex(r.xfam.to_vec()),
+                        td_attributes: TdAttributes {
+                            raw: Hex(r.td_attributes.to_vec()),
+                            debug: a & 1 != 0,
+                            sept_ve_disable: a & (1 << 28) != 0,
+                            pks: a & (1 << 30) != 0,
+                            kl: a & (1 << 31) != 0,
+                            perfmon: a & (1 << 63) != 0,
+                        },
+                        mr_servicetd: r.mr_servicetd.map(|m| Hex(m.to_vec())),
+                        tee_tcb_svn2: r.tee_tcb_svn2.map(|m| Hex(m.to_vec())),
+                    }
+                }),
+                sgx_attributes: None,
+                tcb_evaluation_data_number: info["tcbEvaluationDataNumber"].as_u64(),
+                tcb_info_issue_date: info["issueDate"].as_str().unwrap_or("").to_string(),
+                tcb_info_next_update: info["nextUpdate"].as_str().unwrap_or("").to_string(),
+                qe_identity_next_update: qe_id["nextUpdate"].as_str().unwrap_or("").to_string(),
             }
         }
     };
