@@ -23,6 +23,8 @@ pub trait P384Key: Send + Sync + Debug {
 /// The primitives the verifiers need.
 pub trait CryptoBackend: Send + Sync + Debug {
     fn sha256(&self, data: &[u8]) -> [u8; 32];
+    /// SHA-256 over the concatenation of `parts`.
+    fn sha256_parts(&self, parts: &[&[u8]]) -> [u8; 32];
     fn sha384(&self, data: &[u8]) -> [u8; 48];
     /// Parses an uncompressed SEC1 P-384 point.
     fn p384_key(&self, sec1: &[u8]) -> Result<Box<dyn P384Key>, CryptoError>;
@@ -75,6 +77,16 @@ impl CryptoBackend for AwsLc {
         let d = digest::digest(&digest::SHA256, data);
         let mut out = [0u8; 32];
         out.copy_from_slice(d.as_ref());
+        out
+    }
+
+    fn sha256_parts(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        for p in parts {
+            ctx.update(p);
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
         out
     }
 

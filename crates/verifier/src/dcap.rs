@@ -23,6 +23,9 @@
 //! Policy findings (debug TD or enclave, SEPT_VE_DISABLE off, MRSERVICETD
 //! non-zero) are reported, not judged: appraisal decides.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use serde::Serialize;
 use serde_json::Value;
 use veil_endorsements::dcap::Collateral;
@@ -245,29 +248,20 @@ fn pem_certs(pem: &[u8]) -> Result<Vec<Cert>, String> {
         .collect()
 }
 
-/// Checks `chain` (leaf first) up to the pinned root; returns the leaf.
-fn check_chain(
+/// Checks the signatures of `chain` (leaf first) up to the pinned root.
+fn check_chain_sigs(
     chain: &[Cert],
     root: &Cert,
-    at: UnixTime,
     backend: &dyn CryptoBackend,
 ) -> Result<(), String> {
-    let mut certs: Vec<&Cert> = chain.iter().filter(|c| c.der != root.der).collect();
     if chain
         .iter()
         .any(|c| c.is_self_issued() && c.der != root.der)
     {
         return Err("the chain's root is not the pinned Intel SGX Root CA".into());
     }
+    let mut certs: Vec<&Cert> = chain.iter().filter(|c| c.der != root.der).collect();
     certs.push(root);
-    for c in &certs {
-        if !c.valid_at(at) {
-            return Err(format!(
-                "{:?} is not valid at {at} (valid {} to {})",
-                c.subject, c.not_before, c.not_after
-            ));
-        }
-    }
     for pair in certs.windows(2) {
         let [child, parent] = pair else { continue };
         if child.issuer != parent.subject {
@@ -282,6 +276,161 @@ fn check_chain(
     }
     root.verify_signed_by(root, backend)
         .map_err(|e| e.to_string())
+}
+
+/// Checks that every certificate of `chain` and the root is valid at `at`.
+fn check_chain_times(chain: &[Cert], root: &Cert, at: UnixTime) -> Result<(), String> {
+    for c in chain.iter().chain(std::iter::once(root)) {
+        if !c.valid_at(at) {
+            return Err(format!(
+                "{:?} is not valid at {at} (valid {} to {})",
+                c.subject, c.not_before, c.not_after
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Signature-verified collateral, kept between calls: signatures are
+/// checked once per distinct input; times are checked on every call.
+#[derive(Debug, Default)]
+pub struct DcapCache {
+    chains: Mutex<HashMap<[u8; 32], Arc<PckChain>>>,
+    crls: Mutex<HashMap<[u8; 32], Arc<Crl>>>,
+    docs: Mutex<HashMap<[u8; 32], Arc<SignedDoc>>>,
+}
+
+/// A signature-verified PCK chain with what verification needs from it.
+#[derive(Debug)]
+struct PckChain {
+    certs: Vec<Cert>,
+    ext: PckExtensions,
+    pck_key: Vec<u8>,
+    /// Index of the PCK's issuer in `certs`.
+    issuer: usize,
+}
+
+fn build_pck_chain(
+    pem: &[u8],
+    root: &Cert,
+    backend: &dyn CryptoBackend,
+) -> Result<PckChain, String> {
+    let certs = pem_certs(pem)?;
+    check_chain_sigs(&certs, root, backend)?;
+    let pck = certs.first().ok_or("empty PCK chain")?;
+    let issuer = certs
+        .iter()
+        .position(|c| c.subject == pck.issuer)
+        .ok_or("the PCK's issuer is not in the chain")?;
+    let pck_key = pck
+        .p256_public_key()
+        .ok_or("the PCK key is not P-256")?
+        .to_vec();
+    let ext = pck_extensions(pck)?;
+    Ok(PckChain {
+        certs,
+        ext,
+        pck_key,
+        issuer,
+    })
+}
+
+/// A signature-verified collateral document.
+#[derive(Debug)]
+struct SignedDoc {
+    value: Value,
+    chain: Vec<Cert>,
+    issue: UnixTime,
+    next: UnixTime,
+    /// `tcbLevels` of a TCB info, decoded once.
+    levels: Vec<Level>,
+}
+
+/// One TCB level of a TCB info document.
+#[derive(Debug)]
+struct Level {
+    sgx: Option<[u64; 16]>,
+    pcesvn: Option<u64>,
+    tdx: Option<[u64; 16]>,
+    status: Option<TcbStatus>,
+    status_text: String,
+    advisories: Vec<String>,
+}
+
+fn components(v: &Value) -> Option<[u64; 16]> {
+    let arr = v.as_array()?;
+    if arr.len() != 16 {
+        return None;
+    }
+    let mut out = [0u64; 16];
+    for (o, c) in out.iter_mut().zip(arr) {
+        *o = c.get("svn")?.as_u64()?;
+    }
+    Some(out)
+}
+
+fn decode_levels(doc: &Value) -> Vec<Level> {
+    doc.get("tcbLevels")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|l| {
+            let tcb = l.get("tcb")?;
+            let status_text = l
+                .get("tcbStatus")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            Some(Level {
+                sgx: tcb.get("sgxtcbcomponents").and_then(components),
+                pcesvn: tcb.get("pcesvn").and_then(Value::as_u64),
+                tdx: tcb.get("tdxtcbcomponents").and_then(components),
+                status: TcbStatus::parse(&status_text),
+                status_text,
+                advisories: l
+                    .get("advisoryIDs")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a.as_str().map(str::to_string))
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+const DCAP_CACHE_LIMIT: usize = 1024;
+
+fn memo<T, E>(
+    map: &Mutex<HashMap<[u8; 32], Arc<T>>>,
+    key: [u8; 32],
+    make: impl FnOnce() -> Result<T, E>,
+) -> Result<Arc<T>, E> {
+    if let Some(v) = map.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        return Ok(v);
+    }
+    let v = Arc::new(make()?);
+    if let Ok(mut m) = map.lock() {
+        if m.len() >= DCAP_CACHE_LIMIT {
+            m.clear();
+        }
+        m.insert(key, v.clone());
+    }
+    Ok(v)
+}
+
+fn key(backend: &dyn CryptoBackend, parts: &[&[u8]]) -> [u8; 32] {
+    // Length-prefixed parts, hashed without copying them.
+    let lens: Vec<[u8; 8]> = parts
+        .iter()
+        .map(|p| (p.len() as u64).to_le_bytes())
+        .collect();
+    let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() * 2);
+    for (l, p) in lens.iter().zip(parts) {
+        all.push(l);
+        all.push(p);
+    }
+    backend.sha256_parts(&all)
 }
 
 /// A minimal DER walker for the PCK certificate's SGX extension.
@@ -392,17 +541,16 @@ fn time_field(v: &Value, k: &str) -> Result<UnixTime, String> {
     UnixTime::parse(v[k].as_str().ok_or(format!("{k} missing"))?)
 }
 
-/// Verifies a signed collateral document (TCB info, QE identity).
-fn check_signed_json(
+/// Verifies a signed collateral document's signature and chain (cacheable).
+fn verify_signed_json(
     text: &str,
     sig_hex: &str,
     chain_pem: &str,
     root: &Cert,
-    at: UnixTime,
     backend: &dyn CryptoBackend,
-) -> Result<Value, String> {
+) -> Result<SignedDoc, String> {
     let chain = pem_certs(chain_pem.as_bytes())?;
-    check_chain(&chain, root, at, backend)?;
+    check_chain_sigs(&chain, root, backend)?;
     let signer = chain.first().ok_or("empty issuer chain")?;
     let key = signer
         .p256_public_key()
@@ -411,14 +559,50 @@ fn check_signed_json(
     backend
         .verify_p256_sha256(key, text.as_bytes(), &sig, true)
         .map_err(|_| "signature over the document does not verify".to_string())?;
-    let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    let (issue, next) = (time_field(&v, "issueDate")?, time_field(&v, "nextUpdate")?);
-    if at < issue || at > next {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let (issue, next) = (
+        time_field(&value, "issueDate")?,
+        time_field(&value, "nextUpdate")?,
+    );
+    let levels = decode_levels(&value);
+    Ok(SignedDoc {
+        value,
+        chain,
+        issue,
+        next,
+        levels,
+    })
+}
+
+/// A signed document, verified (from the cache when possible) and current.
+fn signed_json(
+    text: &str,
+    sig_hex: &str,
+    chain_pem: &str,
+    root: &Cert,
+    at: UnixTime,
+    backend: &dyn CryptoBackend,
+    cache: Option<&DcapCache>,
+) -> Result<Arc<SignedDoc>, String> {
+    let doc = match cache {
+        Some(c) => memo(
+            &c.docs,
+            key(
+                backend,
+                &[text.as_bytes(), sig_hex.as_bytes(), chain_pem.as_bytes()],
+            ),
+            || verify_signed_json(text, sig_hex, chain_pem, root, backend),
+        )?,
+        None => Arc::new(verify_signed_json(text, sig_hex, chain_pem, root, backend)?),
+    };
+    check_chain_times(&doc.chain, root, at)?;
+    if at < doc.issue || at > doc.next {
         return Err(format!(
-            "not current at {at} (issued {issue}, next update {next})"
+            "not current at {at} (issued {}, next update {})",
+            doc.issue, doc.next
         ));
     }
-    Ok(v)
+    Ok(doc)
 }
 
 fn masked_eq(value: &[u8], expected: &[u8], mask: &[u8]) -> bool {
@@ -437,7 +621,18 @@ pub fn verify(
     collateral: &Collateral,
     at: UnixTime,
 ) -> Result<VerifiedQuote, DcapError> {
-    verify_with(quote, collateral, at, &AWS_LC)
+    verify_with(quote, collateral, at, &AWS_LC, None)
+}
+
+/// [`verify`] reusing signature-verified collateral from `cache` (the
+/// result is the same; times are checked on every call).
+pub fn verify_cached(
+    quote: &Quote,
+    collateral: &Collateral,
+    at: UnixTime,
+    cache: &DcapCache,
+) -> Result<VerifiedQuote, DcapError> {
+    verify_with(quote, collateral, at, &AWS_LC, Some(cache))
 }
 
 /// [`verify`] with a chosen crypto backend.
@@ -446,34 +641,54 @@ pub fn verify_with(
     collateral: &Collateral,
     at: UnixTime,
     backend: &dyn CryptoBackend,
+    cache: Option<&DcapCache>,
 ) -> Result<VerifiedQuote, DcapError> {
     let root_der = veil_endorsements::roots::intel::sgx_root().ok_or_else(|| {
         DcapError::PckChain("the embedded Intel root does not match its pin".into())
     })?;
     let root = Cert::parse(root_der).map_err(|e| DcapError::PckChain(e.to_string()))?;
     // Step 1.
-    let chain = pem_certs(&quote.certification.pck_chain_pem).map_err(DcapError::PckChain)?;
-    check_chain(&chain, &root, at, backend).map_err(DcapError::PckChain)?;
+    let pem = &quote.certification.pck_chain_pem;
+    let chain = match cache {
+        Some(c) => memo(&c.chains, key(backend, &[pem]), || {
+            build_pck_chain(pem, &root, backend)
+        }),
+        None => build_pck_chain(pem, &root, backend).map(Arc::new),
+    }
+    .map_err(DcapError::PckChain)?;
+    check_chain_times(&chain.certs, &root, at).map_err(DcapError::PckChain)?;
     let pck = chain
+        .certs
         .first()
         .ok_or_else(|| DcapError::PckChain("empty PCK chain".into()))?;
     let pck_issuer = chain
-        .iter()
-        .find(|c| c.subject == pck.issuer)
+        .certs
+        .get(chain.issuer)
         .ok_or_else(|| DcapError::PckChain("the PCK's issuer is not in the chain".into()))?;
     // Step 2.
-    let crl = |hex_der: &str, issuer: &Cert, what: &str| -> Result<Crl, DcapError> {
-        let der = hex::decode(hex_der.trim())
-            .map_err(|_| DcapError::Crl(format!("{what} is not hex")))?;
-        let c = Crl::parse(&der).map_err(|e| DcapError::Crl(format!("{what}: {e}")))?;
-        if c.issuer != issuer.subject {
-            return Err(DcapError::Crl(format!(
-                "{what} is not issued by {:?}",
-                issuer.subject
-            )));
-        }
-        c.verify_signed_by(issuer, backend)
-            .map_err(|e| DcapError::Crl(format!("{what}: {e}")))?;
+    let crl = |hex_der: &str, issuer: &Cert, what: &str| -> Result<Arc<Crl>, DcapError> {
+        let build = || -> Result<Crl, DcapError> {
+            let der = hex::decode(hex_der.trim())
+                .map_err(|_| DcapError::Crl(format!("{what} is not hex")))?;
+            let c = Crl::parse(&der).map_err(|e| DcapError::Crl(format!("{what}: {e}")))?;
+            if c.issuer != issuer.subject {
+                return Err(DcapError::Crl(format!(
+                    "{what} is not issued by {:?}",
+                    issuer.subject
+                )));
+            }
+            c.verify_signed_by(issuer, backend)
+                .map_err(|e| DcapError::Crl(format!("{what}: {e}")))?;
+            Ok(c)
+        };
+        let c = match cache {
+            Some(cc) => memo(
+                &cc.crls,
+                key(backend, &[hex_der.as_bytes(), &issuer.der]),
+                build,
+            )?,
+            None => Arc::new(build()?),
+        };
         if at < c.this_update || c.next_update.is_some_and(|n| at > n) {
             return Err(DcapError::Crl(format!(
                 "{what} is not current at {at} (this update {}, next update {})",
@@ -497,9 +712,7 @@ pub fn verify_with(
     }
     // Step 3.
     let cert = &quote.certification;
-    let pck_key = pck
-        .p256_public_key()
-        .ok_or_else(|| DcapError::PckChain("the PCK key is not P-256".into()))?;
+    let pck_key = chain.pck_key.as_slice();
     backend
         .verify_p256_sha256(
             pck_key,
@@ -529,15 +742,17 @@ pub fn verify_with(
         .map_err(|_| DcapError::QuoteSignature)?;
     // Step 5.
     let tdx = quote.header.tee_type == TeeType::Tdx;
-    let qe_id = check_signed_json(
+    let qe_doc = signed_json(
         &collateral.qe_identity,
         &collateral.qe_identity_signature,
         &collateral.qe_identity_issuer_chain,
         &root,
         at,
         backend,
+        cache,
     )
     .map_err(DcapError::QeIdentity)?;
+    let qe_id = &qe_doc.value;
     let want_id = if tdx { "TD_QE" } else { "QE" };
     if qe_id["id"] != want_id {
         return Err(DcapError::QeIdentity(format!(
@@ -547,7 +762,7 @@ pub fn verify_with(
     }
     let qe = &cert.qe_report;
     let e = |m: String| DcapError::QeIdentity(m);
-    if hex_field(&qe_id, "mrsigner").map_err(e)? != qe.mr_signer {
+    if hex_field(qe_id, "mrsigner").map_err(e)? != qe.mr_signer {
         return Err(DcapError::QeIdentity(
             "MRSIGNER differs from the QE identity".into(),
         ));
@@ -558,8 +773,8 @@ pub fn verify_with(
         ));
     }
     let misc = qe.misc_select.to_le_bytes();
-    let mut want_misc = hex_field(&qe_id, "miscselect").map_err(e)?;
-    let mut mask_misc = hex_field(&qe_id, "miscselectMask").map_err(e)?;
+    let mut want_misc = hex_field(qe_id, "miscselect").map_err(e)?;
+    let mut mask_misc = hex_field(qe_id, "miscselectMask").map_err(e)?;
     // MISCSELECT is written big-endian in the JSON.
     want_misc.reverse();
     mask_misc.reverse();
@@ -568,8 +783,8 @@ pub fn verify_with(
     }
     if !masked_eq(
         &qe.attributes,
-        &hex_field(&qe_id, "attributes").map_err(e)?,
-        &hex_field(&qe_id, "attributesMask").map_err(e)?,
+        &hex_field(qe_id, "attributes").map_err(e)?,
+        &hex_field(qe_id, "attributesMask").map_err(e)?,
     ) {
         return Err(DcapError::QeIdentity("masked ATTRIBUTES differ".into()));
     }
@@ -594,15 +809,17 @@ pub fn verify_with(
     }
     // Step 6.
     let t = |m: String| DcapError::TcbInfo(m);
-    let info = check_signed_json(
+    let info_doc = signed_json(
         &collateral.tcb_info,
         &collateral.tcb_info_signature,
         &collateral.tcb_info_issuer_chain,
         &root,
         at,
         backend,
+        cache,
     )
     .map_err(t)?;
+    let info = &info_doc.value;
     let want = if tdx { "TDX" } else { "SGX" };
     if info["id"] != want {
         return Err(t(format!("id is {}, expected {want}", info["id"])));
@@ -613,11 +830,11 @@ pub fn verify_with(
             info["version"]
         )));
     }
-    let ext = pck_extensions(pck).map_err(DcapError::PckChain)?;
-    if hex_field(&info, "fmspc").map_err(t)? != ext.fmspc {
+    let ext = &chain.ext;
+    if hex_field(info, "fmspc").map_err(t)? != ext.fmspc {
         return Err(t("FMSPC differs from the PCK certificate's".into()));
     }
-    if hex_field(&info, "pceId").map_err(t)? != ext.pce_id {
+    if hex_field(info, "pceId").map_err(t)? != ext.pce_id {
         return Err(t("PCE-ID differs from the PCK certificate's".into()));
     }
     let td = match &quote.body {
@@ -657,39 +874,27 @@ pub fn verify_with(
     }
     let mut platform = TcbStatus::NotSupported;
     let mut advisories: Vec<String> = Vec::new();
-    for level in info["tcbLevels"].as_array().into_iter().flatten() {
-        let tcb = &level["tcb"];
-        let comps = tcb["sgxtcbcomponents"].as_array();
-        let sgx_ok = comps.is_some_and(|c| {
-            c.len() == 16
-                && c.iter()
-                    .zip(ext.tcb_svns.iter())
-                    .all(|(l, p)| l["svn"].as_u64().is_some_and(|s| s <= u64::from(*p)))
+    for level in &info_doc.levels {
+        let sgx_ok = level.sgx.is_some_and(|c| {
+            c.iter()
+                .zip(ext.tcb_svns.iter())
+                .all(|(l, p)| *l <= u64::from(*p))
         });
-        let pce_ok = tcb["pcesvn"]
-            .as_u64()
-            .is_some_and(|s| s <= u64::from(ext.pcesvn));
+        let pce_ok = level.pcesvn.is_some_and(|s| s <= u64::from(ext.pcesvn));
         let tdx_ok = match tee_tcb_svn {
             None => true,
-            Some(svn) => tcb["tdxtcbcomponents"].as_array().is_some_and(|c| {
-                c.len() == 16
-                    && c.iter().zip(svn.iter()).enumerate().all(|(i, (l, p))| {
-                        (i < 2 && svn[1] > 0)
-                            || l["svn"].as_u64().is_some_and(|s| s <= u64::from(*p))
-                    })
+            Some(svn) => level.tdx.is_some_and(|c| {
+                c.iter()
+                    .zip(svn.iter())
+                    .enumerate()
+                    .all(|(i, (l, p))| (i < 2 && svn[1] > 0) || *l <= u64::from(*p))
             }),
         };
         if sgx_ok && pce_ok && tdx_ok {
-            platform = level["tcbStatus"]
-                .as_str()
-                .and_then(TcbStatus::parse)
-                .ok_or_else(|| t(format!("unknown tcbStatus {}", level["tcbStatus"])))?;
-            advisories = level["advisoryIDs"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|a| a.as_str().map(str::to_string))
-                .collect();
+            platform = level
+                .status
+                .ok_or_else(|| t(format!("unknown tcbStatus {:?}", level.status_text)))?;
+            advisories = level.advisories.clone();
             break;
         }
     }

@@ -183,11 +183,12 @@ impl Cert {
 
     /// The raw value (inside the OCTET STRING) of an extension.
     pub fn extension(&self, oid: &str) -> Option<&[u8]> {
+        let target = der::asn1::ObjectIdentifier::new(oid).ok()?;
         self.parsed
             .tbs_certificate()
             .extensions()?
             .iter()
-            .find(|e| e.extn_id.to_string() == oid)
+            .find(|e| e.extn_id == target)
             .map(|e| e.extn_value.as_bytes())
     }
 

@@ -134,3 +134,38 @@ fn collateral_tampering_and_wrong_pairs() {
     let err = verify(&sgx, &coll, at).unwrap_err();
     assert!(err.step() >= 2, "{err}");
 }
+
+#[test]
+fn cached_verification_is_identical_and_rechecks_time() {
+    let Some(dir) = vectors() else { return };
+    let cache = veil_verifier::dcap::DcapCache::default();
+    let text = std::fs::read_to_string(dir.join("EXPECTED.jsonl")).unwrap();
+    for line in text.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        if row["tee"] != "tdx" && row["tee"] != "sgx" {
+            continue;
+        }
+        let (quote, _) = parse_evidence(&read(&dir, row["evidence"].as_str().unwrap())).unwrap();
+        let coll = Collateral::parse(&read(&dir, row["collateral"].as_str().unwrap())).unwrap();
+        let at = UnixTime(row["time"].as_i64().unwrap());
+        for _ in 0..2 {
+            let a = verify(&quote, &coll, at).map(|v| v.claims().clone());
+            let b = veil_verifier::dcap::verify_cached(&quote, &coll, at, &cache)
+                .map(|v| v.claims().clone());
+            assert_eq!(a, b, "{line}");
+        }
+    }
+    // After a cached success, a later time still fails on expired collateral.
+    let (quote, _) = parse_evidence(&read(&dir, "tdx/dcap-qvl/tdx_quote")).unwrap();
+    let coll = Collateral::parse(&read(&dir, "tdx/dcap-qvl/tdx_quote_collateral.json")).unwrap();
+    veil_verifier::dcap::verify_cached(&quote, &coll, UnixTime(1751624191), &cache).unwrap();
+    assert!(
+        veil_verifier::dcap::verify_cached(
+            &quote,
+            &coll,
+            UnixTime::parse("2026-11-30").unwrap(),
+            &cache
+        )
+        .is_err()
+    );
+}
