@@ -20,12 +20,20 @@ pub trait P384Key: Send + Sync + Debug {
     fn verify_der(&self, msg: &[u8], sig: &[u8]) -> Result<(), CryptoError>;
 }
 
+/// A parsed ECDSA P-256 public key, ready for repeated verification.
+pub trait P256Key: Send + Sync + Debug {
+    /// Verifies an ECDSA P-256/SHA-256 signature given as big-endian `r ‖ s`.
+    fn verify_fixed(&self, msg: &[u8], sig: &[u8]) -> Result<(), CryptoError>;
+}
+
 /// The primitives the verifiers need.
 pub trait CryptoBackend: Send + Sync + Debug {
     fn sha256(&self, data: &[u8]) -> [u8; 32];
     /// SHA-256 over the concatenation of `parts`.
     fn sha256_parts(&self, parts: &[&[u8]]) -> [u8; 32];
     fn sha384(&self, data: &[u8]) -> [u8; 48];
+    /// Parses an uncompressed SEC1 P-256 point.
+    fn p256_key(&self, sec1: &[u8]) -> Result<Box<dyn P256Key>, CryptoError>;
     /// Parses an uncompressed SEC1 P-384 point.
     fn p384_key(&self, sec1: &[u8]) -> Result<Box<dyn P384Key>, CryptoError>;
     /// ECDSA P-256/SHA-256 with an uncompressed SEC1 point; `fixed` selects
@@ -72,7 +80,25 @@ impl P384Key for AwsLcP384 {
     }
 }
 
+#[derive(Debug)]
+struct AwsLcP256(ParsedPublicKey);
+
+impl P256Key for AwsLcP256 {
+    fn verify_fixed(&self, msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+        self.0
+            .verify_sig(msg, sig)
+            .map_err(|_| CryptoError("ECDSA P-256 signature does not verify"))
+    }
+}
+
 impl CryptoBackend for AwsLc {
+    fn p256_key(&self, sec1: &[u8]) -> Result<Box<dyn P256Key>, CryptoError> {
+        Ok(Box::new(AwsLcP256(
+            ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, sec1)
+                .map_err(|_| CryptoError("not a valid P-256 public key"))?,
+        )))
+    }
+
     fn sha256(&self, data: &[u8]) -> [u8; 32] {
         let d = digest::digest(&digest::SHA256, data);
         let mut out = [0u8; 32];

@@ -32,7 +32,7 @@ use veil_endorsements::dcap::Collateral;
 use veil_evidence::dcap::{Body, Quote, TeeType};
 
 use crate::UnixTime;
-use crate::crypto::{AWS_LC, CryptoBackend};
+use crate::crypto::{AWS_LC, CryptoBackend, P256Key};
 use crate::snp::Hex;
 use crate::x509::{Cert, Crl};
 
@@ -298,14 +298,18 @@ pub struct DcapCache {
     chains: Mutex<HashMap<[u8; 32], Arc<PckChain>>>,
     crls: Mutex<HashMap<[u8; 32], Arc<Crl>>>,
     docs: Mutex<HashMap<[u8; 32], Arc<SignedDoc>>>,
+    attestation_keys: Mutex<HashMap<[u8; 32], Arc<ParsedKey>>>,
 }
+
+/// A parsed attestation key.
+type ParsedKey = Box<dyn P256Key>;
 
 /// A signature-verified PCK chain with what verification needs from it.
 #[derive(Debug)]
 struct PckChain {
     certs: Vec<Cert>,
     ext: PckExtensions,
-    pck_key: Vec<u8>,
+    pck_key: Box<dyn P256Key>,
     /// Index of the PCK's issuer in `certs`.
     issuer: usize,
 }
@@ -322,10 +326,9 @@ fn build_pck_chain(
         .iter()
         .position(|c| c.subject == pck.issuer)
         .ok_or("the PCK's issuer is not in the chain")?;
-    let pck_key = pck
-        .p256_public_key()
-        .ok_or("the PCK key is not P-256")?
-        .to_vec();
+    let pck_key = backend
+        .p256_key(pck.p256_public_key().ok_or("the PCK key is not P-256")?)
+        .map_err(|e| e.to_string())?;
     let ext = pck_extensions(pck)?;
     Ok(PckChain {
         certs,
@@ -615,6 +618,15 @@ fn masked_eq(value: &[u8], expected: &[u8], mask: &[u8]) -> bool {
             .all(|((v, m), e)| v & m == e & m)
 }
 
+/// The pinned Intel SGX Root CA, parsed once.
+fn intel_root() -> Option<&'static Cert> {
+    static ROOT: std::sync::OnceLock<Option<Cert>> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        veil_endorsements::roots::intel::sgx_root().and_then(|der| Cert::parse(der).ok())
+    })
+    .as_ref()
+}
+
 /// Verifies a quote with its collateral at time `at`.
 pub fn verify(
     quote: &Quote,
@@ -643,20 +655,19 @@ pub fn verify_with(
     backend: &dyn CryptoBackend,
     cache: Option<&DcapCache>,
 ) -> Result<VerifiedQuote, DcapError> {
-    let root_der = veil_endorsements::roots::intel::sgx_root().ok_or_else(|| {
+    let root = intel_root().ok_or_else(|| {
         DcapError::PckChain("the embedded Intel root does not match its pin".into())
     })?;
-    let root = Cert::parse(root_der).map_err(|e| DcapError::PckChain(e.to_string()))?;
     // Step 1.
     let pem = &quote.certification.pck_chain_pem;
     let chain = match cache {
         Some(c) => memo(&c.chains, key(backend, &[pem]), || {
-            build_pck_chain(pem, &root, backend)
+            build_pck_chain(pem, root, backend)
         }),
-        None => build_pck_chain(pem, &root, backend).map(Arc::new),
+        None => build_pck_chain(pem, root, backend).map(Arc::new),
     }
     .map_err(DcapError::PckChain)?;
-    check_chain_times(&chain.certs, &root, at).map_err(DcapError::PckChain)?;
+    check_chain_times(&chain.certs, root, at).map_err(DcapError::PckChain)?;
     let pck = chain
         .certs
         .first()
@@ -699,7 +710,7 @@ pub fn verify_with(
         }
         Ok(c)
     };
-    let root_crl = crl(&collateral.root_ca_crl, &root, "root CA CRL")?;
+    let root_crl = crl(&collateral.root_ca_crl, root, "root CA CRL")?;
     let pck_crl = crl(&collateral.pck_crl, pck_issuer, "PCK CRL")?;
     if root_crl.revoked.iter().any(|s| s == pck_issuer.serial()) {
         return Err(DcapError::Crl(format!(
@@ -712,14 +723,9 @@ pub fn verify_with(
     }
     // Step 3.
     let cert = &quote.certification;
-    let pck_key = chain.pck_key.as_slice();
-    backend
-        .verify_p256_sha256(
-            pck_key,
-            &cert.qe_report_raw,
-            &cert.qe_report_signature,
-            true,
-        )
+    chain
+        .pck_key
+        .verify_fixed(&cert.qe_report_raw, &cert.qe_report_signature)
         .map_err(|_| {
             DcapError::QeReport("the QE report signature does not verify with the PCK key".into())
         })?;
@@ -737,8 +743,18 @@ pub fn verify_with(
     // Step 4.
     let mut att_key = vec![4u8];
     att_key.extend_from_slice(&quote.attestation_key);
-    backend
-        .verify_p256_sha256(&att_key, quote.signed_bytes(), &quote.signature, true)
+    let parse_key = || {
+        backend
+            .p256_key(&att_key)
+            .map_err(|_| DcapError::QuoteSignature)
+    };
+    let key = match cache {
+        // The attestation key is the QE's, the same for every quote of a
+        // platform until the QE restarts: parsed once.
+        Some(c) => memo(&c.attestation_keys, backend.sha256(&att_key), parse_key)?,
+        None => Arc::new(parse_key()?),
+    };
+    key.verify_fixed(quote.signed_bytes(), &quote.signature)
         .map_err(|_| DcapError::QuoteSignature)?;
     // Step 5.
     let tdx = quote.header.tee_type == TeeType::Tdx;
@@ -746,7 +762,7 @@ pub fn verify_with(
         &collateral.qe_identity,
         &collateral.qe_identity_signature,
         &collateral.qe_identity_issuer_chain,
-        &root,
+        root,
         at,
         backend,
         cache,
@@ -813,7 +829,7 @@ pub fn verify_with(
         &collateral.tcb_info,
         &collateral.tcb_info_signature,
         &collateral.tcb_info_issuer_chain,
-        &root,
+        root,
         at,
         backend,
         cache,
