@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::tsm::snp_cert_table;
 use crate::{AttestError, Attester};
 
 /// The device.
@@ -196,24 +195,7 @@ impl Attester for SevGuestAttester {
 
     fn evidence(&self, report_data: &[u8; 64]) -> Result<Value, AttestError> {
         let ext = get_ext_report(&self.device, report_data, 0)?;
-        let report = veil_evidence::snp::AttestationReport::parse(&ext.report)
-            .map_err(|e| AttestError::Evidence(e.to_string()))?;
-        let certs = snp_cert_table(&ext.certs)?;
-        let ev = veil_evidence::snp::SnpEvidence {
-            report,
-            cert_chain: Vec::new(),
-        };
-        let mut v: Value = serde_json::from_str(
-            &veil_evidence::snp::coco::to_json(&ev)
-                .map_err(|e| AttestError::Evidence(e.to_string()))?,
-        )
-        .map_err(|e| AttestError::Evidence(e.to_string()))?;
-        v["cert_chain"] = if certs.is_empty() {
-            Value::Null
-        } else {
-            Value::Array(certs)
-        };
-        Ok(v)
+        crate::tsm::snp_evidence_json(&ext.report, Some(&ext.certs))
     }
 
     fn launch_init_data(&self) -> Result<Vec<u8>, AttestError> {

@@ -210,6 +210,32 @@ pub fn snp_cert_table(aux: &[u8]) -> Result<Vec<Value>, AttestError> {
     ))
 }
 
+/// SNP evidence in the CoCo JSON shape from a raw report and the host's
+/// certificate table (when there is one).
+pub fn snp_evidence_json(report: &[u8], cert_table: Option<&[u8]>) -> Result<Value, AttestError> {
+    let report = veil_evidence::snp::AttestationReport::parse(report)
+        .map_err(|e| AttestError::Evidence(e.to_string()))?;
+    let certs = match cert_table {
+        Some(t) => snp_cert_table(t)?,
+        None => Vec::new(),
+    };
+    let ev = veil_evidence::snp::SnpEvidence {
+        report,
+        cert_chain: Vec::new(),
+    };
+    let mut v: Value = serde_json::from_str(
+        &veil_evidence::snp::coco::to_json(&ev)
+            .map_err(|e| AttestError::Evidence(e.to_string()))?,
+    )
+    .map_err(|e| AttestError::Evidence(e.to_string()))?;
+    v["cert_chain"] = if certs.is_empty() {
+        Value::Null
+    } else {
+        Value::Array(certs)
+    };
+    Ok(v)
+}
+
 /// An attester over configfs-tsm.
 #[derive(Debug, Clone)]
 pub struct TsmAttester {
@@ -256,29 +282,7 @@ impl Attester for TsmAttester {
     fn evidence(&self, report_data: &[u8; 64]) -> Result<Value, AttestError> {
         let out = self.tsm.request(self.provider(), report_data, None)?;
         match self.tee {
-            "snp" => {
-                let report = veil_evidence::snp::AttestationReport::parse(&out.outblob)
-                    .map_err(|e| AttestError::Evidence(e.to_string()))?;
-                let certs = match &out.auxblob {
-                    Some(aux) => snp_cert_table(aux)?,
-                    None => Vec::new(),
-                };
-                let ev = veil_evidence::snp::SnpEvidence {
-                    report,
-                    cert_chain: Vec::new(),
-                };
-                let mut v: Value = serde_json::from_str(
-                    &veil_evidence::snp::coco::to_json(&ev)
-                        .map_err(|e| AttestError::Evidence(e.to_string()))?,
-                )
-                .map_err(|e| AttestError::Evidence(e.to_string()))?;
-                v["cert_chain"] = if certs.is_empty() {
-                    Value::Null
-                } else {
-                    Value::Array(certs)
-                };
-                Ok(v)
-            }
+            "snp" => snp_evidence_json(&out.outblob, out.auxblob.as_deref()),
             "tdx" => Ok(json!({"cc_eventlog": null, "quote": STANDARD.encode(&out.outblob)})),
             _ => Ok(json!({"token": out.outblob})),
         }
