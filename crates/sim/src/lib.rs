@@ -12,6 +12,7 @@
 
 mod derw;
 pub mod snp;
+pub mod tdx;
 
 /// The organisation name of every simulated certificate.
 pub const SIMULATED_ORG: &str = "Veil Simulated TEE (NOT FOR PRODUCTION)";

@@ -179,6 +179,8 @@ pub struct DcapClaims {
     pub tcb_info_issue_date: String,
     pub tcb_info_next_update: String,
     pub qe_identity_next_update: String,
+    /// True when the chain ends at Veil's simulated root.
+    pub simulated: bool,
 }
 
 /// TDX-only claims.
@@ -254,11 +256,14 @@ fn check_chain_sigs(
     root: &Cert,
     backend: &dyn CryptoBackend,
 ) -> Result<(), String> {
-    if chain
+    if let Some(other) = chain
         .iter()
-        .any(|c| c.is_self_issued() && c.der != root.der)
+        .find(|c| c.is_self_issued() && c.der != root.der)
     {
-        return Err("the chain's root is not the pinned Intel SGX Root CA".into());
+        if other.subject_org().as_deref() == Some(crate::snp::SIMULATED_ORG) {
+            return Err("the chain ends at Veil's simulated Intel root; simulated evidence is trusted only when the operator enables it explicitly (--dangerous-trust-simulated-tee)".into());
+        }
+        return Err("the chain's root is not the trusted Intel SGX Root CA".into());
     }
     let mut certs: Vec<&Cert> = chain.iter().filter(|c| c.der != root.der).collect();
     certs.push(root);
@@ -633,7 +638,65 @@ pub fn verify(
     collateral: &Collateral,
     at: UnixTime,
 ) -> Result<VerifiedQuote, DcapError> {
-    verify_with(quote, collateral, at, &AWS_LC, None)
+    let root = intel_root().ok_or_else(|| {
+        DcapError::PckChain("the embedded Intel root does not match its pin".into())
+    })?;
+    verify_with(quote, collateral, at, &AWS_LC, None, root, false)
+}
+
+/// A DCAP verifier: its trusted root and a collateral cache.
+#[derive(Debug)]
+pub struct DcapVerifier {
+    root: Cert,
+    simulated: bool,
+    cache: DcapCache,
+}
+
+impl DcapVerifier {
+    /// Trusting Intel's pinned root.
+    pub fn intel() -> Result<Self, DcapError> {
+        let root = intel_root()
+            .ok_or_else(|| {
+                DcapError::PckChain("the embedded Intel root does not match its pin".into())
+            })?
+            .clone();
+        Ok(DcapVerifier {
+            root,
+            simulated: false,
+            cache: DcapCache::default(),
+        })
+    }
+
+    /// Trusting Veil's simulated Intel root instead. Evidence verified under
+    /// it proves nothing about hardware: for demos and tests, by name only.
+    pub fn dangerous_trust_simulated_root(root_der: &[u8]) -> Result<Self, DcapError> {
+        let root = Cert::parse(root_der).map_err(|e| DcapError::PckChain(e.to_string()))?;
+        root.verify_signed_by(&root, &AWS_LC)
+            .map_err(|e| DcapError::PckChain(e.to_string()))?;
+        Ok(DcapVerifier {
+            root,
+            simulated: true,
+            cache: DcapCache::default(),
+        })
+    }
+
+    /// Verifies a quote (collateral cached across calls).
+    pub fn verify(
+        &self,
+        quote: &Quote,
+        collateral: &Collateral,
+        at: UnixTime,
+    ) -> Result<VerifiedQuote, DcapError> {
+        verify_with(
+            quote,
+            collateral,
+            at,
+            &AWS_LC,
+            Some(&self.cache),
+            &self.root,
+            self.simulated,
+        )
+    }
 }
 
 /// [`verify`] reusing signature-verified collateral from `cache` (the
@@ -644,7 +707,10 @@ pub fn verify_cached(
     at: UnixTime,
     cache: &DcapCache,
 ) -> Result<VerifiedQuote, DcapError> {
-    verify_with(quote, collateral, at, &AWS_LC, Some(cache))
+    let root = intel_root().ok_or_else(|| {
+        DcapError::PckChain("the embedded Intel root does not match its pin".into())
+    })?;
+    verify_with(quote, collateral, at, &AWS_LC, Some(cache), root, false)
 }
 
 /// [`verify`] with a chosen crypto backend.
@@ -654,10 +720,9 @@ pub fn verify_with(
     at: UnixTime,
     backend: &dyn CryptoBackend,
     cache: Option<&DcapCache>,
+    root: &Cert,
+    simulated: bool,
 ) -> Result<VerifiedQuote, DcapError> {
-    let root = intel_root().ok_or_else(|| {
-        DcapError::PckChain("the embedded Intel root does not match its pin".into())
-    })?;
     // Step 1.
     let pem = &quote.certification.pck_chain_pem;
     let chain = match cache {
@@ -972,6 +1037,7 @@ pub fn verify_with(
                 tcb_info_issue_date: info["issueDate"].as_str().unwrap_or("").to_string(),
                 tcb_info_next_update: info["nextUpdate"].as_str().unwrap_or("").to_string(),
                 qe_identity_next_update: qe_id["nextUpdate"].as_str().unwrap_or("").to_string(),
+                simulated,
             }
         }
         Body::Td10(r) | Body::Td15(r) => {
@@ -1025,6 +1091,7 @@ pub fn verify_with(
                 tcb_info_issue_date: info["issueDate"].as_str().unwrap_or("").to_string(),
                 tcb_info_next_update: info["nextUpdate"].as_str().unwrap_or("").to_string(),
                 qe_identity_next_update: qe_id["nextUpdate"].as_str().unwrap_or("").to_string(),
+                simulated,
             }
         }
     };
