@@ -21,15 +21,31 @@ hardware := 2 if {
 
 hardware := 32 if input.tee == "sample"
 
-tcb_ok if not data.reference[sprintf("%s_min_tcb", [input.tee])]
+# SNP: reported TCB at least the registered minimum (if any).
+tcb_ok if {
+	input.tee == "snp"
+	not data.reference.snp_min_tcb
+}
 
 tcb_ok if {
-	some min in data.reference[sprintf("%s_min_tcb", [input.tee])]
+	input.tee == "snp"
+	some min in data.reference.snp_min_tcb
 	tcb := input.claims.reported_tcb
 	tcb.bootloader >= min.bootloader
 	tcb.tee >= min.tee
 	tcb.snp >= min.snp
 	tcb.microcode >= min.microcode
+}
+
+# TDX: Intel's TCB status must be UpToDate, or one of the statuses
+# registered as `tdx_accepted_tcb_status`.
+default accepted_tdx_status := ["UpToDate"]
+
+accepted_tdx_status := data.reference.tdx_accepted_tcb_status if data.reference.tdx_accepted_tcb_status
+
+tcb_ok if {
+	input.tee == "tdx"
+	input.claims.tcb_status in accepted_tdx_status
 }
 
 # Configuration: debug must be off.

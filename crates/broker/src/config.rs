@@ -45,6 +45,8 @@ pub struct Config {
     pub dangerous_accept_sample_evidence: bool,
     /// DANGEROUS: trust Veil's simulated SNP root from this ARK file.
     pub dangerous_trust_simulated_tee: Option<PathBuf>,
+    /// DANGEROUS: trust Veil's simulated Intel root from this file (TDX).
+    pub dangerous_trust_simulated_tdx: Option<PathBuf>,
     /// DANGEROUS: serve the admin API without authentication.
     pub dangerous_allow_unauthenticated_admin: bool,
     /// Endorsements (AMD KDS) settings.
@@ -63,6 +65,8 @@ pub struct EndorsementsConfig {
     pub offline: bool,
     /// Offline bundles to load at start.
     pub bundles: Vec<PathBuf>,
+    /// Intel DCAP collateral files (PCCS JSON shape) for TDX/SGX quotes.
+    pub dcap_collateral: Vec<PathBuf>,
 }
 
 impl Default for EndorsementsConfig {
@@ -72,6 +76,7 @@ impl Default for EndorsementsConfig {
             cache_dir: None,
             offline: false,
             bundles: Vec::new(),
+            dcap_collateral: Vec::new(),
         }
     }
 }
@@ -119,6 +124,7 @@ impl Default for Config {
             token_dotted_claims: false,
             dangerous_accept_sample_evidence: false,
             dangerous_trust_simulated_tee: None,
+            dangerous_trust_simulated_tdx: None,
             dangerous_allow_unauthenticated_admin: false,
             endorsements: EndorsementsConfig::default(),
             admin: AdminConfig::default(),

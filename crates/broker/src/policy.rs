@@ -132,6 +132,23 @@ mod tests {
     }
 
     #[test]
+    fn tdx_tcb_status() {
+        let p = Policy::compile("default_cpu", DEFAULT_ATTESTATION_POLICY).unwrap();
+        let input = |status: &str| json!({"tee":"tdx","claims":{"debug":false,"measurement":"aa","tcb_status":status}});
+        let v = p.trust_vector(&input("UpToDate"), &json!({})).unwrap();
+        assert_eq!(crate::token::ear_status(&v), "affirming");
+        let v = p.trust_vector(&input("OutOfDate"), &json!({})).unwrap();
+        assert_eq!(v["hardware"], 97);
+        let rv = json!({"tdx_accepted_tcb_status": ["UpToDate", "OutOfDate"]});
+        let v = p.trust_vector(&input("OutOfDate"), &rv).unwrap();
+        assert_eq!(crate::token::ear_status(&v), "affirming");
+        let v = p
+            .trust_vector(&input("UpToDate"), &json!({"tdx_measurement": ["bb"]}))
+            .unwrap();
+        assert_eq!(v["executables"], 96);
+    }
+
+    #[test]
     fn default_resource_policy() {
         let p = Policy::compile("resource", DEFAULT_RESOURCE_POLICY).unwrap();
         let data = json!({"plugin":"resource","resource-path":["default","key","1"]});

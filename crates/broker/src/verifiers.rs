@@ -109,6 +109,41 @@ impl Registry {
                 kds,
             }),
         );
+        let mut collateral = Vec::new();
+        for p in &cfg.endorsements.dcap_collateral {
+            let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            collateral.push(
+                veil_endorsements::dcap::Collateral::parse(&bytes)
+                    .map_err(|e| format!("{}: {e}", p.display()))?,
+            );
+        }
+        let dcap = match &cfg.dangerous_trust_simulated_tdx {
+            Some(path) => {
+                let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let der = match veil_endorsements::certs::decode_blobs(
+                    &path.display().to_string(),
+                    &bytes,
+                )
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .next()
+                {
+                    Some(veil_endorsements::certs::Blob::Certificate(d)) => d,
+                    _ => return Err(format!("{}: no certificate", path.display())),
+                };
+                tracing::warn!(path = %path.display(), "DANGEROUS: trusting Veil's simulated Intel root for TDX; evidence accepted under it proves nothing about hardware");
+                veil_verifier::dcap::DcapVerifier::dangerous_trust_simulated_root(&der)
+                    .map_err(|e| e.to_string())?
+            }
+            None => veil_verifier::dcap::DcapVerifier::intel().map_err(|e| e.to_string())?,
+        };
+        verifiers.insert(
+            "tdx",
+            Arc::new(TdxTee {
+                verifier: dcap,
+                collateral,
+            }),
+        );
         if cfg.dangerous_accept_sample_evidence {
             tracing::warn!(
                 "DANGEROUS: accepting unsigned `sample` evidence (dangerous_accept_sample_evidence)"
@@ -262,5 +297,95 @@ impl TeeVerifier for SampleTee {
             "svn": evidence.get("svn").cloned().unwrap_or(Value::Null),
             "report_data": hex::encode(&bytes),
         }))
+    }
+}
+
+/// TDX quotes (DCAP), with collateral configured at start.
+#[derive(Debug)]
+struct TdxTee {
+    verifier: veil_verifier::dcap::DcapVerifier,
+    collateral: Vec<veil_endorsements::dcap::Collateral>,
+}
+
+#[async_trait]
+impl TeeVerifier for TdxTee {
+    async fn verify(
+        &self,
+        evidence: &Value,
+        report_data: &[u8; 64],
+        init_data: Option<&InitDataDigest>,
+        now: UnixTime,
+    ) -> Result<Value, Rejection> {
+        use veil_verifier::dcap::TcbStatus;
+        let bytes = serde_json::to_vec(evidence)
+            .map_err(|e| Rejection::new("malformed TDX evidence", e.to_string()))?;
+        let (quote, _eventlog) = veil_evidence::dcap::parse_evidence(&bytes)
+            .map_err(|e| Rejection::new(format!("malformed TDX evidence: {e}"), e.to_string()))?;
+        if quote.header.tee_type != veil_evidence::dcap::TeeType::Tdx {
+            return Err(Rejection::new("not a TDX quote", "tee type"));
+        }
+        if self.collateral.is_empty() {
+            return Err(Rejection::new(
+                "no DCAP collateral is configured (endorsements.dcap_collateral)",
+                "no collateral",
+            ));
+        }
+        let mut first_err = None;
+        let mut verified = None;
+        for c in &self.collateral {
+            match self.verifier.verify(&quote, c, now) {
+                Ok(v) => {
+                    verified = Some(v);
+                    break;
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        let verified = match (verified, first_err) {
+            (Some(v), _) => v,
+            (None, Some(e)) => {
+                return Err(Rejection::new(
+                    format!("TDX evidence rejected at step {} ({})", e.step(), e.code()),
+                    e.to_string(),
+                ));
+            }
+            (None, None) => return Err(Rejection::new("TDX evidence rejected", "no collateral")),
+        };
+        let claims = verified.claims();
+        if matches!(
+            claims.tcb_status,
+            TcbStatus::NotSupported | TcbStatus::Revoked
+        ) {
+            return Err(Rejection::new(
+                format!("TDX platform TCB status {}", claims.tcb_status),
+                "tcb status",
+            ));
+        }
+        if claims.report_data.0.as_slice() != report_data.as_slice() {
+            return Err(Rejection::new(
+                "report data does not bind this session's nonce and TEE key",
+                "tdx report_data mismatch",
+            ));
+        }
+        if let Some(init) = init_data {
+            let Some(mr_config_id) = &claims.mr_config_id else {
+                return Err(Rejection::new(
+                    "no MRCONFIGID in the quote",
+                    "no mrconfigid",
+                ));
+            };
+            if init.digest != mr_config_id.0 {
+                return Err(Rejection::new(
+                    format!(
+                        "init-data digest ({}) does not match TDX MRCONFIGID (48 bytes: use sha384)",
+                        init.algorithm
+                    ),
+                    "init-data mismatch",
+                ));
+            }
+        }
+        serde_json::to_value(claims).map_err(|e| Rejection::new("internal", e.to_string()))
     }
 }

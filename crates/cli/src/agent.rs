@@ -34,6 +34,8 @@ pub enum TeeChoice {
     Snp,
     /// Veil's simulated SNP TEE (the broker must trust it by name).
     SimSnp,
+    /// Veil's simulated TDX TEE (the broker must trust it by name).
+    SimTdx,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -136,6 +138,40 @@ pub async fn run(cmd: AgentCommand) -> ExitCode {
                 Ok(s) => Arc::new(s),
                 Err(e) => return fail(e),
             }
+        }
+        TeeChoice::SimTdx => {
+            eprintln!(
+                "WARNING: using Veil's SIMULATED TDX TEE: its evidence proves nothing about hardware"
+            );
+            let sim = match veil_sim::tdx::SimTdx::load_or_create(&a.sim_state) {
+                Ok(s) => s,
+                Err(e) => return fail(e),
+            };
+            let mut p = veil_sim::tdx::TdParams::default();
+            if let Some(m) = &a.sim_measurement {
+                match hex::decode(m)
+                    .ok()
+                    .and_then(|v| <[u8; 48]>::try_from(v).ok())
+                {
+                    Some(m) => p.mr_td = m,
+                    None => return fail("--sim-measurement must be 48 bytes of hex"),
+                }
+            }
+            if a.sim_debug {
+                p.td_attributes |= 1;
+            }
+            if let Some(d) = &init {
+                // The simulated launch measures the init-data into MRCONFIGID.
+                match <[u8; 48]>::try_from(d.digest.as_slice()) {
+                    Ok(h) => p.mr_config_id = h,
+                    Err(_) => {
+                        return fail(
+                            "TDX MRCONFIGID holds 48 bytes: use algorithm = \"sha384\" in the init-data",
+                        );
+                    }
+                }
+            }
+            Arc::new(veil_attester::sim::SimTdxAttester::new(sim, p))
         }
         TeeChoice::Auto | TeeChoice::Snp => match TsmAttester::detect(&a.tsm_root) {
             Ok(t) if a.tee == TeeChoice::Snp && t.tee() != "snp" => {

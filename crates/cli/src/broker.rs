@@ -48,9 +48,15 @@ pub struct ServeArgs {
     /// DANGEROUS: trust Veil's simulated SNP root (the ARK file from `veil sim snp`).
     #[arg(long, value_name = "ARK_FILE")]
     pub dangerous_trust_simulated_tee: Option<PathBuf>,
+    /// DANGEROUS: trust Veil's simulated Intel root (the root file from `veil sim tdx`).
+    #[arg(long, value_name = "ROOT_FILE")]
+    pub dangerous_trust_simulated_tdx: Option<PathBuf>,
     /// DANGEROUS: serve the admin API without authentication.
     #[arg(long)]
     pub dangerous_allow_unauthenticated_admin: bool,
+    /// Intel DCAP collateral (PCCS JSON) for TDX quotes; repeatable.
+    #[arg(long = "dcap-collateral")]
+    pub dcap_collateral: Vec<PathBuf>,
 }
 
 fn apply(a: &ServeArgs, cfg: &mut Config) {
@@ -76,6 +82,12 @@ fn apply(a: &ServeArgs, cfg: &mut Config) {
         cfg.dangerous_trust_simulated_tee = a.dangerous_trust_simulated_tee.clone();
     }
     cfg.dangerous_allow_unauthenticated_admin |= a.dangerous_allow_unauthenticated_admin;
+    if a.dangerous_trust_simulated_tdx.is_some() {
+        cfg.dangerous_trust_simulated_tdx = a.dangerous_trust_simulated_tdx.clone();
+    }
+    cfg.endorsements
+        .dcap_collateral
+        .extend(a.dcap_collateral.iter().cloned());
 }
 
 pub async fn run(cmd: BrokerCommand) -> ExitCode {

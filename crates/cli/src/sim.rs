@@ -14,6 +14,30 @@ use crate::verify::parse_product;
 pub enum SimCommand {
     /// Write a simulated SNP report and its simulated certificate chain.
     Snp(SnpArgs),
+    /// Write a simulated TDX quote, its collateral and the simulated root.
+    Tdx(TdxArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TdxArgs {
+    /// Where the simulated PKI is kept.
+    #[arg(long, env = "VEIL_STATE_DIR", default_value = ".veil/sim")]
+    pub state_dir: PathBuf,
+    /// Quote output file (CoCo TDX evidence JSON).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Collateral output file (valid 30 days from now).
+    #[arg(long)]
+    pub collateral_out: Option<PathBuf>,
+    /// The simulated Intel root (PEM) output file.
+    #[arg(long)]
+    pub root_out: Option<PathBuf>,
+    /// MRTD, hex (48 bytes).
+    #[arg(long)]
+    pub mr_td: Option<String>,
+    /// Report data, hex (up to 64 bytes).
+    #[arg(long)]
+    pub report_data: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -67,8 +91,11 @@ fn hex_exact<const N: usize>(what: &str, s: &str, allow_short: bool) -> Result<[
 }
 
 pub fn run(cmd: SimCommand) -> ExitCode {
-    let SimCommand::Snp(a) = cmd;
-    match snp(a) {
+    let result = match cmd {
+        SimCommand::Snp(a) => snp(a),
+        SimCommand::Tdx(a) => tdx(a),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -135,6 +162,41 @@ fn snp(a: SnpArgs) -> Result<(), String> {
         a.product,
         p.version,
         a.out.display()
+    );
+    Ok(())
+}
+
+fn tdx(a: TdxArgs) -> Result<(), String> {
+    use base64::Engine as _;
+    let sim = veil_sim::tdx::SimTdx::load_or_create(&a.state_dir).map_err(|e| e.to_string())?;
+    let mut p = veil_sim::tdx::TdParams::default();
+    if let Some(m) = &a.mr_td {
+        p.mr_td = hex_exact("mr-td", m, false)?;
+    }
+    if let Some(r) = &a.report_data {
+        p.report_data = hex_exact("report-data", r, true)?;
+    }
+    if let Some(out) = &a.out {
+        let quote = sim.quote(&p).map_err(|e| e.to_string())?;
+        let ev = serde_json::json!({"cc_eventlog": null, "quote": base64::engine::general_purpose::STANDARD.encode(quote)});
+        std::fs::write(out, ev.to_string()).map_err(|e| format!("{}: {e}", out.display()))?;
+    }
+    if let Some(out) = &a.collateral_out {
+        let c = sim
+            .collateral(veil_verifier::UnixTime::now().0)
+            .map_err(|e| e.to_string())?;
+        std::fs::write(out, c.to_string()).map_err(|e| format!("{}: {e}", out.display()))?;
+    }
+    if let Some(out) = &a.root_out {
+        std::fs::write(
+            out,
+            veil_endorsements::certs::to_pem("CERTIFICATE", sim.root_der()),
+        )
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    }
+    eprintln!(
+        "SIMULATED TDX platform in {} (not evidence of real hardware)",
+        a.state_dir.display()
     );
     Ok(())
 }

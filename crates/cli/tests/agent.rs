@@ -323,3 +323,119 @@ async fn broker_and_agent_end_to_end() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn tdx_broker_and_agent_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    veil(&[
+        "sim",
+        "tdx",
+        "--state-dir",
+        p(&d.join("sim")),
+        "--collateral-out",
+        p(&d.join("collateral.json")),
+        "--root-out",
+        p(&d.join("intel-root.pem")),
+    ]);
+    veil(&["admin", "keygen", "--out", p(d)]);
+    let broker = spawn(
+        &[
+            "broker",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure-http",
+            "--data-dir",
+            p(&d.join("data")),
+            "--admin-key",
+            p(&d.join("admin.pub")),
+            "--dangerous-trust-simulated-tdx",
+            p(&d.join("intel-root.pem")),
+            "--dcap-collateral",
+            p(&d.join("collateral.json")),
+        ],
+        "veil broker listening on ",
+    );
+    let url = format!("http://{}", broker.addr);
+    veil(&[
+        "admin",
+        "set-resource",
+        "default/key/1",
+        "--value",
+        "tdx secret",
+        "--url",
+        &url,
+        "--key",
+        p(&d.join("admin.key")),
+    ]);
+    let init = d.join("init.toml");
+    std::fs::write(
+        &init,
+        "version = \"0.1.0\"\nalgorithm = \"sha384\"\n[data]\n\"cdh.toml\" = \"x\"\n",
+    )
+    .unwrap();
+    let agent = spawn(
+        &[
+            "agent",
+            "run",
+            "--broker",
+            &url,
+            "--tee",
+            "sim-tdx",
+            "--listen",
+            "127.0.0.1:0",
+            "--sim-state",
+            p(&d.join("sim")),
+            "--init-data",
+            p(&init),
+        ],
+        "veil agent listening on ",
+    );
+    let http = reqwest::Client::new();
+    let r = http
+        .get(format!("http://{}/cdh/resource/default/key/1", agent.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+    let r = http
+        .get(format!("http://{}/cdh/resource/default/key/1", agent.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"tdx secret");
+    let info: serde_json::Value = http
+        .get(format!("http://{}/info", agent.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["tee"], "tdx");
+    assert_eq!(info["attestations"], 1);
+    // A debug TD attests but is refused by the default policy.
+    let debug = spawn(
+        &[
+            "agent",
+            "run",
+            "--broker",
+            &url,
+            "--tee",
+            "sim-tdx",
+            "--listen",
+            "127.0.0.1:0",
+            "--sim-state",
+            p(&d.join("sim")),
+            "--sim-debug",
+        ],
+        "veil agent listening on ",
+    );
+    let r = http
+        .get(format!("http://{}/cdh/resource/default/key/1", debug.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+}

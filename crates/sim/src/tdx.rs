@@ -251,6 +251,69 @@ impl SimTdx {
         })
     }
 
+    /// Loads the platform kept in `dir` (keys as PKCS#8, certificates as
+    /// DER, mode 0600), or creates one there, so that separate processes
+    /// (an agent, a broker told to trust the root) share one platform.
+    pub fn load_or_create(dir: &std::path::Path) -> Result<Self, SimError> {
+        let base = dir.join("tdx");
+        let state = |reason: String| SimError::State {
+            path: base.display().to_string(),
+            reason,
+        };
+        let names = ["root", "ca", "pck", "tcb", "att"];
+        let key_files: Vec<_> = names
+            .iter()
+            .map(|n| base.join(format!("{n}.pk8")))
+            .collect();
+        let cert_files: Vec<_> = names
+            .iter()
+            .take(4)
+            .map(|n| base.join(format!("{n}.der")))
+            .collect();
+        if key_files
+            .iter()
+            .chain(cert_files.iter())
+            .all(|f| f.exists())
+        {
+            let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| state(e.to_string()));
+            let key = |p: &std::path::Path| -> Result<EcdsaKeyPair, SimError> {
+                crypto(
+                    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &read(p)?),
+                    "key import",
+                )
+            };
+            return Ok(SimTdx {
+                root_key: key(&key_files[0])?,
+                ca_key: key(&key_files[1])?,
+                pck_key: key(&key_files[2])?,
+                tcb_key: key(&key_files[3])?,
+                att_key: key(&key_files[4])?,
+                root_der: read(&cert_files[0])?,
+                ca_der: read(&cert_files[1])?,
+                pck_der: read(&cert_files[2])?,
+                tcb_der: read(&cert_files[3])?,
+            });
+        }
+        let sim = Self::generate()?;
+        std::fs::create_dir_all(&base).map_err(|e| state(e.to_string()))?;
+        let keys = [
+            &sim.root_key,
+            &sim.ca_key,
+            &sim.pck_key,
+            &sim.tcb_key,
+            &sim.att_key,
+        ];
+        for (k, f) in keys.iter().zip(&key_files) {
+            let der = crypto(k.to_pkcs8v1(), "key export")?;
+            write_private(f, der.as_ref()).map_err(|e| state(e.to_string()))?;
+        }
+        let certs = [&sim.root_der, &sim.ca_der, &sim.pck_der, &sim.tcb_der];
+        for (c, f) in certs.iter().zip(&cert_files) {
+            std::fs::write(f, c).map_err(|e| state(e.to_string()))?;
+        }
+        Ok(sim)
+    }
+
     /// The simulated root (DER): what a verifier must be told to trust.
     pub fn root_der(&self) -> &[u8] {
         &self.root_der
@@ -386,4 +449,15 @@ impl SimTdx {
             "qe_identity": qe_identity,
         }))
     }
+}
+
+fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    opts.open(path)?.write_all(data)
 }
