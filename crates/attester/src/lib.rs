@@ -4,7 +4,7 @@
 //! * the Linux configfs-tsm report interface
 //!   (`/sys/kernel/config/tsm/report`), for SNP (`sev_guest`), TDX
 //!   (`tdx_guest`) and CCA (`arm_cca_guest`) guests ([`tsm::TsmAttester`]);
-//! * `/dev/sev-guest` (`SNP_GET_EXT_REPORT`, [`sev_guest::SevGuestAttester`])
+//! * `/dev/sev-guest` (`SNP_GET_EXT_REPORT`, [`dev::SevGuestAttester`])
 //!   for kernels without configfs-tsm — the only `unsafe` code in Veil, in
 //!   that one module, each block with its `// SAFETY:` argument;
 //! * Veil's simulated SNP TEE ([`sim::SimSnpAttester`]), only when
@@ -15,7 +15,7 @@
 #![deny(unsafe_code)]
 
 #[cfg(target_os = "linux")]
-pub mod sev_guest;
+pub mod dev;
 pub mod sim;
 pub mod tsm;
 

@@ -294,8 +294,20 @@ impl Attester for TsmAttester {
             "snp" => veil_evidence::snp::AttestationReport::parse(&out.outblob)
                 .map(|r| r.host_data.to_vec())
                 .map_err(|e| AttestError::Evidence(e.to_string())),
+            "tdx" => {
+                let quote = veil_evidence::dcap::Quote::parse(&out.outblob)
+                    .map_err(|e| AttestError::Evidence(e.to_string()))?;
+                match quote.body {
+                    veil_evidence::dcap::Body::Td10(r) | veil_evidence::dcap::Body::Td15(r) => {
+                        Ok(r.mr_config_id.to_vec())
+                    }
+                    veil_evidence::dcap::Body::Sgx(_) => Err(AttestError::Evidence(
+                        "configfs-tsm returned an SGX quote".into(),
+                    )),
+                }
+            }
             other => Err(AttestError::Evidence(format!(
-                "init-data check for {other} arrives with its verifier"
+                "no init-data field is known for {other}"
             ))),
         }
     }

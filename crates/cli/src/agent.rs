@@ -68,7 +68,7 @@ pub struct RunArgs {
     #[arg(long, default_value = veil_attester::tsm::DEFAULT_ROOT)]
     pub tsm_root: PathBuf,
     /// The SNP guest device, used when configfs-tsm is absent.
-    #[arg(long, default_value = veil_attester::sev_guest::DEFAULT_DEVICE)]
+    #[arg(long, default_value = veil_attester::dev::DEFAULT_DEVICE)]
     pub sev_guest_device: PathBuf,
     /// Trusted sealed-secret signing key: KID=PUBLIC_JWK_FILE; repeatable.
     #[arg(long = "sealing-key")]
@@ -180,7 +180,7 @@ pub async fn run(cmd: AgentCommand) -> ExitCode {
             Ok(t) => Arc::new(t),
             // Kernels without configfs-tsm: the SNP guest device.
             Err(tsm_err) => {
-                match veil_attester::sev_guest::SevGuestAttester::detect(&a.sev_guest_device) {
+                match veil_attester::dev::SevGuestAttester::detect(&a.sev_guest_device) {
                     Ok(s) => Arc::new(s),
                     Err(dev_err) => {
                         return fail(format!(

@@ -231,3 +231,82 @@ mod tests {
         assert!(matches!(err, AttestError::Io { .. }), "{err}");
     }
 }
+
+/// `/dev/tdx_guest`, for the TD report: `TDX_CMD_GET_REPORT0`
+/// (`_IOWR('T', 1, struct tdx_report_req { __u8 reportdata[64]; __u8 tdreport[1024]; })`).
+/// Upstream kernels produce TD *quotes* only through configfs-tsm; this is
+/// used to read the launch measurements (MRCONFIGID for init-data).
+pub const DEFAULT_TDX_GUEST: &str = "/dev/tdx_guest";
+
+#[repr(C)]
+struct TdxReportReq {
+    reportdata: [u8; 64],
+    tdreport: [u8; 1024],
+}
+
+const TDX_CMD_GET_REPORT0: u64 =
+    (3 << 30) | ((std::mem::size_of::<TdxReportReq>() as u64) << 16) | ((b'T' as u64) << 8) | 0x1;
+
+/// Offset of MRCONFIGID in TDREPORT_STRUCT: REPORTMACSTRUCT (256) +
+/// TEE_TCB_INFO (239) + reserved (17) = TDINFO at 512; ATTRIBUTES (8),
+/// XFAM (8), MRTD (48), then MRCONFIGID (48).
+const TDREPORT_MRCONFIGID: std::ops::Range<usize> = 576..624;
+
+/// The 1024-byte TD report for `report_data`.
+pub fn tdx_get_report0(device: &Path, report_data: &[u8; 64]) -> Result<Vec<u8>, AttestError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(device)
+        .map_err(|source| AttestError::Io {
+            path: device.display().to_string(),
+            source,
+        })?;
+    let mut req = TdxReportReq {
+        reportdata: *report_data,
+        tdreport: [0; 1024],
+    };
+    // SAFETY: `file` is an open descriptor for the whole call; the request
+    // number encodes the exact size of `TdxReportReq`, a `#[repr(C)]` mirror
+    // of the kernel's `tdx_report_req` (64 + 1024 bytes), and `req` is a
+    // live, exclusively borrowed value of that type that the kernel reads
+    // and writes only within its bounds before the call returns.
+    let rc = unsafe {
+        libc::ioctl(
+            file.as_raw_fd(),
+            TDX_CMD_GET_REPORT0 as _,
+            &mut req as *mut TdxReportReq,
+        )
+    };
+    if rc != 0 {
+        return Err(AttestError::Evidence(format!(
+            "TDX_CMD_GET_REPORT0 failed: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(req.tdreport.to_vec())
+}
+
+/// MRCONFIGID from a TD report.
+pub fn tdreport_mr_config_id(tdreport: &[u8]) -> Result<Vec<u8>, AttestError> {
+    tdreport
+        .get(TDREPORT_MRCONFIGID)
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| AttestError::Evidence("TD report shorter than 1024 bytes".into()))
+}
+
+#[cfg(test)]
+mod tdx_tests {
+    use super::*;
+
+    #[test]
+    fn tdx_layouts() {
+        assert_eq!(std::mem::size_of::<TdxReportReq>(), 1088);
+        assert_eq!(TDX_CMD_GET_REPORT0, 0xC440_5401);
+        let mut report = vec![0u8; 1024];
+        report[576..624].fill(7);
+        assert_eq!(tdreport_mr_config_id(&report).unwrap(), vec![7; 48]);
+        assert!(tdreport_mr_config_id(&report[..600]).is_err());
+        assert!(tdx_get_report0(Path::new("/nonexistent/tdx_guest"), &[0; 64]).is_err());
+    }
+}
