@@ -399,16 +399,47 @@ impl SimTdx {
         Ok(q)
     }
 
-    fn crl(&self, issuer_cn: &str, key: &EcdsaKeyPair, now: i64) -> Result<Vec<u8>, SimError> {
-        let tbs = seq(&[
-            &uint(&[1]),
-            &ecdsa_alg(),
-            &ca_name(issuer_cn),
-            &time(now - 86_400),
-            &time(now + 30 * 86_400),
-        ]);
+    fn crl(
+        &self,
+        issuer_cn: &str,
+        key: &EcdsaKeyPair,
+        now: i64,
+        revoked: &[u8],
+    ) -> Result<Vec<u8>, SimError> {
+        let entries: Vec<Vec<u8>> = revoked
+            .iter()
+            .map(|serial| seq(&[&uint(&[*serial]), &time(now - 3600)]))
+            .collect();
+        let entry_refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+        let mut parts = vec![
+            uint(&[1]),
+            ecdsa_alg(),
+            ca_name(issuer_cn),
+            time(now - 86_400),
+            time(now + 30 * 86_400),
+        ];
+        if !entries.is_empty() {
+            parts.push(seq(&entry_refs));
+        }
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        let tbs = seq(&refs);
         let sig = sign_der(key, &tbs)?;
         Ok(seq(&[&tbs, &ecdsa_alg(), &bits(&sig)]))
+    }
+
+    /// The serial number of the simulated PCK certificate.
+    pub const PCK_SERIAL: u8 = 3;
+
+    /// Collateral whose PCK CRL revokes this platform's PCK certificate.
+    pub fn collateral_revoking_pck(&self, now: i64) -> Result<Value, SimError> {
+        let mut c = self.collateral(now)?;
+        c["pck_crl"] = json!(hex::encode(self.crl(
+            "Intel SGX PCK Platform CA",
+            &self.ca_key,
+            now,
+            &[Self::PCK_SERIAL]
+        )?));
+        Ok(c)
     }
 
     /// Collateral valid from a day before `now` to 30 days after, in the
@@ -439,8 +470,8 @@ impl SimTdx {
         let tcb_chain = format!("{}{}", pem(&self.tcb_der), pem(&self.root_der));
         Ok(json!({
             "pck_crl_issuer_chain": format!("{}{}", pem(&self.ca_der), pem(&self.root_der)),
-            "root_ca_crl": hex::encode(self.crl("Intel SGX Root CA", &self.root_key, now)?),
-            "pck_crl": hex::encode(self.crl("Intel SGX PCK Platform CA", &self.ca_key, now)?),
+            "root_ca_crl": hex::encode(self.crl("Intel SGX Root CA", &self.root_key, now, &[])?),
+            "pck_crl": hex::encode(self.crl("Intel SGX PCK Platform CA", &self.ca_key, now, &[])?),
             "tcb_info_issuer_chain": tcb_chain,
             "tcb_info_signature": hex::encode(sign_raw(&self.tcb_key, tcb_info.as_bytes())?),
             "tcb_info": tcb_info,

@@ -65,3 +65,17 @@ fn round_trip_trusted_by_name_only() {
             .is_err()
     );
 }
+
+#[test]
+fn revoked_pck_is_rejected() {
+    let (sim, _, now) = setup();
+    let revoking: Collateral =
+        serde_json::from_value(sim.collateral_revoking_pck(now.0).unwrap()).unwrap();
+    let q = Quote::parse(&sim.quote(&TdParams::default()).unwrap()).unwrap();
+    let v = DcapVerifier::dangerous_trust_simulated_root(sim.root_der()).unwrap();
+    let err = v.verify(&q, &revoking, now).unwrap_err();
+    assert!(
+        matches!(err, DcapError::Crl(ref m) if m.contains("PCK certificate is revoked")),
+        "{err}"
+    );
+}
