@@ -57,6 +57,11 @@ pub struct VerifyArgs {
     /// say (version 2 reports).
     #[arg(long, value_parser = parse_product)]
     pub product: Option<Product>,
+    /// DANGEROUS (TDX/SGX): accept CRLs, TCB info and QE identity past their
+    /// next update; certificates must still be valid. For audits of old
+    /// evidence only.
+    #[arg(long)]
+    pub dangerous_allow_stale_collateral: bool,
     /// DANGEROUS: also trust this simulated ARK (from `veil sim snp`).
     /// Evidence verified under it proves nothing about real hardware.
     #[arg(long, value_name = "ARK_FILE")]
@@ -227,7 +232,17 @@ fn run_dcap(a: &VerifyArgs, at: UnixTime) -> ExitCode {
         }
         ExitCode::from(EXIT_REJECTED)
     };
-    match veil_verifier::dcap::verify(&quote, &collateral, at) {
+    let verifier = match veil_verifier::dcap::DcapVerifier::intel() {
+        Ok(v) if a.dangerous_allow_stale_collateral => {
+            eprintln!(
+                "WARNING: accepting stale DCAP collateral (--dangerous-allow-stale-collateral)"
+            );
+            v.dangerous_allow_stale_collateral()
+        }
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    match verifier.verify(&quote, &collateral, at) {
         Err(e) => reject(e.step(), e.code(), e.to_string()),
         Ok(v) => {
             let c = v.claims();

@@ -591,6 +591,7 @@ fn signed_json(
     at: UnixTime,
     backend: &dyn CryptoBackend,
     cache: Option<&DcapCache>,
+    allow_stale: bool,
 ) -> Result<Arc<SignedDoc>, String> {
     let doc = match cache {
         Some(c) => memo(
@@ -604,7 +605,7 @@ fn signed_json(
         None => Arc::new(verify_signed_json(text, sig_hex, chain_pem, root, backend)?),
     };
     check_chain_times(&doc.chain, root, at)?;
-    if at < doc.issue || at > doc.next {
+    if !allow_stale && (at < doc.issue || at > doc.next) {
         return Err(format!(
             "not current at {at} (issued {}, next update {})",
             doc.issue, doc.next
@@ -641,14 +642,33 @@ pub fn verify(
     let root = intel_root().ok_or_else(|| {
         DcapError::PckChain("the embedded Intel root does not match its pin".into())
     })?;
-    verify_with(quote, collateral, at, &AWS_LC, None, root, false)
+    verify_with(
+        quote,
+        collateral,
+        at,
+        &AWS_LC,
+        None,
+        root,
+        VerifyOptions::default(),
+    )
+}
+
+/// How a quote is verified beyond the defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VerifyOptions {
+    /// The root is Veil's simulated one (reported in the claims).
+    pub simulated: bool,
+    /// Accept CRLs, TCB info and QE identity past their next update (or
+    /// before their issue date). Certificates must still be valid. For
+    /// air-gapped audits of old evidence, by explicit choice only.
+    pub allow_stale_collateral: bool,
 }
 
 /// A DCAP verifier: its trusted root and a collateral cache.
 #[derive(Debug)]
 pub struct DcapVerifier {
     root: Cert,
-    simulated: bool,
+    opts: VerifyOptions,
     cache: DcapCache,
 }
 
@@ -662,7 +682,7 @@ impl DcapVerifier {
             .clone();
         Ok(DcapVerifier {
             root,
-            simulated: false,
+            opts: VerifyOptions::default(),
             cache: DcapCache::default(),
         })
     }
@@ -675,9 +695,19 @@ impl DcapVerifier {
             .map_err(|e| DcapError::PckChain(e.to_string()))?;
         Ok(DcapVerifier {
             root,
-            simulated: true,
+            opts: VerifyOptions {
+                simulated: true,
+                allow_stale_collateral: false,
+            },
             cache: DcapCache::default(),
         })
+    }
+
+    /// Also accepts collateral past its next update (certificates must still
+    /// be valid): for audits of old evidence only, by explicit choice.
+    pub fn dangerous_allow_stale_collateral(mut self) -> Self {
+        self.opts.allow_stale_collateral = true;
+        self
     }
 
     /// Verifies a quote (collateral cached across calls).
@@ -694,7 +724,7 @@ impl DcapVerifier {
             &AWS_LC,
             Some(&self.cache),
             &self.root,
-            self.simulated,
+            self.opts,
         )
     }
 }
@@ -710,7 +740,15 @@ pub fn verify_cached(
     let root = intel_root().ok_or_else(|| {
         DcapError::PckChain("the embedded Intel root does not match its pin".into())
     })?;
-    verify_with(quote, collateral, at, &AWS_LC, Some(cache), root, false)
+    verify_with(
+        quote,
+        collateral,
+        at,
+        &AWS_LC,
+        Some(cache),
+        root,
+        VerifyOptions::default(),
+    )
 }
 
 /// [`verify`] with a chosen crypto backend.
@@ -721,8 +759,9 @@ pub fn verify_with(
     backend: &dyn CryptoBackend,
     cache: Option<&DcapCache>,
     root: &Cert,
-    simulated: bool,
+    opts: VerifyOptions,
 ) -> Result<VerifiedQuote, DcapError> {
+    let simulated = opts.simulated;
     // Step 1.
     let pem = &quote.certification.pck_chain_pem;
     let chain = match cache {
@@ -765,7 +804,9 @@ pub fn verify_with(
             )?,
             None => Arc::new(build()?),
         };
-        if at < c.this_update || c.next_update.is_some_and(|n| at > n) {
+        if !opts.allow_stale_collateral
+            && (at < c.this_update || c.next_update.is_some_and(|n| at > n))
+        {
             return Err(DcapError::Crl(format!(
                 "{what} is not current at {at} (this update {}, next update {})",
                 c.this_update,
@@ -831,6 +872,7 @@ pub fn verify_with(
         at,
         backend,
         cache,
+        opts.allow_stale_collateral,
     )
     .map_err(DcapError::QeIdentity)?;
     let qe_id = &qe_doc.value;
@@ -898,6 +940,7 @@ pub fn verify_with(
         at,
         backend,
         cache,
+        opts.allow_stale_collateral,
     )
     .map_err(t)?;
     let info = &info_doc.value;

@@ -169,3 +169,21 @@ fn cached_verification_is_identical_and_rechecks_time() {
         .is_err()
     );
 }
+
+#[test]
+fn stale_collateral_only_by_explicit_choice() {
+    let Some(dir) = vectors() else { return };
+    let (quote, _) = parse_evidence(&read(&dir, "tdx/dcap-qvl/tdx_quote")).unwrap();
+    let coll = Collateral::parse(&read(&dir, "tdx/dcap-qvl/tdx_quote_collateral.json")).unwrap();
+    let today = UnixTime::parse("2026-11-30").unwrap();
+    let strict = veil_verifier::dcap::DcapVerifier::intel().unwrap();
+    assert!(matches!(
+        strict.verify(&quote, &coll, today),
+        Err(DcapError::Crl(_))
+    ));
+    let lenient = veil_verifier::dcap::DcapVerifier::intel()
+        .unwrap()
+        .dangerous_allow_stale_collateral();
+    let ok = lenient.verify(&quote, &coll, today).unwrap();
+    assert_eq!(ok.claims().tcb_status, TcbStatus::UpToDate);
+}
