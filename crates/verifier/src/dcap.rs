@@ -584,9 +584,7 @@ fn verify_signed_json(
 
 /// A signed document, verified (from the cache when possible) and current.
 fn signed_json(
-    text: &str,
-    sig_hex: &str,
-    chain_pem: &str,
+    (text, sig_hex, chain_pem): (&str, &str, &str),
     root: &Cert,
     at: UnixTime,
     backend: &dyn CryptoBackend,
@@ -865,9 +863,11 @@ pub fn verify_with(
     // Step 5.
     let tdx = quote.header.tee_type == TeeType::Tdx;
     let qe_doc = signed_json(
-        &collateral.qe_identity,
-        &collateral.qe_identity_signature,
-        &collateral.qe_identity_issuer_chain,
+        (
+            &collateral.qe_identity,
+            &collateral.qe_identity_signature,
+            &collateral.qe_identity_issuer_chain,
+        ),
         root,
         at,
         backend,
@@ -933,9 +933,11 @@ pub fn verify_with(
     // Step 6.
     let t = |m: String| DcapError::TcbInfo(m);
     let info_doc = signed_json(
-        &collateral.tcb_info,
-        &collateral.tcb_info_signature,
-        &collateral.tcb_info_issuer_chain,
+        (
+            &collateral.tcb_info,
+            &collateral.tcb_info_signature,
+            &collateral.tcb_info_issuer_chain,
+        ),
         root,
         at,
         backend,
