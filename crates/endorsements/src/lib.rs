@@ -16,6 +16,8 @@ pub mod certs;
 pub mod dcap;
 #[cfg(feature = "fetch")]
 pub mod kds;
+#[cfg(feature = "fetch")]
+pub mod pcs;
 pub mod roots;
 pub mod snp;
 

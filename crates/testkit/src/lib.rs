@@ -50,6 +50,21 @@ impl StubHttp {
     /// Serves `routes` (path with query → body); the first `throttle`
     /// requests are answered `429 Too Many Requests` with `Retry-After: 0`.
     pub fn start(routes: Vec<(String, Vec<u8>)>, throttle: usize) -> Self {
+        Self::start_with_headers(
+            routes
+                .into_iter()
+                .map(|(p, b)| (p, b, Vec::new()))
+                .collect(),
+            throttle,
+        )
+    }
+
+    /// Like [`StubHttp::start`], each route also sending response headers.
+    #[allow(clippy::type_complexity)]
+    pub fn start_with_headers(
+        routes: Vec<(String, Vec<u8>, Vec<(String, String)>)>,
+        throttle: usize,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let hits = Arc::new(Mutex::new(Vec::new()));
@@ -75,16 +90,24 @@ impl StubHttp {
                 let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
                 h.lock().unwrap().push(path.clone());
                 let n = count.fetch_add(1, Ordering::SeqCst);
-                let (status, body) = if n < throttle {
-                    ("429 Too Many Requests\r\nRetry-After: 0", Vec::new())
+                let (status, body, extra) = if n < throttle {
+                    (
+                        "429 Too Many Requests\r\nRetry-After: 0",
+                        Vec::new(),
+                        String::new(),
+                    )
                 } else {
-                    match routes.iter().find(|(p, _)| *p == path) {
-                        Some((_, b)) => ("200 OK", b.clone()),
-                        None => ("404 Not Found", Vec::new()),
+                    match routes.iter().find(|(p, _, _)| *p == path) {
+                        Some((_, b, h)) => (
+                            "200 OK",
+                            b.clone(),
+                            h.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect(),
+                        ),
+                        None => ("404 Not Found", Vec::new(), String::new()),
                     }
                 };
                 let head = format!(
-                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
                     body.len()
                 );
                 let _ = s.write_all(head.as_bytes());
