@@ -53,6 +53,9 @@ pub struct VerifyArgs {
     /// Directory for cached endorsements.
     #[arg(long, env = "VEIL_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Intel PCS (or PCCS) base URL, for DCAP collateral when --collateral is not given.
+    #[arg(long, env = "VEIL_PCS_URL", default_value = veil_endorsements::pcs::DEFAULT_BASE_URL)]
+    pub pcs_url: String,
     /// The processor generation, for fetching a VCEK when the report does not
     /// say (version 2 reports).
     #[arg(long, value_parser = parse_product)]
@@ -110,7 +113,7 @@ pub async fn run(a: VerifyArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     if a.tee != Tee::Snp {
-        return run_dcap(&a, at);
+        return run_dcap(&a, at).await;
     }
     let bytes = match std::fs::read(&a.evidence) {
         Ok(b) => b,
@@ -191,7 +194,7 @@ pub async fn run(a: VerifyArgs) -> ExitCode {
 }
 
 /// `veil verify --tee tdx|sgx`.
-fn run_dcap(a: &VerifyArgs, at: UnixTime) -> ExitCode {
+async fn run_dcap(a: &VerifyArgs, at: UnixTime) -> ExitCode {
     use veil_verifier::dcap::TcbStatus;
     let tee = if a.tee == Tee::Tdx { "tdx" } else { "sgx" };
     let bytes = match std::fs::read(&a.evidence) {
@@ -213,15 +216,18 @@ fn run_dcap(a: &VerifyArgs, at: UnixTime) -> ExitCode {
             quote.header.tee_type
         ));
     }
-    let Some(path) = &a.collateral else {
-        return fail("--collateral FILE is needed (fetching from Intel PCS is not available yet)");
-    };
-    let collateral = match std::fs::read(path)
-        .map_err(|e| e.to_string())
-        .and_then(|b| veil_endorsements::dcap::Collateral::parse(&b).map_err(|e| e.to_string()))
-    {
-        Ok(c) => c,
-        Err(e) => return fail(format!("{}: {e}", path.display())),
+    let collateral = match &a.collateral {
+        Some(path) => match std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| veil_endorsements::dcap::Collateral::parse(&b).map_err(|e| e.to_string()))
+        {
+            Ok(c) => c,
+            Err(e) => return fail(format!("{}: {e}", path.display())),
+        },
+        None => match fetch_dcap_collateral(a, &quote).await {
+            Ok(c) => c,
+            Err(e) => return fail(format!("no --collateral given and fetching it failed: {e}")),
+        },
     };
     let reject = |step: u8, code: &str, error: String| {
         let v = serde_json::json!({"verdict": "REJECT", "tee": tee, "verified_at": at.to_string(),
@@ -298,4 +304,36 @@ fn run_dcap(a: &VerifyArgs, at: UnixTime) -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// DCAP collateral from Intel PCS (or a PCCS) for the quote's platform.
+async fn fetch_dcap_collateral(
+    a: &VerifyArgs,
+    quote: &veil_evidence::dcap::Quote,
+) -> Result<veil_endorsements::dcap::Collateral, String> {
+    let chain =
+        veil_endorsements::certs::decode_blobs("PCK chain", &quote.certification.pck_chain_pem)
+            .map_err(|e| e.to_string())?;
+    let Some(veil_endorsements::certs::Blob::Certificate(der)) = chain.into_iter().next() else {
+        return Err("the quote carries no PCK certificate".into());
+    };
+    let pck = veil_verifier::x509::Cert::parse(&der).map_err(|e| e.to_string())?;
+    let ext = veil_verifier::dcap::pck_extensions(&pck)?;
+    let processor = pck.issuer.contains("Processor");
+    let tee = if quote.header.tee_type == veil_evidence::dcap::TeeType::Tdx {
+        veil_endorsements::pcs::DcapTee::Tdx
+    } else {
+        veil_endorsements::pcs::DcapTee::Sgx
+    };
+    let client = veil_endorsements::pcs::PcsClient::new(veil_endorsements::pcs::PcsConfig {
+        base_url: a.pcs_url.clone(),
+        cache_dir: a.cache_dir.clone(),
+        offline: a.offline,
+        ..veil_endorsements::pcs::PcsConfig::default()
+    })
+    .map_err(|e| e.to_string())?;
+    client
+        .collateral(tee, &ext.fmspc, processor)
+        .await
+        .map_err(|e| e.to_string())
 }
