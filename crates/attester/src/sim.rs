@@ -68,12 +68,21 @@ impl Attester for SimSnpAttester {
 pub struct SimTdxAttester {
     sim: veil_sim::tdx::SimTdx,
     params: veil_sim::tdx::TdParams,
+    event_log: Vec<u8>,
 }
 
 impl SimTdxAttester {
-    /// A TD launched with `params` (MRTD, MRCONFIGID, attributes...).
-    pub fn new(sim: veil_sim::tdx::SimTdx, params: veil_sim::tdx::TdParams) -> Self {
-        SimTdxAttester { sim, params }
+    /// A TD launched with `params` (MRTD, MRCONFIGID, attributes...); its
+    /// RTMRs are those of the simulator's measured-boot event log, which is
+    /// sent as `cc_eventlog`.
+    pub fn new(sim: veil_sim::tdx::SimTdx, mut params: veil_sim::tdx::TdParams) -> Self {
+        let (event_log, rtmr) = veil_sim::tdx::measured_boot_log();
+        params.rtmr = rtmr;
+        SimTdxAttester {
+            sim,
+            params,
+            event_log,
+        }
     }
 }
 
@@ -90,9 +99,10 @@ impl Attester for SimTdxAttester {
             .sim
             .quote(&p)
             .map_err(|e| AttestError::Evidence(e.to_string()))?;
+        let b64 = &base64::engine::general_purpose::STANDARD;
         Ok(serde_json::json!({
-            "cc_eventlog": null,
-            "quote": base64::engine::general_purpose::STANDARD.encode(quote),
+            "cc_eventlog": b64.encode(&self.event_log),
+            "quote": b64.encode(quote),
         }))
     }
 

@@ -319,7 +319,7 @@ impl TeeVerifier for TdxTee {
         use veil_verifier::dcap::TcbStatus;
         let bytes = serde_json::to_vec(evidence)
             .map_err(|e| Rejection::new("malformed TDX evidence", e.to_string()))?;
-        let (quote, _eventlog) = veil_evidence::dcap::parse_evidence(&bytes)
+        let (quote, eventlog) = veil_evidence::dcap::parse_evidence(&bytes)
             .map_err(|e| Rejection::new(format!("malformed TDX evidence: {e}"), e.to_string()))?;
         if quote.header.tee_type != veil_evidence::dcap::TeeType::Tdx {
             return Err(Rejection::new("not a TDX quote", "tee type"));
@@ -386,6 +386,14 @@ impl TeeVerifier for TdxTee {
                 ));
             }
         }
-        serde_json::to_value(claims).map_err(|e| Rejection::new("internal", e.to_string()))
+        let mut v =
+            serde_json::to_value(claims).map_err(|e| Rejection::new("internal", e.to_string()))?;
+        if let Some(log) = eventlog {
+            let events = veil_verifier::dcap::check_event_log(claims, &log).map_err(|e| {
+                Rejection::new("the event log does not replay to the quote's RTMRs", e)
+            })?;
+            v["event_log"] = events;
+        }
+        Ok(v)
     }
 }

@@ -201,8 +201,8 @@ async fn run_dcap(a: &VerifyArgs, at: UnixTime) -> ExitCode {
         Ok(b) => b,
         Err(e) => return fail(format!("{}: {e}", a.evidence.display())),
     };
-    let quote = match veil_evidence::dcap::parse_evidence(&bytes) {
-        Ok((q, _)) => q,
+    let (quote, eventlog) = match veil_evidence::dcap::parse_evidence(&bytes) {
+        Ok(x) => x,
         Err(e) => return fail(format!("{}: {e}", a.evidence.display())),
     };
     let expected_tee = if a.tee == Tee::Tdx {
@@ -262,9 +262,21 @@ async fn run_dcap(a: &VerifyArgs, at: UnixTime) -> ExitCode {
                     ),
                 );
             }
+            let events = match &eventlog {
+                Some(log) => match veil_verifier::dcap::check_event_log(c, log) {
+                    Ok(ev) => Some(ev),
+                    Err(e) => {
+                        return reject(8, "dcap.event_log", format!("step 8 (event log): {e}"));
+                    }
+                },
+                None => None,
+            };
             match a.format {
                 Format::Json => {
-                    let v = serde_json::json!({"verdict": "VALID", "tee": tee, "verified_at": at.to_string(), "claims": c});
+                    let mut v = serde_json::json!({"verdict": "VALID", "tee": tee, "verified_at": at.to_string(), "claims": c});
+                    if let Some(ev) = events {
+                        v["event_log"] = ev;
+                    }
                     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                 }
                 Format::Text => {

@@ -415,6 +415,37 @@ async fn tdx_broker_and_agent_end_to_end() {
         .unwrap();
     assert_eq!(info["tee"], "tdx");
     assert_eq!(info["attestations"], 1);
+    // The broker replayed the CCEL into the RTMRs and kept the events as claims.
+    let token: serde_json::Value = http
+        .get(format!("http://{}/aa/token", agent.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let payload = token["token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap();
+    let cpu0 = &claims["submods"]["cpu0"];
+    assert_eq!(cpu0["ear_status"], "affirming");
+    assert_eq!(
+        cpu0["ear_attester_claims"]["event_log"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    assert_eq!(cpu0["ear_attester_claims"]["tcb_status"], "UpToDate");
     // A debug TD attests but is refused by the default policy.
     let debug = spawn(
         &[

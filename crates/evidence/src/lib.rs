@@ -12,6 +12,7 @@
 
 pub mod dcap;
 pub mod error;
+pub mod eventlog;
 pub mod reader;
 pub mod snp;
 

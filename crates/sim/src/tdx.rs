@@ -492,3 +492,33 @@ fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
     opts.mode(0o600);
     opts.open(path)?.write_all(data)
 }
+
+/// A small measured-boot event log (firmware, kernel, command line into
+/// RTMR0–2, and an application event into RTMR3) and the RTMR values that
+/// replaying it produces.
+pub fn measured_boot_log() -> (Vec<u8>, [[u8; 48]; 4]) {
+    let events: Vec<(u32, u32, [u8; 48], Vec<u8>)> = [
+        (1u32, 0x8000_0001u32, b"firmware volume".to_vec()),
+        (2, 0x8000_0003, b"vmlinuz".to_vec()),
+        (3, 0x0000_000d, b"console=hvc0 root=/dev/vda1".to_vec()),
+        (4, 0x0000_0006, b"veil simulated application event".to_vec()),
+    ]
+    .into_iter()
+    .map(|(i, t, data)| {
+        let mut d = [0u8; 48];
+        d.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA384, &data).as_ref());
+        (i, t, d, data)
+    })
+    .collect();
+    let mut rtmr = [[0u8; 48]; 4];
+    for (i, _, d, _) in &events {
+        if let Some(slot) = rtmr.get_mut((*i as usize).saturating_sub(1)) {
+            let mut buf = slot.to_vec();
+            buf.extend_from_slice(d);
+            slot.copy_from_slice(
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA384, &buf).as_ref(),
+            );
+        }
+    }
+    (veil_evidence::eventlog::encode_sha384(&events), rtmr)
+}

@@ -1142,3 +1142,56 @@ pub fn verify_with(
     };
     Ok(VerifiedQuote { claims })
 }
+
+/// Replays a TDX event log (CCEL, indices 1–4 = RTMR0–3) with SHA-384 and
+/// returns the four RTMR values it produces.
+pub fn replay_rtmrs(log: &veil_evidence::eventlog::EventLog) -> Result<[[u8; 48]; 4], String> {
+    let mut rtmr = [[0u8; 48]; 4];
+    for (n, e) in log.events.iter().enumerate() {
+        let slot = match e.index {
+            1..=4 => rtmr.get_mut((e.index - 1) as usize).ok_or("index")?,
+            // MRTD is measured by the TDX module, not extended from the log.
+            0 => continue,
+            other => return Err(format!("event {n}: index {other} is not an RTMR")),
+        };
+        let digest = e
+            .sha384()
+            .ok_or_else(|| format!("event {n} has no SHA-384 digest"))?;
+        let mut buf = slot.to_vec();
+        buf.extend_from_slice(digest);
+        let d = AWS_LC.sha384(&buf);
+        *slot = d;
+    }
+    Ok(rtmr)
+}
+
+/// Checks a TDX event log against the quote's RTMRs; returns the events as
+/// claims (`index`, `type`, `sha384`, and the data when it is short).
+pub fn check_event_log(claims: &DcapClaims, log_bytes: &[u8]) -> Result<Value, String> {
+    let log = veil_evidence::eventlog::parse(log_bytes).map_err(|e| format!("event log: {e}"))?;
+    let replayed = replay_rtmrs(&log)?;
+    let quoted = claims.rtmrs.as_ref().ok_or("not a TDX quote")?;
+    for (i, (r, q)) in replayed.iter().zip(quoted).enumerate() {
+        if r.as_slice() != q.0.as_slice() {
+            return Err(format!(
+                "event log replay gives RTMR{i} = {}, the quote says {}",
+                hex::encode(r),
+                q
+            ));
+        }
+    }
+    Ok(Value::Array(
+        log.events
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "index": e.index,
+                    "type": e.event_type,
+                    "sha384": e.sha384().map(hex::encode),
+                    "data": if e.data.len() <= 1024 { Value::String(hex::encode(&e.data)) } else { Value::Null },
+                    "data_len": e.data.len(),
+                })
+            })
+            .collect(),
+    ))
+}

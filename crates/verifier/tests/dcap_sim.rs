@@ -79,3 +79,29 @@ fn revoked_pck_is_rejected() {
         "{err}"
     );
 }
+
+#[test]
+fn event_log_replay() {
+    let (sim, coll, now) = setup();
+    let (log, rtmr) = veil_sim::tdx::measured_boot_log();
+    let p = TdParams {
+        rtmr,
+        ..TdParams::default()
+    };
+    let q = Quote::parse(&sim.quote(&p).unwrap()).unwrap();
+    let v = DcapVerifier::dangerous_trust_simulated_root(sim.root_der()).unwrap();
+    let claims = v.verify(&q, &coll, now).unwrap().claims().clone();
+    let events = veil_verifier::dcap::check_event_log(&claims, &log).unwrap();
+    assert_eq!(events.as_array().unwrap().len(), 4);
+    assert_eq!(events[1]["data"], hex::encode(b"vmlinuz"));
+    // A changed digest, a dropped event, or a quote without those RTMRs: refused.
+    let mut bad = log.clone();
+    let n = bad.len();
+    bad[n - 40] ^= 1;
+    assert!(veil_verifier::dcap::check_event_log(&claims, &bad).is_err());
+    assert!(veil_verifier::dcap::check_event_log(&claims, &log[..log.len() - 10]).is_err());
+    let plain = Quote::parse(&sim.quote(&TdParams::default()).unwrap()).unwrap();
+    let plain_claims = v.verify(&plain, &coll, now).unwrap().claims().clone();
+    let err = veil_verifier::dcap::check_event_log(&plain_claims, &log).unwrap_err();
+    assert!(err.contains("RTMR0"), "{err}");
+}
