@@ -1195,3 +1195,12 @@ pub fn check_event_log(claims: &DcapClaims, log_bytes: &[u8]) -> Result<Value, S
             .collect(),
     ))
 }
+
+/// Decodes a TCB info or QE identity document's TCB levels (no signature
+/// check): the parsing half of steps 5–6, exposed for fuzzing and tools.
+pub fn decode_collateral_document(text: &str) -> Result<usize, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    time_field(&value, "issueDate")?;
+    time_field(&value, "nextUpdate")?;
+    Ok(decode_levels(&value).len())
+}
