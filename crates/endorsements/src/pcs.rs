@@ -37,6 +37,10 @@ pub struct PcsConfig {
     pub cache_dir: Option<PathBuf>,
     pub offline: bool,
     pub timeout: Duration,
+    /// Cached answers older than this are fetched again (collateral is
+    /// refreshed well before its `nextUpdate`, typically 30 days); if the
+    /// refresh fails, the cached answer is used.
+    pub max_age: Duration,
 }
 
 impl Default for PcsConfig {
@@ -47,6 +51,7 @@ impl Default for PcsConfig {
             cache_dir: None,
             offline: false,
             timeout: Duration::from_secs(30),
+            max_age: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -93,6 +98,15 @@ struct SignedIdentity<'a> {
 struct Answer {
     body: Vec<u8>,
     chain: String,
+    /// Unix seconds when it was fetched.
+    #[serde(default)]
+    fetched: u64,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn percent_decode(s: &str) -> String {
@@ -129,9 +143,12 @@ impl PcsClient {
         Ok(PcsClient { cfg, http })
     }
 
+    /// Cache entries are named by path and query, not host: collateral is
+    /// signed, so any PCS or PCCS serving it serves the same bytes.
     fn cache_file(&self, url: &str) -> Option<PathBuf> {
         let dir = self.cfg.cache_dir.as_ref()?;
-        let name: String = url
+        let path = url.splitn(4, '/').nth(3).unwrap_or(url);
+        let name: String = path
             .chars()
             .map(|c| {
                 if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
@@ -146,15 +163,37 @@ impl PcsClient {
 
     async fn get(&self, url: &str, chain_header: Option<&str>) -> Result<Answer, EndorsementError> {
         let cache = self.cache_file(url);
-        if let Some(f) = &cache
-            && let Ok(bytes) = std::fs::read(f)
-            && let Ok(a) = serde_json::from_slice::<Answer>(&bytes)
+        let cached = cache
+            .as_ref()
+            .and_then(|f| std::fs::read(f).ok())
+            .and_then(|b| serde_json::from_slice::<Answer>(&b).ok());
+        if let Some(a) = &cached
+            && (self.cfg.offline
+                || unix_now().saturating_sub(a.fetched) <= self.cfg.max_age.as_secs())
         {
-            return Ok(a);
+            return Ok(a.clone());
         }
         if self.cfg.offline {
             return Err(EndorsementError::NotAvailableOffline(url.to_string()));
         }
+        match self.fetch(url, chain_header, cache.as_ref()).await {
+            Ok(a) => Ok(a),
+            Err(e) => match cached {
+                Some(a) => {
+                    tracing::warn!(%url, error = %e, "PCS refresh failed; using the cached answer");
+                    Ok(a)
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    async fn fetch(
+        &self,
+        url: &str,
+        chain_header: Option<&str>,
+        cache: Option<&PathBuf>,
+    ) -> Result<Answer, EndorsementError> {
         let err = |reason: String| EndorsementError::Kds {
             url: url.to_string(),
             reason,
@@ -178,8 +217,12 @@ impl PcsClient {
             None => String::new(),
         };
         let body = resp.bytes().await.map_err(|e| err(e.to_string()))?.to_vec();
-        let answer = Answer { body, chain };
-        if let Some(f) = &cache {
+        let answer = Answer {
+            body,
+            chain,
+            fetched: unix_now(),
+        };
+        if let Some(f) = cache {
             if let Some(parent) = f.parent() {
                 let _ = std::fs::create_dir_all(parent);
             }

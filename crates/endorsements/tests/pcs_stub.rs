@@ -86,6 +86,36 @@ async fn assembles_collateral_byte_for_byte() {
         want
     );
     assert_eq!(stub.hits().len(), 4);
+    // Refresh: with max_age 0 every call fetches again...
+    let eager = PcsClient::new(PcsConfig {
+        base_url: stub.base.clone(),
+        cache_dir: Some(cache.path().into()),
+        max_age: std::time::Duration::ZERO,
+        ..PcsConfig::default()
+    })
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(
+        eager.collateral(DcapTee::Tdx, &fmspc, false).await.unwrap(),
+        want
+    );
+    assert_eq!(stub.hits().len(), 8);
+    // ...and when the service is unreachable, the cached answer still serves.
+    let unreachable = PcsClient::new(PcsConfig {
+        base_url: "http://127.0.0.1:9".into(),
+        cache_dir: Some(cache.path().into()),
+        max_age: std::time::Duration::ZERO,
+        ..PcsConfig::default()
+    })
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(
+        unreachable
+            .collateral(DcapTee::Tdx, &fmspc, false)
+            .await
+            .unwrap(),
+        want
+    );
     // Another FMSPC offline: a clear error.
     assert!(
         offline
