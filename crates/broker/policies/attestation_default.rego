@@ -37,15 +37,17 @@ tcb_ok if {
 	tcb.microcode >= min.microcode
 }
 
-# TDX: Intel's TCB status must be UpToDate, or one of the statuses
-# registered as `tdx_accepted_tcb_status`.
-default accepted_tdx_status := ["UpToDate"]
+# TDX and SGX: Intel's TCB status must be UpToDate, or one of the statuses
+# registered as `<tee>_accepted_tcb_status`.
+default accepted_dcap_status := ["UpToDate"]
 
-accepted_tdx_status := data.reference.tdx_accepted_tcb_status if data.reference.tdx_accepted_tcb_status
+accepted_dcap_status := data.reference[sprintf("%s_accepted_tcb_status", [input.tee])] if {
+	data.reference[sprintf("%s_accepted_tcb_status", [input.tee])]
+}
 
 tcb_ok if {
-	input.tee == "tdx"
-	input.claims.tcb_status in accepted_tdx_status
+	input.tee in {"tdx", "sgx"}
+	input.claims.tcb_status in accepted_dcap_status
 }
 
 # Configuration: debug must be off.

@@ -67,6 +67,9 @@ pub struct EndorsementsConfig {
     pub bundles: Vec<PathBuf>,
     /// Intel DCAP collateral files (PCCS JSON shape) for TDX/SGX quotes.
     pub dcap_collateral: Vec<PathBuf>,
+    /// Intel PCS or PCCS base URL: collateral that no file provides is
+    /// fetched from it (cached under `cache_dir`). Unset: files only.
+    pub pcs_url: Option<String>,
 }
 
 impl Default for EndorsementsConfig {
@@ -77,6 +80,7 @@ impl Default for EndorsementsConfig {
             offline: false,
             bundles: Vec::new(),
             dcap_collateral: Vec::new(),
+            pcs_url: None,
         }
     }
 }

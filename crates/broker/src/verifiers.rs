@@ -137,13 +137,34 @@ impl Registry {
             }
             None => veil_verifier::dcap::DcapVerifier::intel().map_err(|e| e.to_string())?,
         };
-        verifiers.insert(
-            "tdx",
-            Arc::new(TdxTee {
-                verifier: dcap,
-                collateral,
-            }),
-        );
+        let pcs = match &cfg.endorsements.pcs_url {
+            Some(url) => Some(Arc::new(
+                veil_endorsements::pcs::PcsClient::new(veil_endorsements::pcs::PcsConfig {
+                    base_url: url.clone(),
+                    cache_dir: cfg.endorsements.cache_dir.clone(),
+                    offline: cfg.endorsements.offline,
+                    ..veil_endorsements::pcs::PcsConfig::default()
+                })
+                .map_err(|e| e.to_string())?,
+            )),
+            None => None,
+        };
+        let dcap = Arc::new(dcap);
+        let collateral = Arc::new(collateral);
+        for (name, kind) in [
+            ("tdx", veil_evidence::dcap::TeeType::Tdx),
+            ("sgx", veil_evidence::dcap::TeeType::Sgx),
+        ] {
+            verifiers.insert(
+                name,
+                Arc::new(DcapTee {
+                    kind,
+                    verifier: dcap.clone(),
+                    collateral: collateral.clone(),
+                    pcs: pcs.clone(),
+                }),
+            );
+        }
         if cfg.dangerous_accept_sample_evidence {
             tracing::warn!(
                 "DANGEROUS: accepting unsigned `sample` evidence (dangerous_accept_sample_evidence)"
@@ -300,15 +321,44 @@ impl TeeVerifier for SampleTee {
     }
 }
 
-/// TDX quotes (DCAP), with collateral configured at start.
+/// TDX and SGX quotes (DCAP), with collateral from files configured at
+/// start and, when a PCS/PCCS is configured, fetched by FMSPC on demand.
 #[derive(Debug)]
-struct TdxTee {
-    verifier: veil_verifier::dcap::DcapVerifier,
-    collateral: Vec<veil_endorsements::dcap::Collateral>,
+struct DcapTee {
+    kind: veil_evidence::dcap::TeeType,
+    verifier: Arc<veil_verifier::dcap::DcapVerifier>,
+    collateral: Arc<Vec<veil_endorsements::dcap::Collateral>>,
+    pcs: Option<Arc<veil_endorsements::pcs::PcsClient>>,
+}
+
+impl DcapTee {
+    async fn fetch(
+        &self,
+        quote: &veil_evidence::dcap::Quote,
+    ) -> Result<veil_endorsements::dcap::Collateral, String> {
+        let pcs = self.pcs.as_ref().ok_or("no PCS/PCCS is configured")?;
+        let chain =
+            veil_endorsements::certs::decode_blobs("PCK chain", &quote.certification.pck_chain_pem)
+                .map_err(|e| e.to_string())?;
+        let Some(veil_endorsements::certs::Blob::Certificate(der)) = chain.into_iter().next()
+        else {
+            return Err("no PCK certificate".into());
+        };
+        let pck = veil_verifier::x509::Cert::parse(&der).map_err(|e| e.to_string())?;
+        let ext = veil_verifier::dcap::pck_extensions(&pck)?;
+        let tee = if self.kind == veil_evidence::dcap::TeeType::Tdx {
+            veil_endorsements::pcs::DcapTee::Tdx
+        } else {
+            veil_endorsements::pcs::DcapTee::Sgx
+        };
+        pcs.collateral(tee, &ext.fmspc, pck.issuer.contains("Processor"))
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 #[async_trait]
-impl TeeVerifier for TdxTee {
+impl TeeVerifier for DcapTee {
     async fn verify(
         &self,
         evidence: &Value,
@@ -321,18 +371,15 @@ impl TeeVerifier for TdxTee {
             .map_err(|e| Rejection::new("malformed TDX evidence", e.to_string()))?;
         let (quote, eventlog) = veil_evidence::dcap::parse_evidence(&bytes)
             .map_err(|e| Rejection::new(format!("malformed TDX evidence: {e}"), e.to_string()))?;
-        if quote.header.tee_type != veil_evidence::dcap::TeeType::Tdx {
-            return Err(Rejection::new("not a TDX quote", "tee type"));
-        }
-        if self.collateral.is_empty() {
+        if quote.header.tee_type != self.kind {
             return Err(Rejection::new(
-                "no DCAP collateral is configured (endorsements.dcap_collateral)",
-                "no collateral",
+                format!("not a {:?} quote", self.kind),
+                "tee type",
             ));
         }
         let mut first_err = None;
         let mut verified = None;
-        for c in &self.collateral {
+        for c in self.collateral.iter() {
             match self.verifier.verify(&quote, c, now) {
                 Ok(v) => {
                     verified = Some(v);
@@ -342,6 +389,26 @@ impl TeeVerifier for TdxTee {
                     first_err.get_or_insert(e);
                 }
             }
+        }
+        if verified.is_none() && self.pcs.is_some() {
+            match self.fetch(&quote).await {
+                Ok(c) => match self.verifier.verify(&quote, &c, now) {
+                    Ok(v) => verified = Some(v),
+                    Err(e) => first_err = Some(e),
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not fetch DCAP collateral");
+                    if first_err.is_none() {
+                        return Err(Rejection::new("DCAP collateral is unavailable", e));
+                    }
+                }
+            }
+        }
+        if verified.is_none() && first_err.is_none() {
+            return Err(Rejection::new(
+                "no DCAP collateral is configured (endorsements.dcap_collateral or endorsements.pcs_url)",
+                "no collateral",
+            ));
         }
         let verified = match (verified, first_err) {
             (Some(v), _) => v,
@@ -359,7 +426,7 @@ impl TeeVerifier for TdxTee {
             TcbStatus::NotSupported | TcbStatus::Revoked
         ) {
             return Err(Rejection::new(
-                format!("TDX platform TCB status {}", claims.tcb_status),
+                format!("{:?} platform TCB status {}", self.kind, claims.tcb_status),
                 "tcb status",
             ));
         }

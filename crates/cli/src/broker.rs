@@ -54,9 +54,15 @@ pub struct ServeArgs {
     /// DANGEROUS: serve the admin API without authentication.
     #[arg(long)]
     pub dangerous_allow_unauthenticated_admin: bool,
-    /// Intel DCAP collateral (PCCS JSON) for TDX quotes; repeatable.
+    /// Intel DCAP collateral (PCCS JSON) for TDX/SGX quotes; repeatable.
     #[arg(long = "dcap-collateral")]
     pub dcap_collateral: Vec<PathBuf>,
+    /// Intel PCS or PCCS base URL for DCAP collateral that no file provides.
+    #[arg(long)]
+    pub pcs_url: Option<String>,
+    /// Directory for cached endorsements (AMD KDS, Intel PCS).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
 }
 
 fn apply(a: &ServeArgs, cfg: &mut Config) {
@@ -88,6 +94,12 @@ fn apply(a: &ServeArgs, cfg: &mut Config) {
     cfg.endorsements
         .dcap_collateral
         .extend(a.dcap_collateral.iter().cloned());
+    if a.pcs_url.is_some() {
+        cfg.endorsements.pcs_url = a.pcs_url.clone();
+    }
+    if a.cache_dir.is_some() {
+        cfg.endorsements.cache_dir = a.cache_dir.clone();
+    }
 }
 
 pub async fn run(cmd: BrokerCommand) -> ExitCode {

@@ -470,3 +470,144 @@ async fn tdx_broker_and_agent_end_to_end() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 403);
 }
+
+#[tokio::test]
+async fn tdx_collateral_fetched_from_a_pccs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    veil(&[
+        "sim",
+        "tdx",
+        "--state-dir",
+        p(&d.join("sim")),
+        "--collateral-out",
+        p(&d.join("collateral.json")),
+        "--root-out",
+        p(&d.join("intel-root.pem")),
+    ]);
+    let c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("collateral.json")).unwrap()).unwrap();
+    let s = |k: &str| c[k].as_str().unwrap().to_string();
+    let enc = |x: &str| -> String {
+        x.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    };
+    let pccs = veil_testkit::StubHttp::start_with_headers(
+        vec![
+            (
+                "/tdx/certification/v4/tcb?fmspc=00806f050000".into(),
+                format!(
+                    r#"{{"tcbInfo":{},"signature":"{}"}}"#,
+                    s("tcb_info"),
+                    s("tcb_info_signature")
+                )
+                .into_bytes(),
+                vec![(
+                    "TCB-Info-Issuer-Chain".into(),
+                    enc(&s("tcb_info_issuer_chain")),
+                )],
+            ),
+            (
+                "/tdx/certification/v4/qe/identity".into(),
+                format!(
+                    r#"{{"enclaveIdentity":{},"signature":"{}"}}"#,
+                    s("qe_identity"),
+                    s("qe_identity_signature")
+                )
+                .into_bytes(),
+                vec![(
+                    "SGX-Enclave-Identity-Issuer-Chain".into(),
+                    enc(&s("qe_identity_issuer_chain")),
+                )],
+            ),
+            (
+                "/sgx/certification/v4/pckcrl?ca=platform&encoding=der".into(),
+                hex::decode(s("pck_crl")).unwrap(),
+                vec![(
+                    "SGX-PCK-CRL-Issuer-Chain".into(),
+                    enc(&s("pck_crl_issuer_chain")),
+                )],
+            ),
+            (
+                "/sgx/certification/v4/rootcacrl".into(),
+                s("root_ca_crl").into_bytes(),
+                vec![],
+            ),
+        ],
+        0,
+    );
+    veil(&["admin", "keygen", "--out", p(d)]);
+    let broker = spawn(
+        &[
+            "broker",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure-http",
+            "--data-dir",
+            p(&d.join("data")),
+            "--admin-key",
+            p(&d.join("admin.pub")),
+            "--dangerous-trust-simulated-tdx",
+            p(&d.join("intel-root.pem")),
+            "--pcs-url",
+            &pccs.base,
+            "--cache-dir",
+            p(&d.join("cache")),
+        ],
+        "veil broker listening on ",
+    );
+    let url = format!("http://{}", broker.addr);
+    veil(&[
+        "admin",
+        "set-resource",
+        "default/key/1",
+        "--value",
+        "via pccs",
+        "--url",
+        &url,
+        "--key",
+        p(&d.join("admin.key")),
+    ]);
+    let agent = spawn(
+        &[
+            "agent",
+            "run",
+            "--broker",
+            &url,
+            "--tee",
+            "sim-tdx",
+            "--listen",
+            "127.0.0.1:0",
+            "--sim-state",
+            p(&d.join("sim")),
+        ],
+        "veil agent listening on ",
+    );
+    let r = reqwest::get(format!("http://{}/cdh/resource/default/key/1", agent.addr))
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = r.bytes().await.unwrap();
+    assert_eq!(
+        status,
+        200,
+        "{}; pccs hits {:?}",
+        String::from_utf8_lossy(&body),
+        pccs.hits()
+    );
+    assert_eq!(body.as_ref(), b"via pccs");
+    assert_eq!(
+        pccs.hits().len(),
+        4,
+        "collateral fetched once: {:?}",
+        pccs.hits()
+    );
+}
