@@ -55,6 +55,19 @@ pub trait TeeVerifier: Send + Sync + std::fmt::Debug {
     ) -> Result<Value, Rejection>;
 }
 
+/// The first certificate (DER) of a DER or PEM file.
+fn first_cert_der(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    match veil_endorsements::certs::decode_blobs(&path.display().to_string(), &bytes)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .next()
+    {
+        Some(veil_endorsements::certs::Blob::Certificate(d)) => Ok(d),
+        _ => Err(format!("{}: no certificate", path.display())),
+    }
+}
+
 /// The registry.
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -67,16 +80,7 @@ impl Registry {
         let mut verifiers: BTreeMap<&'static str, Arc<dyn TeeVerifier>> = BTreeMap::new();
         let mut anchors = TrustAnchors::amd();
         if let Some(path) = &cfg.dangerous_trust_simulated_tee {
-            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let der =
-                match veil_endorsements::certs::decode_blobs(&path.display().to_string(), &bytes)
-                    .map_err(|e| e.to_string())?
-                    .into_iter()
-                    .next()
-                {
-                    Some(veil_endorsements::certs::Blob::Certificate(d)) => d,
-                    _ => return Err(format!("{}: no certificate", path.display())),
-                };
+            let der = first_cert_der(path)?;
             let cert = veil_verifier::x509::Cert::parse(&der).map_err(|e| e.to_string())?;
             let product = cert
                 .subject_cn()
@@ -119,18 +123,7 @@ impl Registry {
         }
         let dcap = match &cfg.dangerous_trust_simulated_tdx {
             Some(path) => {
-                let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                let der = match veil_endorsements::certs::decode_blobs(
-                    &path.display().to_string(),
-                    &bytes,
-                )
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .next()
-                {
-                    Some(veil_endorsements::certs::Blob::Certificate(d)) => d,
-                    _ => return Err(format!("{}: no certificate", path.display())),
-                };
+                let der = first_cert_der(path)?;
                 tracing::warn!(path = %path.display(), "DANGEROUS: trusting Veil's simulated Intel root for TDX; evidence accepted under it proves nothing about hardware");
                 veil_verifier::dcap::DcapVerifier::dangerous_trust_simulated_root(&der)
                     .map_err(|e| e.to_string())?

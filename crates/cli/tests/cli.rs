@@ -391,62 +391,7 @@ fn verify_tdx_with_collateral_from_a_pccs() {
         &std::fs::read(v.join("tdx/dcap-qvl/tdx_quote_collateral.json")).unwrap(),
     )
     .unwrap();
-    let s = |k: &str| want[k].as_str().unwrap().to_string();
-    let enc = |x: &str| -> String {
-        x.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect()
-    };
-    let stub = veil_testkit::StubHttp::start_with_headers(
-        vec![
-            (
-                "/tdx/certification/v4/tcb?fmspc=b0c06f000000".into(),
-                format!(
-                    r#"{{"tcbInfo":{},"signature":"{}"}}"#,
-                    s("tcb_info"),
-                    s("tcb_info_signature")
-                )
-                .into_bytes(),
-                vec![(
-                    "TCB-Info-Issuer-Chain".into(),
-                    enc(&s("tcb_info_issuer_chain")),
-                )],
-            ),
-            (
-                "/tdx/certification/v4/qe/identity".into(),
-                format!(
-                    r#"{{"enclaveIdentity":{},"signature":"{}"}}"#,
-                    s("qe_identity"),
-                    s("qe_identity_signature")
-                )
-                .into_bytes(),
-                vec![(
-                    "SGX-Enclave-Identity-Issuer-Chain".into(),
-                    enc(&s("qe_identity_issuer_chain")),
-                )],
-            ),
-            (
-                "/sgx/certification/v4/pckcrl?ca=platform&encoding=der".into(),
-                hex::decode(s("pck_crl")).unwrap(),
-                vec![(
-                    "SGX-PCK-CRL-Issuer-Chain".into(),
-                    enc(&s("pck_crl_issuer_chain")),
-                )],
-            ),
-            (
-                "/sgx/certification/v4/rootcacrl".into(),
-                s("root_ca_crl").into_bytes(),
-                vec![],
-            ),
-        ],
-        0,
-    );
+    let stub = veil_testkit::pccs_stub(&want, "tdx", "b0c06f000000");
     let dir = tempfile::tempdir().unwrap();
     let q = v.join("tdx/dcap-qvl/tdx_quote").display().to_string();
     let out = veil(

@@ -4,58 +4,14 @@
 
 use veil_endorsements::dcap::Collateral;
 use veil_endorsements::pcs::{DcapTee, PcsClient, PcsConfig};
-use veil_testkit::{StubHttp, read, vectors};
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
-}
+use veil_testkit::{read, vectors};
 
 #[tokio::test]
 async fn assembles_collateral_byte_for_byte() {
     let Some(dir) = vectors() else { return };
     let want = Collateral::parse(&read(&dir, "tdx/dcap-qvl/tdx_quote_collateral.json")).unwrap();
-    let tcb_body = format!(
-        r#"{{"tcbInfo":{},"signature":"{}"}}"#,
-        want.tcb_info, want.tcb_info_signature
-    );
-    let qe_body = format!(
-        r#"{{"enclaveIdentity":{},"signature":"{}"}}"#,
-        want.qe_identity, want.qe_identity_signature
-    );
-    let h = |k: &str, v: &str| vec![(k.to_string(), encode(v))];
-    let stub = StubHttp::start_with_headers(
-        vec![
-            (
-                "/tdx/certification/v4/tcb?fmspc=b0c06f000000".into(),
-                tcb_body.into_bytes(),
-                h("TCB-Info-Issuer-Chain", &want.tcb_info_issuer_chain),
-            ),
-            (
-                "/tdx/certification/v4/qe/identity".into(),
-                qe_body.into_bytes(),
-                h(
-                    "SGX-Enclave-Identity-Issuer-Chain",
-                    &want.qe_identity_issuer_chain,
-                ),
-            ),
-            (
-                "/sgx/certification/v4/pckcrl?ca=platform&encoding=der".into(),
-                hex::decode(&want.pck_crl).unwrap(),
-                h("SGX-PCK-CRL-Issuer-Chain", &want.pck_crl_issuer_chain),
-            ),
-            (
-                "/sgx/certification/v4/rootcacrl".into(),
-                want.root_ca_crl.clone().into_bytes(),
-                Vec::new(),
-            ),
-        ],
-        0,
-    );
+    let json: serde_json::Value = serde_json::to_value(&want).unwrap();
+    let stub = veil_testkit::pccs_stub(&json, "tdx", "b0c06f000000");
     let cache = tempfile::tempdir().unwrap();
     let client = PcsClient::new(PcsConfig {
         base_url: stub.base.clone(),

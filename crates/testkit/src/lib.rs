@@ -122,3 +122,67 @@ impl StubHttp {
         self.hits.lock().unwrap().clone()
     }
 }
+
+fn percent_encode(x: &str) -> String {
+    x.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A loopback PCCS serving DCAP collateral (the PCCS JSON shape, as in the
+/// vector files) the way Intel PCS v4 does: TCB info and QE identity with
+/// their issuer-chain headers, the platform PCK CRL (DER) and the root CA
+/// CRL (hex), for one `tee` (`tdx` or `sgx`) and FMSPC (hex).
+pub fn pccs_stub(collateral: &serde_json::Value, tee: &str, fmspc: &str) -> StubHttp {
+    let s = |k: &str| collateral[k].as_str().unwrap_or_default().to_string();
+    StubHttp::start_with_headers(
+        vec![
+            (
+                format!("/{tee}/certification/v4/tcb?fmspc={fmspc}"),
+                format!(
+                    r#"{{"tcbInfo":{},"signature":"{}"}}"#,
+                    s("tcb_info"),
+                    s("tcb_info_signature")
+                )
+                .into_bytes(),
+                vec![(
+                    "TCB-Info-Issuer-Chain".into(),
+                    percent_encode(&s("tcb_info_issuer_chain")),
+                )],
+            ),
+            (
+                format!("/{tee}/certification/v4/qe/identity"),
+                format!(
+                    r#"{{"enclaveIdentity":{},"signature":"{}"}}"#,
+                    s("qe_identity"),
+                    s("qe_identity_signature")
+                )
+                .into_bytes(),
+                vec![(
+                    "SGX-Enclave-Identity-Issuer-Chain".into(),
+                    percent_encode(&s("qe_identity_issuer_chain")),
+                )],
+            ),
+            (
+                "/sgx/certification/v4/pckcrl?ca=platform&encoding=der".into(),
+                hex::decode(s("pck_crl")).unwrap_or_default(),
+                vec![(
+                    "SGX-PCK-CRL-Issuer-Chain".into(),
+                    percent_encode(&s("pck_crl_issuer_chain")),
+                )],
+            ),
+            (
+                "/sgx/certification/v4/rootcacrl".into(),
+                s("root_ca_crl").into_bytes(),
+                vec![],
+            ),
+        ],
+        0,
+    )
+}
