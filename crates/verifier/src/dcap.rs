@@ -622,6 +622,12 @@ fn masked_eq(value: &[u8], expected: &[u8], mask: &[u8]) -> bool {
             .all(|((v, m), e)| v & m == e & m)
 }
 
+/// The pinned Intel root, or the error every caller reports without it.
+fn pinned_intel_root() -> Result<&'static Cert, DcapError> {
+    intel_root()
+        .ok_or_else(|| DcapError::PckChain("the embedded Intel root does not match its pin".into()))
+}
+
 /// The pinned Intel SGX Root CA, parsed once.
 fn intel_root() -> Option<&'static Cert> {
     static ROOT: std::sync::OnceLock<Option<Cert>> = std::sync::OnceLock::new();
@@ -637,9 +643,7 @@ pub fn verify(
     collateral: &Collateral,
     at: UnixTime,
 ) -> Result<VerifiedQuote, DcapError> {
-    let root = intel_root().ok_or_else(|| {
-        DcapError::PckChain("the embedded Intel root does not match its pin".into())
-    })?;
+    let root = pinned_intel_root()?;
     verify_with(
         quote,
         collateral,
@@ -673,11 +677,7 @@ pub struct DcapVerifier {
 impl DcapVerifier {
     /// Trusting Intel's pinned root.
     pub fn intel() -> Result<Self, DcapError> {
-        let root = intel_root()
-            .ok_or_else(|| {
-                DcapError::PckChain("the embedded Intel root does not match its pin".into())
-            })?
-            .clone();
+        let root = pinned_intel_root()?.clone();
         Ok(DcapVerifier {
             root,
             opts: VerifyOptions::default(),
@@ -735,9 +735,7 @@ pub fn verify_cached(
     at: UnixTime,
     cache: &DcapCache,
 ) -> Result<VerifiedQuote, DcapError> {
-    let root = intel_root().ok_or_else(|| {
-        DcapError::PckChain("the embedded Intel root does not match its pin".into())
-    })?;
+    let root = pinned_intel_root()?;
     verify_with(
         quote,
         collateral,

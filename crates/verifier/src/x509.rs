@@ -199,35 +199,28 @@ impl Cert {
 
     /// The subject public key as an uncompressed P-384 point.
     pub fn p384_public_key(&self) -> Option<&[u8]> {
-        let spki = self.parsed.tbs_certificate().subject_public_key_info();
-        if spki.algorithm.oid.to_string() != OID_EC_PUBLIC_KEY {
-            return None;
-        }
-        let curve = spki
-            .algorithm
-            .parameters
-            .as_ref()
-            .and_then(|p| p.decode_as::<der::asn1::ObjectIdentifier>().ok())?;
-        if curve.to_string() != OID_SECP384R1 {
-            return None;
-        }
-        spki.subject_public_key.as_bytes()
+        self.ec_public_key(OID_SECP384R1)
     }
 
     /// The subject public key as an uncompressed P-256 point.
     pub fn p256_public_key(&self) -> Option<&[u8]> {
+        self.ec_public_key(OID_P256)
+    }
+
+    /// The subject public key when it is an EC key on `curve` (dotted OID).
+    fn ec_public_key(&self, curve: &str) -> Option<&[u8]> {
         let spki = self.parsed.tbs_certificate().subject_public_key_info();
-        if spki.algorithm.oid.to_string() != OID_EC_PUBLIC_KEY {
+        let ec = der::asn1::ObjectIdentifier::new(OID_EC_PUBLIC_KEY).ok()?;
+        let want = der::asn1::ObjectIdentifier::new(curve).ok()?;
+        if spki.algorithm.oid != ec {
             return None;
         }
-        let curve = spki
+        let got = spki
             .algorithm
             .parameters
             .as_ref()
             .and_then(|p| p.decode_as::<der::asn1::ObjectIdentifier>().ok())?;
-        if curve.to_string() != OID_P256 {
-            return None;
-        }
+        (got == want).then_some(())?;
         spki.subject_public_key.as_bytes()
     }
 
