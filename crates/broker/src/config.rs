@@ -18,9 +18,11 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory of the embedded store (and the default key-encryption key).
     pub data_dir: PathBuf,
-    /// Empty: the embedded store under `data_dir`. PostgreSQL (`postgres://`)
-    /// arrives with the scale-out issue and is refused until then.
+    /// Empty: the embedded store under `data_dir`. `postgres://…`: the
+    /// PostgreSQL store shared by every replica (see [`DatabaseConfig`]).
     pub database_url: String,
+    /// PostgreSQL pool and migration settings.
+    pub database: DatabaseConfig,
     /// File holding the 32-byte key-encryption key (hex). When empty, the
     /// `VEIL_KEK` environment variable (hex) is used, else a key file
     /// `kek.hex` is created in `data_dir` (mode 0600) on first start.
@@ -53,6 +55,36 @@ pub struct Config {
     pub endorsements: EndorsementsConfig,
     /// Admin API authentication.
     pub admin: AdminConfig,
+}
+
+/// PostgreSQL settings (used when `database_url` is set).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Most connections this replica opens.
+    pub max_connections: u32,
+    /// Upper bound of every database operation, including waiting for a
+    /// pooled connection, in milliseconds. While the database is down,
+    /// requests fail after this long with 503.
+    pub timeout_ms: u64,
+    /// How long to wait at start for the database to answer, in seconds.
+    pub startup_wait_secs: u64,
+    /// Apply the embedded schema migrations at start (safe with several
+    /// replicas: they take an advisory lock). `false`: run
+    /// `veil broker migrate` separately; the broker then only checks the
+    /// schema version.
+    pub migrate: bool,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            max_connections: 16,
+            timeout_ms: 5000,
+            startup_wait_secs: 30,
+            migrate: true,
+        }
+    }
 }
 
 /// Where the verifiers get certificates that evidence does not carry.
@@ -118,6 +150,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("/var/lib/veil"),
             database_url: String::new(),
+            database: DatabaseConfig::default(),
             kek_file: None,
             tls_cert: None,
             tls_key: None,
@@ -177,10 +210,23 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         let mut problems = Vec::new();
         if !self.database_url.is_empty() {
-            problems.push(format!(
-                "database_url: {:?}: only the embedded store is available in this version (PostgreSQL arrives with the scale-out work); leave it empty",
-                redact_url(&self.database_url)
-            ));
+            if !(self.database_url.starts_with("postgres://")
+                || self.database_url.starts_with("postgresql://"))
+            {
+                problems.push(format!(
+                    "database_url: {:?} is not a PostgreSQL URL (postgres://user@host:port/database); leave it empty for the embedded store",
+                    redact_url(&self.database_url)
+                ));
+            }
+            if self.kek_file.is_none() && std::env::var_os("VEIL_KEK").is_none() {
+                problems.push("database_url is set but no shared key-encryption key is configured: every replica must use the same KEK (kek_file or VEIL_KEK), or secrets sealed by one replica will not open on another".into());
+            }
+            if self.database.max_connections == 0 {
+                problems.push("database.max_connections must be at least 1".into());
+            }
+            if self.database.timeout_ms == 0 {
+                problems.push("database.timeout_ms must be at least 1".into());
+            }
         }
         match (&self.tls_cert, &self.tls_key, self.insecure_http) {
             (Some(_), Some(_), false) => {}
@@ -246,11 +292,25 @@ impl Config {
     }
 }
 
-/// A URL with any password replaced, for messages.
+/// A URL with its credentials replaced, for messages.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        (Some(s), Some(at)) if at > s => format!(
+            "{}://***@{}",
+            url.get(..s).unwrap_or(""),
+            url.get(at.saturating_add(1)..).unwrap_or("")
+        ),
         _ => url.to_string(),
+    }
+}
+
+impl Config {
+    /// The PostgreSQL settings as the store takes them.
+    pub fn pg_settings(&self) -> crate::store::postgres::PgSettings {
+        crate::store::postgres::PgSettings {
+            max_connections: self.database.max_connections,
+            timeout: std::time::Duration::from_millis(self.database.timeout_ms),
+        }
     }
 }
 

@@ -58,9 +58,7 @@ impl Broker {
     pub async fn build(cfg: Config) -> Result<Arc<Self>, String> {
         cfg.validate()
             .map_err(|e| format!("invalid configuration:\n  {e}"))?;
-        let store: Arc<dyn Store> = Arc::new(
-            store::embedded::EmbeddedStore::open(&cfg.data_dir).map_err(|e| e.to_string())?,
-        );
+        let store = open_store(&cfg).await?;
         Self::with_store(cfg, store).await
     }
 
@@ -70,6 +68,9 @@ impl Broker {
         let tokens = TokenKeys::load_or_create(store.as_ref(), &kek).await?;
         let registry = Registry::build(&cfg)?;
         let metrics = Metrics::new().map_err(|e| e.to_string())?;
+        for c in store.collectors() {
+            metrics.register(c).map_err(|e| e.to_string())?;
+        }
         let mut admin_keys = Vec::new();
         for p in &cfg.admin.keys {
             let pem = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
@@ -100,6 +101,48 @@ impl Broker {
     pub fn jwks(&self) -> serde_json::Value {
         self.tokens.jwks()
     }
+}
+
+/// Opens the configured store: PostgreSQL when `database_url` is set
+/// (waiting up to `database.startup_wait_secs` for it, then migrating or
+/// checking the schema), else the embedded store under `data_dir`. Either
+/// is wrapped with latency metrics.
+pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, String> {
+    use store::instrumented::Instrumented;
+    let m = |e: prometheus::Error| e.to_string();
+    if cfg.database_url.is_empty() {
+        let s = store::embedded::EmbeddedStore::open(&cfg.data_dir).map_err(|e| e.to_string())?;
+        return Ok(Arc::new(Instrumented::new(s).map_err(m)?));
+    }
+    let pg = open_postgres(cfg).await?;
+    if cfg.database.migrate {
+        pg.migrate().await.map_err(|e| e.to_string())?;
+    } else {
+        pg.check_schema().await.map_err(|e| e.to_string())?;
+    }
+    tracing::info!(
+        database = %config::redact_url(&cfg.database_url),
+        "using the PostgreSQL store"
+    );
+    Ok(Arc::new(Instrumented::new(pg).map_err(m)?))
+}
+
+/// Connects to the configured PostgreSQL database (for `veil broker
+/// migrate` and the store), waiting for it to answer.
+pub async fn open_postgres(cfg: &Config) -> Result<store::postgres::PgStore, String> {
+    let pg = store::postgres::PgStore::connect_lazy(&cfg.database_url, &cfg.pg_settings())
+        .map_err(|e| e.to_string())?;
+    pg.wait_ready(std::time::Duration::from_secs(
+        cfg.database.startup_wait_secs,
+    ))
+    .await
+    .map_err(|e| {
+        format!(
+            "database {} is not reachable: {e}",
+            config::redact_url(&cfg.database_url)
+        )
+    })?;
+    Ok(pg)
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.

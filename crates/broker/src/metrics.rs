@@ -70,6 +70,11 @@ impl Metrics {
         })
     }
 
+    /// Adds a collector (e.g. the store's pool gauges).
+    pub fn register(&self, c: Box<dyn prometheus::core::Collector>) -> Result<(), prometheus::Error> {
+        self.registry.register(c)
+    }
+
     /// The text exposition.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

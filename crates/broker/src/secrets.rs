@@ -32,6 +32,20 @@ impl Kek {
         Ok(Kek(LessSafeKey::new(k)))
     }
 
+    /// Like [`Kek::load`], but never creates a key (import, export tools).
+    pub fn load_existing(file: Option<&Path>, data_dir: &Path) -> Result<Self, String> {
+        if file.is_none()
+            && std::env::var_os("VEIL_KEK").is_none()
+            && !data_dir.join("kek.hex").exists()
+        {
+            return Err(format!(
+                "no key-encryption key: set kek_file or VEIL_KEK (none at {})",
+                data_dir.join("kek.hex").display()
+            ));
+        }
+        Self::load(file, data_dir)
+    }
+
     /// The KEK from `file`, else `VEIL_KEK`, else `data_dir/kek.hex`
     /// (created with mode 0600 on first start).
     pub fn load(file: Option<&Path>, data_dir: &Path) -> Result<Self, String> {

@@ -13,6 +13,53 @@ use crate::EXIT_ERROR;
 pub enum BrokerCommand {
     /// Serve the KBS protocol (and the admin API) until SIGTERM or ctrl-c.
     Serve(ServeArgs),
+    /// Apply the PostgreSQL schema migrations (for operators who run them
+    /// separately and start replicas with database.migrate = false).
+    Migrate(StoreArgs),
+    /// Write every durable record (resources still sealed, policies,
+    /// reference values, the sealed token key) as JSON lines.
+    Export(ExportArgs),
+    /// Read an export into this broker's store. Checks everything (format,
+    /// every sealed record opens under this KEK, conflicts) before writing.
+    Import(ImportArgs),
+}
+
+/// Which store: the configuration file, then these flags.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// TOML configuration file (as for `serve`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Directory of the embedded store.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (empty: the embedded store).
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// File holding the key-encryption key (hex).
+    #[arg(long)]
+    pub kek_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Output file (`-`: standard output).
+    #[arg(long, default_value = "-")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Input file (`-`: standard input).
+    #[arg(long = "in", default_value = "-")]
+    pub input: PathBuf,
+    /// Replace records that exist with other values.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 #[derive(Debug, Args)]
@@ -30,6 +77,10 @@ pub struct ServeArgs {
     /// Database URL (empty: the embedded store).
     #[arg(long)]
     pub database_url: Option<String>,
+    /// File holding the key-encryption key (hex); replicas sharing a
+    /// database must share it.
+    #[arg(long)]
+    pub kek_file: Option<PathBuf>,
     /// TLS certificate chain (PEM).
     #[arg(long)]
     pub tls_cert: Option<PathBuf>,
@@ -75,6 +126,9 @@ fn apply(a: &ServeArgs, cfg: &mut Config) {
     if let Some(v) = &a.database_url {
         cfg.database_url = v.clone();
     }
+    if a.kek_file.is_some() {
+        cfg.kek_file = a.kek_file.clone();
+    }
     if a.tls_cert.is_some() {
         cfg.tls_cert = a.tls_cert.clone();
     }
@@ -102,8 +156,92 @@ fn apply(a: &ServeArgs, cfg: &mut Config) {
     }
 }
 
+fn store_config(a: &StoreArgs) -> Result<Config, String> {
+    let mut cfg = Config::load(a.config.as_deref()).map_err(|e| format!("configuration: {e}"))?;
+    if let Some(v) = &a.data_dir {
+        cfg.data_dir = v.clone();
+    }
+    if let Some(v) = &a.database_url {
+        cfg.database_url = v.clone();
+    }
+    if a.kek_file.is_some() {
+        cfg.kek_file = a.kek_file.clone();
+    }
+    Ok(cfg)
+}
+
+async fn migrate(a: &StoreArgs) -> Result<(), String> {
+    let cfg = store_config(a)?;
+    if cfg.database_url.is_empty() {
+        return Err("migrate needs --database-url (or database_url in the configuration): the embedded store needs no migrations".into());
+    }
+    let pg = veil_broker::open_postgres(&cfg).await?;
+    pg.migrate().await.map_err(|e| e.to_string())?;
+    eprintln!(
+        "migrations applied to {}",
+        veil_broker::config::redact_url(&cfg.database_url)
+    );
+    Ok(())
+}
+
+async fn export(a: &ExportArgs) -> Result<(), String> {
+    let cfg = store_config(&a.store)?;
+    let store = veil_broker::open_store(&cfg).await?;
+    let stats = if a.out.as_os_str() == "-" {
+        let mut out = std::io::stdout().lock();
+        veil_broker::store::transfer::export(store.as_ref(), &mut out).await?
+    } else {
+        // Written beside the target and renamed: a failed export never
+        // leaves a truncated file under the requested name.
+        let tmp = a.out.with_extension("partial");
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?,
+        );
+        let s = veil_broker::store::transfer::export(store.as_ref(), &mut f).await?;
+        drop(f);
+        std::fs::rename(&tmp, &a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
+        s
+    };
+    eprintln!("exported {} record(s)", stats.written);
+    Ok(())
+}
+
+async fn import(a: &ImportArgs) -> Result<(), String> {
+    let cfg = store_config(&a.store)?;
+    let kek = veil_broker::secrets::Kek::load_existing(cfg.kek_file.as_deref(), &cfg.data_dir)?;
+    let store = veil_broker::open_store(&cfg).await?;
+    let stats = if a.input.as_os_str() == "-" {
+        let mut input = std::io::stdin().lock();
+        veil_broker::store::transfer::import(store.as_ref(), &kek, &mut input, a.overwrite).await?
+    } else {
+        let f = std::fs::File::open(&a.input).map_err(|e| format!("{}: {e}", a.input.display()))?;
+        let mut input = std::io::BufReader::new(f);
+        veil_broker::store::transfer::import(store.as_ref(), &kek, &mut input, a.overwrite).await?
+    };
+    eprintln!(
+        "imported {} record(s), {} already present",
+        stats.written, stats.unchanged
+    );
+    Ok(())
+}
+
 pub async fn run(cmd: BrokerCommand) -> ExitCode {
-    let BrokerCommand::Serve(a) = cmd;
+    let r = match cmd {
+        BrokerCommand::Serve(a) => return serve(a).await,
+        BrokerCommand::Migrate(a) => migrate(&a).await,
+        BrokerCommand::Export(a) => export(&a).await,
+        BrokerCommand::Import(a) => import(&a).await,
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+async fn serve(a: ServeArgs) -> ExitCode {
     let mut cfg = match Config::load(a.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {

@@ -113,13 +113,16 @@ pub(crate) async fn auth(
     }
     let nonce = random_b64(32)?;
     let id = session_id()?;
+    let expires = now() + b.cfg.session_ttl_secs as i64;
     let session = Session::Authed {
         tee: req.tee,
         nonce: nonce.clone(),
-        expires: now() + b.cfg.session_ttl_secs as i64,
+        expires,
     };
     let bytes = serde_json::to_vec(&session).map_err(|_| ApiError::Internal)?;
-    b.store.put(Namespace::Sessions, &id, bytes).await?;
+    b.store
+        .put_expiring(Namespace::Sessions, &id, bytes, expires)
+        .await?;
     let mut resp = Json(Challenge {
         nonce,
         extra_params: Value::String(String::new()),
@@ -171,10 +174,7 @@ fn init_data_digest(
 async fn reference_values(b: &Broker) -> Result<Value, ApiError> {
     let mut out = serde_json::Map::new();
     let t = now();
-    for name in b.store.list(Namespace::ReferenceValues).await? {
-        let Some(raw) = b.store.get(Namespace::ReferenceValues, &name).await? else {
-            continue;
-        };
+    for (name, raw) in b.store.scan(Namespace::ReferenceValues).await? {
         let Ok(rv) = serde_json::from_slice::<super::admin::ReferenceValue>(&raw) else {
             tracing::error!(name, "unreadable reference value");
             continue;
@@ -353,10 +353,11 @@ pub(crate) async fn attest(
         expires: session.expires(),
     };
     b.store
-        .put(
+        .put_expiring(
             Namespace::Sessions,
             &id,
             serde_json::to_vec(&attested).map_err(|_| ApiError::Internal)?,
+            session.expires(),
         )
         .await?;
     let _ = key; // validated above; the resource endpoint re-reads it from the token

@@ -17,19 +17,22 @@ use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
 
-use super::{Namespace, Store, StoreError};
+use super::{ALL_NAMESPACES as ALL, Namespace, Store, StoreError};
 
 fn table(ns: Namespace) -> TableDefinition<'static, &'static str, &'static [u8]> {
     TableDefinition::new(ns.name())
 }
 
-const ALL: [Namespace; 5] = [
-    Namespace::Sessions,
-    Namespace::Resources,
-    Namespace::Policies,
-    Namespace::ReferenceValues,
-    Namespace::Meta,
-];
+/// Expiry times (Unix seconds) of expiring records, keyed `<ns>/<key>`.
+const EXPIRY: TableDefinition<'static, &'static str, i64> = TableDefinition::new("expiry");
+
+fn expiry_key(ns: Namespace, key: &str) -> String {
+    format!("{}/{key}", ns.name())
+}
+
+/// Most expired records deleted per write transaction, so that a sweep
+/// never holds redb's single writer for long.
+const SWEEP_BATCH: usize = 512;
 
 /// redb-backed [`Store`].
 #[derive(Debug, Clone)]
@@ -59,6 +62,7 @@ impl EmbeddedStore {
         for ns in ALL {
             txn.open_table(table(ns)).map_err(err)?;
         }
+        txn.open_table(EXPIRY).map_err(err)?;
         txn.commit().map_err(err)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
     }
@@ -95,10 +99,75 @@ impl Store for EmbeddedStore {
             {
                 let mut t = txn.open_table(table(ns)).map_err(err)?;
                 t.insert(key.as_str(), value.as_slice()).map_err(err)?;
+                let mut e = txn.open_table(EXPIRY).map_err(err)?;
+                e.remove(expiry_key(ns, &key).as_str()).map_err(err)?;
             }
             txn.commit().map_err(err)
         })
         .await
+    }
+
+    async fn put_expiring(
+        &self,
+        ns: Namespace,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let key = key.to_string();
+        self.blocking(move |db| {
+            let txn = begin_write(db, ns)?;
+            {
+                let mut t = txn.open_table(table(ns)).map_err(err)?;
+                t.insert(key.as_str(), value.as_slice()).map_err(err)?;
+                let mut e = txn.open_table(EXPIRY).map_err(err)?;
+                e.insert(expiry_key(ns, &key).as_str(), expires_at)
+                    .map_err(err)?;
+            }
+            txn.commit().map_err(err)
+        })
+        .await
+    }
+
+    async fn sweep_expired(&self, ns: Namespace, now: i64) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        loop {
+            let deleted = self
+                .blocking(move |db| {
+                    let prefix = expiry_key(ns, "");
+                    let txn = begin_write(db, ns)?;
+                    let mut n = 0usize;
+                    {
+                        let mut e = txn.open_table(EXPIRY).map_err(err)?;
+                        let mut t = txn.open_table(table(ns)).map_err(err)?;
+                        let mut doomed = Vec::new();
+                        for item in e.range(prefix.as_str()..).map_err(err)? {
+                            let (k, at) = item.map_err(err)?;
+                            let Some(key) = k.value().strip_prefix(prefix.as_str()) else {
+                                break;
+                            };
+                            if at.value() < now {
+                                doomed.push((k.value().to_string(), key.to_string()));
+                                if doomed.len() == SWEEP_BATCH {
+                                    break;
+                                }
+                            }
+                        }
+                        for (ek, key) in &doomed {
+                            e.remove(ek.as_str()).map_err(err)?;
+                            t.remove(key.as_str()).map_err(err)?;
+                        }
+                        n = n.saturating_add(doomed.len());
+                    }
+                    txn.commit().map_err(err)?;
+                    Ok(n)
+                })
+                .await?;
+            total = total.saturating_add(deleted as u64);
+            if deleted < SWEEP_BATCH {
+                return Ok(total);
+            }
+        }
     }
 
     async fn delete(&self, ns: Namespace, key: &str) -> Result<bool, StoreError> {
@@ -107,6 +176,8 @@ impl Store for EmbeddedStore {
             let txn = begin_write(db, ns)?;
             let existed = {
                 let mut t = txn.open_table(table(ns)).map_err(err)?;
+                let mut e = txn.open_table(EXPIRY).map_err(err)?;
+                e.remove(expiry_key(ns, &key).as_str()).map_err(err)?;
                 t.remove(key.as_str()).map_err(err)?.is_some()
             };
             txn.commit().map_err(err)?;
@@ -123,6 +194,20 @@ impl Store for EmbeddedStore {
             for item in t.iter().map_err(err)? {
                 let (k, _) = item.map_err(err)?;
                 out.push(k.value().to_string());
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn scan(&self, ns: Namespace) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(err)?;
+            let t = txn.open_table(table(ns)).map_err(err)?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(err)? {
+                let (k, v) = item.map_err(err)?;
+                out.push((k.value().to_string(), v.value().to_vec()));
             }
             Ok(out)
         })
@@ -193,6 +278,10 @@ impl Store for EmbeddedStore {
             .await
             .is_ok()
     }
+
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
 }
 
 #[cfg(test)]
@@ -200,81 +289,13 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn operations_and_persistence() {
+    async fn conformance_and_persistence() {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = EmbeddedStore::open(dir.path()).unwrap();
-            s.put(Namespace::Resources, "a/b/c", b"v1".to_vec())
-                .await
-                .unwrap();
-            assert_eq!(
-                s.get(Namespace::Resources, "a/b/c").await.unwrap(),
-                Some(b"v1".to_vec())
-            );
-            assert_eq!(s.list(Namespace::Resources).await.unwrap(), vec!["a/b/c"]);
-            assert_eq!(
-                s.put_if_absent(Namespace::Meta, "k", b"first".to_vec())
-                    .await
-                    .unwrap(),
-                b"first"
-            );
-            assert_eq!(
-                s.put_if_absent(Namespace::Meta, "k", b"second".to_vec())
-                    .await
-                    .unwrap(),
-                b"first"
-            );
-            s.put(Namespace::Sessions, "s", b"authed".to_vec())
-                .await
-                .unwrap();
-            assert!(
-                s.compare_and_swap(Namespace::Sessions, "s", b"authed", b"used".to_vec())
-                    .await
-                    .unwrap()
-            );
-            assert!(
-                !s.compare_and_swap(Namespace::Sessions, "s", b"authed", b"used".to_vec())
-                    .await
-                    .unwrap()
-            );
-            assert!(s.delete(Namespace::Resources, "a/b/c").await.unwrap());
-            assert!(!s.delete(Namespace::Resources, "a/b/c").await.unwrap());
-            s.put(Namespace::Policies, "p", b"rego".to_vec())
-                .await
-                .unwrap();
-            assert!(s.ready().await);
+            super::super::conformance::run(&s).await;
         }
         let s = EmbeddedStore::open(dir.path()).unwrap();
-        assert_eq!(
-            s.get(Namespace::Policies, "p").await.unwrap(),
-            Some(b"rego".to_vec())
-        );
-        assert_eq!(
-            s.get(Namespace::Meta, "k").await.unwrap(),
-            Some(b"first".to_vec())
-        );
-    }
-
-    #[tokio::test]
-    async fn concurrent_cas_has_one_winner() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = EmbeddedStore::open(dir.path()).unwrap();
-        s.put(Namespace::Sessions, "n", b"fresh".to_vec())
-            .await
-            .unwrap();
-        let mut handles = Vec::new();
-        for _ in 0..16 {
-            let s = s.clone();
-            handles.push(tokio::spawn(async move {
-                s.compare_and_swap(Namespace::Sessions, "n", b"fresh", b"used".to_vec())
-                    .await
-                    .unwrap()
-            }));
-        }
-        let mut wins = 0;
-        for h in handles {
-            wins += usize::from(h.await.unwrap());
-        }
-        assert_eq!(wins, 1);
+        super::super::conformance::persisted(&s).await;
     }
 }

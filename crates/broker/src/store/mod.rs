@@ -3,11 +3,17 @@
 //! Everything another replica would need lives here, never in process
 //! memory: sessions (challenges and their single-use nonces), resources
 //! (sealed under the key-encryption key), policies, reference values and the
-//! token signing key. The embedded implementation is [`embedded::EmbeddedStore`]
-//! (redb, transactional, under the data directory); a PostgreSQL
-//! implementation of the same trait follows for scale-out.
+//! token signing key. Two implementations: [`embedded::EmbeddedStore`]
+//! (redb, transactional, under the data directory; the default) and
+//! [`postgres::PgStore`] (PostgreSQL through a sqlx pool, for several
+//! replicas behind a plain load balancer). [`instrumented::Instrumented`]
+//! wraps either with latency metrics; [`transfer`] moves records between
+//! them (`veil broker export` / `import`).
 
 pub mod embedded;
+pub mod instrumented;
+pub mod postgres;
+pub mod transfer;
 
 use async_trait::async_trait;
 
@@ -47,6 +53,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn delete(&self, ns: Namespace, key: &str) -> Result<bool, StoreError>;
     /// Keys of a namespace, sorted.
     async fn list(&self, ns: Namespace) -> Result<Vec<String>, StoreError>;
+    /// Every record of a namespace, sorted by key, in one read.
+    async fn scan(&self, ns: Namespace) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Stores a record that [`Store::sweep_expired`] deletes once
+    /// `expires_at` (Unix seconds) has passed. Used for sessions.
+    async fn put_expiring(
+        &self,
+        ns: Namespace,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
+    /// Deletes records of `ns` whose expiry is before `now`, without
+    /// blocking requests that are using other records; the number deleted.
+    async fn sweep_expired(&self, ns: Namespace, now: i64) -> Result<u64, StoreError>;
     /// Stores `value` unless the key exists; returns what is stored after
     /// the call (race-free creation of shared keys).
     async fn put_if_absent(
@@ -66,4 +86,157 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<bool, StoreError>;
     /// Whether the store can serve requests.
     async fn ready(&self) -> bool;
+    /// `embedded` or `postgres` (logs and metrics).
+    fn kind(&self) -> &'static str;
+    /// Extra Prometheus collectors (e.g. connection-pool gauges).
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        Vec::new()
+    }
+}
+
+/// Namespaces in a fixed order (export, migrations, tests).
+pub const ALL_NAMESPACES: [Namespace; 5] = [
+    Namespace::Sessions,
+    Namespace::Resources,
+    Namespace::Policies,
+    Namespace::ReferenceValues,
+    Namespace::Meta,
+];
+
+impl Namespace {
+    /// The namespace named `s`.
+    pub fn from_name(s: &str) -> Option<Self> {
+        ALL_NAMESPACES.into_iter().find(|n| n.name() == s)
+    }
+}
+
+/// One behavioural suite that every store implementation must pass.
+#[cfg(test)]
+pub(crate) mod conformance {
+    use super::{Namespace, Store};
+
+    pub(crate) use veil_testkit::pg::database_url;
+
+    pub(crate) async fn fresh_database(url: &str, prefix: &str) -> Result<String, String> {
+        veil_testkit::pg::fresh_database(url, prefix)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Operations, atomicity and expiry.
+    pub(crate) async fn run(s: &dyn Store) {
+        assert!(s.ready().await);
+        s.put(Namespace::Resources, "a/b/c", b"v1".to_vec())
+            .await
+            .unwrap();
+        s.put(Namespace::Resources, "a/b/c", b"v2".to_vec())
+            .await
+            .unwrap();
+        s.put(Namespace::Resources, "a/b/a", b"v0".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(
+            s.get(Namespace::Resources, "a/b/c").await.unwrap(),
+            Some(b"v2".to_vec())
+        );
+        assert_eq!(s.get(Namespace::Policies, "a/b/c").await.unwrap(), None);
+        assert_eq!(
+            s.list(Namespace::Resources).await.unwrap(),
+            vec!["a/b/a", "a/b/c"]
+        );
+        assert_eq!(
+            s.scan(Namespace::Resources).await.unwrap(),
+            vec![
+                ("a/b/a".to_string(), b"v0".to_vec()),
+                ("a/b/c".to_string(), b"v2".to_vec())
+            ]
+        );
+        assert_eq!(
+            s.put_if_absent(Namespace::Meta, "k", b"first".to_vec())
+                .await
+                .unwrap(),
+            b"first"
+        );
+        assert_eq!(
+            s.put_if_absent(Namespace::Meta, "k", b"second".to_vec())
+                .await
+                .unwrap(),
+            b"first"
+        );
+        // Single use: one swap wins, among many at once.
+        s.put_expiring(Namespace::Sessions, "s", b"authed".to_vec(), 100)
+            .await
+            .unwrap();
+        let attempts = (0..16).map(|_| {
+            s.compare_and_swap(Namespace::Sessions, "s", b"authed", b"used".to_vec())
+        });
+        let wins: Vec<bool> = futures_util::future::join_all(attempts)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(wins.iter().filter(|w| **w).count(), 1);
+        assert_eq!(
+            s.get(Namespace::Sessions, "s").await.unwrap(),
+            Some(b"used".to_vec())
+        );
+        // Expiry: only records whose time has passed are swept, and the
+        // swap kept the expiry of the record.
+        s.put_expiring(Namespace::Sessions, "later", b"x".to_vec(), 300)
+            .await
+            .unwrap();
+        s.put(Namespace::Sessions, "forever", b"y".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(s.sweep_expired(Namespace::Sessions, 50).await.unwrap(), 0);
+        assert_eq!(s.sweep_expired(Namespace::Sessions, 200).await.unwrap(), 1);
+        assert_eq!(s.get(Namespace::Sessions, "s").await.unwrap(), None);
+        assert_eq!(
+            s.list(Namespace::Sessions).await.unwrap(),
+            vec!["forever", "later"]
+        );
+        // Many expired records: swept in batches, all of them.
+        for i in 0..1200 {
+            s.put_expiring(Namespace::Sessions, &format!("e{i:04}"), vec![1], 10)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            s.sweep_expired(Namespace::Sessions, 200).await.unwrap(),
+            1200
+        );
+        assert!(s.delete(Namespace::Resources, "a/b/c").await.unwrap());
+        assert!(!s.delete(Namespace::Resources, "a/b/c").await.unwrap());
+        s.put(Namespace::Policies, "p", b"rego".to_vec())
+            .await
+            .unwrap();
+        // A CAS on a durable namespace.
+        assert!(
+            s.compare_and_swap(Namespace::Policies, "p", b"rego", b"rego2".to_vec())
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.compare_and_swap(Namespace::Policies, "p", b"rego", b"rego3".to_vec())
+                .await
+                .unwrap()
+        );
+    }
+
+    /// What [`run`] wrote, seen through a second handle (a restart or a
+    /// second replica).
+    pub(crate) async fn persisted(s: &dyn Store) {
+        assert_eq!(
+            s.get(Namespace::Policies, "p").await.unwrap(),
+            Some(b"rego2".to_vec())
+        );
+        assert_eq!(
+            s.get(Namespace::Meta, "k").await.unwrap(),
+            Some(b"first".to_vec())
+        );
+        assert_eq!(
+            s.get(Namespace::Resources, "a/b/a").await.unwrap(),
+            Some(b"v0".to_vec())
+        );
+    }
 }
