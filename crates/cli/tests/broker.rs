@@ -1,225 +1,22 @@
 //! The real broker binary on 127.0.0.1:0, driven by a KBS-protocol guest
-//! built from Veil's protocol crate and the simulated SNP TEE.
+//! built from Veil's protocol crate and the simulated SNP TEE. Every test
+//! of the suite runs twice: on the embedded store and on PostgreSQL
+//! (`DATABASE_URL`; skipped loudly without it, a failure under CI=true).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+mod common;
 
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use common::*;
 use serde_json::{Value, json};
-use veil_evidence::snp::{CertTableEntry, CertType, Product, SnpEvidence};
 use veil_protocol::binding;
 use veil_protocol::jwe::{KeyAlgorithm, TeeKeyPair};
-use veil_protocol::types::{Challenge, Response as Jwe};
-use veil_sim::snp::{ReportParams, SimSnp};
 
-const VEIL: &str = env!("CARGO_BIN_EXE_veil");
-
-/// One simulated platform for the whole test binary, kept in a state dir.
-fn platform() -> &'static (tempfile::TempDir, SimSnp, PathBuf) {
-    static P: OnceLock<(tempfile::TempDir, SimSnp, PathBuf)> = OnceLock::new();
-    P.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let sim = SimSnp::load_or_create(dir.path(), Product::Milan).unwrap();
-        let ark = dir.path().join("ark.pem");
-        std::fs::write(
-            &ark,
-            veil_endorsements::certs::to_pem("CERTIFICATE", sim.ark_der()),
-        )
-        .unwrap();
-        let out = Command::new(VEIL)
-            .args(["admin", "keygen", "--out"])
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        (dir, sim, ark)
-    })
-}
-
-struct Broker {
-    child: Child,
-    url: String,
-    data: PathBuf,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(data: &Path, env: &[(&str, &str)], extra: &[&str]) -> Broker {
-    let (dir, _, ark) = platform();
-    let mut cmd = Command::new(VEIL);
-    cmd.args([
-        "broker",
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--insecure-http",
-        "--data-dir",
-    ])
-    .arg(data)
-    .arg("--admin-key")
-    .arg(dir.path().join("admin.pub"))
-    .arg("--dangerous-trust-simulated-tee")
-    .arg(ark)
-    .args(extra)
-    .env("VEIL_LOG", "warn")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("veil broker listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    Broker {
-        child,
-        url: format!("http://{addr}"),
-        data: data.to_path_buf(),
-    }
-}
-
-fn admin_token(extra: &[&str]) -> String {
-    let (dir, _, _) = platform();
-    let out = Command::new(VEIL)
-        .args(["admin", "token", "--key"])
-        .arg(dir.path().join("admin.key"))
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-/// A KBS-protocol guest.
-struct Guest {
-    http: reqwest::Client,
-    url: String,
-    key: TeeKeyPair,
-}
-
-impl Guest {
-    fn new(url: &str, alg: KeyAlgorithm) -> Self {
-        Guest {
-            http: reqwest::Client::builder()
-                .cookie_store(true)
-                .build()
-                .unwrap(),
-            url: url.to_string(),
-            key: TeeKeyPair::generate(alg).unwrap(),
-        }
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}/kbs/v0/{path}", self.url))
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn auth(&self, tee: &str) -> (u16, Value) {
-        self.post(
-            "auth",
-            &json!({"version":"0.4.0","tee":tee,"extra-params":{}}),
-        )
-        .await
-    }
-
-    /// SNP evidence from the simulator, bound to `nonce` and `jwk`.
-    fn snp_evidence(nonce: &str, jwk: &Value, p: impl FnOnce(&mut ReportParams)) -> Value {
-        let (_, sim, _) = platform();
-        let mut params = ReportParams::new(Product::Milan);
-        params.report_data =
-            binding::expected_report_data(&binding::primary_digest(nonce, jwk, "").unwrap());
-        params.measurement = [0x5a; 48];
-        p(&mut params);
-        let report = sim.report(&params).unwrap();
-        let ev = SnpEvidence {
-            report,
-            cert_chain: vec![
-                CertTableEntry {
-                    cert_type: CertType::Vcek,
-                    data: sim.vcek_der(&params.tcb).unwrap(),
-                },
-                CertTableEntry {
-                    cert_type: CertType::Ask,
-                    data: sim.ask_der().to_vec(),
-                },
-            ],
-        };
-        serde_json::from_str(&veil_evidence::snp::coco::to_json(&ev).unwrap()).unwrap()
-    }
-
-    async fn attest_with(&self, nonce: &str, evidence: Value, init: Value) -> (u16, Value) {
-        let body = json!({
-            "init-data": init,
-            "runtime-data": {"nonce": nonce, "tee-pubkey": self.key.public_jwk().unwrap()},
-            "tee-evidence": {"primary_evidence": evidence, "additional_evidence": ""},
-        });
-        self.post("attest", &body).await
-    }
-
-    /// auth → attest with honest simulated SNP evidence; the token.
-    async fn handshake(&self, p: impl FnOnce(&mut ReportParams)) -> String {
-        let (s, c) = self.auth("snp").await;
-        assert_eq!(s, 200, "{c}");
-        let c: Challenge = serde_json::from_value(c).unwrap();
-        let ev = Self::snp_evidence(&c.nonce, &self.key.public_jwk().unwrap(), p);
-        let (s, t) = self.attest_with(&c.nonce, ev, Value::Null).await;
-        assert_eq!(s, 200, "{t}");
-        t["token"].as_str().unwrap().to_string()
-    }
-
-    async fn resource(&self, path: &str, bearer: Option<&str>) -> (u16, Value) {
-        let mut r = self
-            .http
-            .get(format!("{}/kbs/v0/resource/{path}", self.url));
-        if let Some(t) = bearer {
-            r = r.bearer_auth(t);
-        }
-        let r = r.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    fn open(&self, v: Value) -> Vec<u8> {
-        let jwe: Jwe = serde_json::from_value(v).unwrap();
-        self.key.decrypt(&jwe).unwrap()
-    }
-}
-
-async fn put_resource(url: &str, path: &str, value: &[u8]) {
-    let r = reqwest::Client::new()
-        .post(format!("{url}/kbs/v0/resource/{path}"))
-        .bearer_auth(admin_token(&[]))
-        .body(value.to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-}
-
-#[tokio::test]
-async fn handshake_and_resource_with_every_key_type() {
+async fn handshake_and_resource_with_every_key_type(store: StoreKind) {
     let data = tempfile::tempdir().unwrap();
-    let b = start(data.path(), &[], &[]);
+    let b = start(&store, data.path(), &[], &[]);
     put_resource(&b.url, "default/key/1", b"top secret").await;
     for alg in [
         KeyAlgorithm::EcdhEsP256,
@@ -281,10 +78,9 @@ async fn handshake_and_resource_with_every_key_type() {
     );
 }
 
-#[tokio::test]
-async fn protocol_negatives() {
+async fn protocol_negatives(store: StoreKind) {
     let data = tempfile::tempdir().unwrap();
-    let b = start(data.path(), &[("VEIL_BODY_LIMIT_BYTES", "65536")], &[]);
+    let b = start(&store, data.path(), &[("VEIL_BODY_LIMIT_BYTES", "65536")], &[]);
     put_resource(&b.url, "default/key/1", b"v").await;
     let g = Guest::new(&b.url, KeyAlgorithm::EcdhEsP256);
     let jwk = g.key.public_jwk().unwrap();
@@ -425,10 +221,10 @@ async fn protocol_negatives() {
     assert_eq!(r.status().as_u16(), 404);
 }
 
-#[tokio::test]
-async fn expired_session_and_token() {
+async fn expired_session_and_token(store: StoreKind) {
     let data = tempfile::tempdir().unwrap();
     let b = start(
+        &store,
         data.path(),
         &[("VEIL_SESSION_TTL_SECS", "1"), ("VEIL_TOKEN_TTL_SECS", "1")],
         &[],
@@ -474,10 +270,9 @@ async fn expired_session_and_token() {
     assert!(v["detail"].as_str().unwrap().contains("expired"));
 }
 
-#[tokio::test]
-async fn admin_api_authentication() {
+async fn admin_api_authentication(store: StoreKind) {
     let data = tempfile::tempdir().unwrap();
-    let b = start(data.path(), &[], &[]);
+    let b = start(&store, data.path(), &[], &[]);
     let http = reqwest::Client::new();
     let put = |token: Option<String>| {
         let mut r = http
@@ -615,10 +410,9 @@ async fn admin_api_authentication() {
     );
 }
 
-#[tokio::test]
-async fn reference_values_and_policies_are_applied() {
+async fn reference_values_and_policies_are_applied(store: StoreKind) {
     let data = tempfile::tempdir().unwrap();
-    let b = start(data.path(), &[], &[]);
+    let b = start(&store, data.path(), &[], &[]);
     put_resource(&b.url, "default/key/1", b"v").await;
     let http = reqwest::Client::new();
     // Register a measurement the guest does not have: contraindicated → 403.
@@ -674,10 +468,9 @@ async fn reference_values_and_policies_are_applied() {
     assert_eq!(g.resource("default/key/1", Some(&token)).await.0, 403);
 }
 
-#[tokio::test]
-async fn sample_evidence_only_when_enabled_and_never_released_by_default() {
+async fn sample_evidence_only_when_enabled_and_never_released_by_default(store: StoreKind) {
     let data = tempfile::tempdir().unwrap();
-    let b = start(data.path(), &[], &["--dangerous-accept-sample-evidence"]);
+    let b = start(&store, data.path(), &[], &["--dangerous-accept-sample-evidence"]);
     put_resource(&b.url, "default/key/1", b"v").await;
     let g = Guest::new(&b.url, KeyAlgorithm::EcdhEsP256);
     let (s, c) = g.auth("sample").await;
@@ -706,10 +499,9 @@ async fn sample_evidence_only_when_enabled_and_never_released_by_default() {
     assert_eq!(g.resource("default/key/1", Some(token)).await.0, 403);
 }
 
-#[tokio::test]
-async fn state_survives_sigkill() {
+async fn state_survives_sigkill(store: StoreKind) {
     let data = tempfile::tempdir().unwrap();
-    let mut b = start(data.path(), &[], &[]);
+    let mut b = start(&store, data.path(), &[], &[]);
     put_resource(&b.url, "default/key/1", b"durable").await;
     let http = reqwest::Client::new();
     let r = http
@@ -741,7 +533,7 @@ async fn state_survives_sigkill() {
     b.child.wait().unwrap();
     let data_dir = b.data.clone();
     drop(b);
-    let b = start(&data_dir, &[], &[]);
+    let b = start(&store, &data_dir, &[], &[]);
     let jwks_after = reqwest::get(format!("{}/kbs/v0/.well-known/jwks.json", b.url))
         .await
         .unwrap()
@@ -895,3 +687,30 @@ fn refuses_to_start_with_an_open_admin_api_or_without_tls() {
         "{err}"
     );
 }
+
+
+/// Each test of the suite, once per store.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::StoreKind::Embedded).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(store) = super::StoreKind::postgres().await {
+                        super::$name(store).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_both_stores!(handshake_and_resource_with_every_key_type, protocol_negatives, expired_session_and_token, admin_api_authentication, reference_values_and_policies_are_applied, sample_evidence_only_when_enabled_and_never_released_by_default, state_survives_sigkill);

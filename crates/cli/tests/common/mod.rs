@@ -1,0 +1,259 @@
+//! Shared by the broker integration suites: the simulated platform, the
+//! real broker binary on 127.0.0.1:0 over either store, and a KBS-protocol
+//! guest built from Veil's protocol crate and the simulated SNP TEE.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::{Value, json};
+use veil_evidence::snp::{CertTableEntry, CertType, Product, SnpEvidence};
+use veil_protocol::binding;
+use veil_protocol::jwe::{KeyAlgorithm, TeeKeyPair};
+use veil_protocol::types::{Challenge, Response as Jwe};
+use veil_sim::snp::{ReportParams, SimSnp};
+
+pub const VEIL: &str = env!("CARGO_BIN_EXE_veil");
+
+/// One simulated platform for the whole test binary, kept in a state dir.
+pub fn platform() -> &'static (tempfile::TempDir, SimSnp, PathBuf) {
+    static P: OnceLock<(tempfile::TempDir, SimSnp, PathBuf)> = OnceLock::new();
+    P.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = SimSnp::load_or_create(dir.path(), Product::Milan).unwrap();
+        let ark = dir.path().join("ark.pem");
+        std::fs::write(
+            &ark,
+            veil_endorsements::certs::to_pem("CERTIFICATE", sim.ark_der()),
+        )
+        .unwrap();
+        let out = Command::new(VEIL)
+            .args(["admin", "keygen", "--out"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        // The key-encryption key that replicas on one database share.
+        std::fs::write(dir.path().join("kek.hex"), "11".repeat(32)).unwrap();
+        (dir, sim, ark)
+    })
+}
+
+pub struct Broker {
+    pub child: Child,
+    pub url: String,
+    pub data: PathBuf,
+}
+
+/// Which store a broker runs on.
+#[derive(Debug, Clone)]
+pub enum StoreKind {
+    Embedded,
+    /// A fresh PostgreSQL database for one test (its URL).
+    Postgres(String),
+}
+
+impl StoreKind {
+    /// A fresh database on the server named by `DATABASE_URL`; `None`
+    /// (loudly skipped) without one, a failure under CI=true.
+    pub async fn postgres() -> Option<Self> {
+        let url = veil_testkit::pg::database_url()?;
+        Some(StoreKind::Postgres(
+            veil_testkit::pg::fresh_database(&url, "cli")
+                .await
+                .unwrap(),
+        ))
+    }
+
+    /// The flags that select this store.
+    pub fn args(&self) -> Vec<String> {
+        match self {
+            StoreKind::Embedded => Vec::new(),
+            StoreKind::Postgres(url) => {
+                let (dir, _, _) = platform();
+                vec![
+                    "--database-url".into(),
+                    url.clone(),
+                    "--kek-file".into(),
+                    dir.path().join("kek.hex").display().to_string(),
+                ]
+            }
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn start(store: &StoreKind, data: &Path, env: &[(&str, &str)], extra: &[&str]) -> Broker {
+    let (dir, _, ark) = platform();
+    let mut cmd = Command::new(VEIL);
+    cmd.args([
+        "broker",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--insecure-http",
+        "--data-dir",
+    ])
+    .arg(data)
+    .arg("--admin-key")
+    .arg(dir.path().join("admin.pub"))
+    .arg("--dangerous-trust-simulated-tee")
+    .arg(ark)
+    .args(store.args())
+    .args(extra)
+    .env("VEIL_LOG", "warn")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("veil broker listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    Broker {
+        child,
+        url: format!("http://{addr}"),
+        data: data.to_path_buf(),
+    }
+}
+
+pub fn admin_token(extra: &[&str]) -> String {
+    let (dir, _, _) = platform();
+    let out = Command::new(VEIL)
+        .args(["admin", "token", "--key"])
+        .arg(dir.path().join("admin.key"))
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A KBS-protocol guest.
+pub struct Guest {
+    pub http: reqwest::Client,
+    pub url: String,
+    pub key: TeeKeyPair,
+}
+
+impl Guest {
+    pub fn new(url: &str, alg: KeyAlgorithm) -> Self {
+        Guest {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .build()
+                .unwrap(),
+            url: url.to_string(),
+            key: TeeKeyPair::generate(alg).unwrap(),
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/kbs/v0/{path}", self.url))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn auth(&self, tee: &str) -> (u16, Value) {
+        self.post(
+            "auth",
+            &json!({"version":"0.4.0","tee":tee,"extra-params":{}}),
+        )
+        .await
+    }
+
+    /// SNP evidence from the simulator, bound to `nonce` and `jwk`.
+    pub fn snp_evidence(nonce: &str, jwk: &Value, p: impl FnOnce(&mut ReportParams)) -> Value {
+        let (_, sim, _) = platform();
+        let mut params = ReportParams::new(Product::Milan);
+        params.report_data =
+            binding::expected_report_data(&binding::primary_digest(nonce, jwk, "").unwrap());
+        params.measurement = [0x5a; 48];
+        p(&mut params);
+        let report = sim.report(&params).unwrap();
+        let ev = SnpEvidence {
+            report,
+            cert_chain: vec![
+                CertTableEntry {
+                    cert_type: CertType::Vcek,
+                    data: sim.vcek_der(&params.tcb).unwrap(),
+                },
+                CertTableEntry {
+                    cert_type: CertType::Ask,
+                    data: sim.ask_der().to_vec(),
+                },
+            ],
+        };
+        serde_json::from_str(&veil_evidence::snp::coco::to_json(&ev).unwrap()).unwrap()
+    }
+
+    pub async fn attest_with(&self, nonce: &str, evidence: Value, init: Value) -> (u16, Value) {
+        let body = json!({
+            "init-data": init,
+            "runtime-data": {"nonce": nonce, "tee-pubkey": self.key.public_jwk().unwrap()},
+            "tee-evidence": {"primary_evidence": evidence, "additional_evidence": ""},
+        });
+        self.post("attest", &body).await
+    }
+
+    /// auth → attest with honest simulated SNP evidence; the token.
+    pub async fn handshake(&self, p: impl FnOnce(&mut ReportParams)) -> String {
+        let (s, c) = self.auth("snp").await;
+        assert_eq!(s, 200, "{c}");
+        let c: Challenge = serde_json::from_value(c).unwrap();
+        let ev = Self::snp_evidence(&c.nonce, &self.key.public_jwk().unwrap(), p);
+        let (s, t) = self.attest_with(&c.nonce, ev, Value::Null).await;
+        assert_eq!(s, 200, "{t}");
+        t["token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn resource(&self, path: &str, bearer: Option<&str>) -> (u16, Value) {
+        let mut r = self
+            .http
+            .get(format!("{}/kbs/v0/resource/{path}", self.url));
+        if let Some(t) = bearer {
+            r = r.bearer_auth(t);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub fn open(&self, v: Value) -> Vec<u8> {
+        let jwe: Jwe = serde_json::from_value(v).unwrap();
+        self.key.decrypt(&jwe).unwrap()
+    }
+}
+
+pub async fn put_resource(url: &str, path: &str, value: &[u8]) {
+    let r = reqwest::Client::new()
+        .post(format!("{url}/kbs/v0/resource/{path}"))
+        .bearer_auth(admin_token(&[]))
+        .body(value.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
+
