@@ -64,6 +64,9 @@ impl Broker {
 
     /// Builds the broker over a given store.
     pub async fn with_store(cfg: Config, store: Arc<dyn Store>) -> Result<Arc<Self>, String> {
+        // Policies and reference values are read on every handshake and
+        // written rarely: cached, with invalidation across replicas.
+        let store: Arc<dyn Store> = Arc::new(store::cached::Cached::new(store));
         let kek = Kek::load(cfg.kek_file.as_deref(), &cfg.data_dir)?;
         let tokens = TokenKeys::load_or_create(store.as_ref(), &kek).await?;
         let registry = Registry::build(&cfg)?;

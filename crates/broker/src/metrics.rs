@@ -71,7 +71,10 @@ impl Metrics {
     }
 
     /// Adds a collector (e.g. the store's pool gauges).
-    pub fn register(&self, c: Box<dyn prometheus::core::Collector>) -> Result<(), prometheus::Error> {
+    pub fn register(
+        &self,
+        c: Box<dyn prometheus::core::Collector>,
+    ) -> Result<(), prometheus::Error> {
         self.registry.register(c)
     }
 

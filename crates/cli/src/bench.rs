@@ -73,6 +73,20 @@ pub struct BrokerBench {
     /// `--no-resource` stops after the token.
     #[arg(long)]
     pub no_resource: bool,
+    /// PostgreSQL URL: also run in-process brokers on this database
+    /// (`--replicas` of them), side by side with the embedded store.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Replica counts for the PostgreSQL runs; each guest's handshakes and
+    /// resource reads are spread over the replicas (no sticky sessions).
+    #[arg(long = "replicas", default_values_t = vec![1, 3])]
+    pub replicas: Vec<usize>,
+}
+
+/// One broker setup under test: a label and its replicas' URLs.
+struct Target {
+    label: String,
+    urls: Vec<String>,
 }
 
 struct Source {
@@ -158,57 +172,45 @@ async fn broker_bench(a: BrokerBench) -> Result<(), String> {
         None
     };
 
-    // The broker: given, or in-process.
-    let _guard;
-    let url = match &a.url {
-        Some(u) => u.clone(),
+    // The brokers: given, or in-process (embedded store; and PostgreSQL
+    // with 1..n replicas when a database is given).
+    let mut guards = Vec::new();
+    let mut targets = Vec::new();
+    match &a.url {
+        Some(u) => targets.push(Target {
+            label: "given".into(),
+            urls: vec![u.clone()],
+        }),
         None => {
-            let dir = tempfile_dir()?;
-            let ark_path = dir.join("ark.pem");
-            std::fs::write(
-                &ark_path,
-                veil_endorsements::certs::to_pem("CERTIFICATE", &ark),
-            )
-            .map_err(|e| e.to_string())?;
-            let cfg = veil_broker::config::Config {
-                data_dir: dir.join("data"),
-                insecure_http: true,
-                dangerous_allow_unauthenticated_admin: true,
-                dangerous_trust_simulated_tee: Some(ark_path),
-                dangerous_accept_sample_evidence: a.evidence == Evidence::Sample,
-                ..veil_broker::config::Config::default()
-            };
-            let broker = veil_broker::Broker::build(cfg).await?;
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-            let addr = listener.local_addr().map_err(|e| e.to_string())?;
-            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-            tokio::spawn(veil_broker::serve(listener, broker, async {
-                let _ = rx.await;
-            }));
-            _guard = (tx, TempDirGuard(dir));
-            let url = format!("http://{addr}");
-            // The in-process broker has an open admin API: store the resource
-            // and, for sample evidence, a policy that releases it.
-            let http = reqwest::Client::new();
-            http.post(format!("{url}/kbs/v0/resource/{}", a.resource))
-                .body("benchmark secret")
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            if a.evidence == Evidence::Sample {
-                let policy = "package policy\nimport rego.v1\ndefault allow := false\nallow if data.plugin == \"resource\"\n";
-                http.post(format!("{url}/kbs/v0/resource-policy"))
-                    .json(&serde_json::json!({"policy": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(policy)}))
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
+            let sample = a.evidence == Evidence::Sample;
+            let (url, g) = local_broker(&ark, sample, None, &a.state_dir).await?;
+            guards.push(g);
+            targets.push(Target {
+                label: "embedded".into(),
+                urls: vec![url],
+            });
+            if let Some(db) = &a.database_url {
+                for &n in &a.replicas {
+                    let mut urls = Vec::new();
+                    for _ in 0..n.max(1) {
+                        let (url, g) = local_broker(&ark, sample, Some(db), &a.state_dir).await?;
+                        guards.push(g);
+                        urls.push(url);
+                    }
+                    targets.push(Target {
+                        label: format!("postgres x{}", n.max(1)),
+                        urls,
+                    });
+                }
             }
-            url
+            for t in &targets {
+                prepare(&t.urls[0], &a.resource, sample).await?;
+            }
         }
-    };
+    }
 
     println!(
-        "broker: {url}   evidence: {:?}   resource: {}",
+        "evidence: {:?}   resource: {}",
         a.evidence,
         if a.no_resource { "no" } else { &a.resource }
     );
@@ -216,80 +218,145 @@ async fn broker_bench(a: BrokerBench) -> Result<(), String> {
         println!("verification only (parse + verify, chain cached, 1 core): {v:.0}/s");
     }
     println!(
-        "{:>11} {:>12} {:>9} {:>9} {:>9} {:>8} {:>10}",
-        "concurrency", "handshakes/s", "p50 ms", "p90 ms", "p99 ms", "errors", "vs verify"
+        "{:<12} {:>11} {:>12} {:>9} {:>9} {:>9} {:>8} {:>10}",
+        "broker",
+        "concurrency",
+        "handshakes/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "errors",
+        "vs verify"
     );
-    for &c in &a.concurrency {
-        let deadline = Instant::now() + Duration::from_secs(a.duration);
-        let mut tasks = Vec::new();
-        for _ in 0..c.max(1) {
-            let source = source.clone();
-            let url = url.clone();
-            let resource = a.resource.clone();
-            let evidence = a.evidence;
-            let fetch = !a.no_resource;
-            tasks.push(tokio::spawn(async move {
-                let http = reqwest::Client::builder().cookie_store(true).build();
-                let mut lat = Vec::new();
-                let mut errors = 0u64;
-                let mut first_error = None;
-                while Instant::now() < deadline {
-                    let t0 = Instant::now();
-                    let r = match &http {
-                        Ok(h) => {
-                            one_handshake(
-                                &url,
-                                h,
-                                &source,
-                                evidence,
-                                fetch.then_some(resource.as_str()),
-                            )
-                            .await
-                        }
-                        Err(e) => Err(e.to_string()),
-                    };
-                    match r {
-                        Ok(()) => lat.push(t0.elapsed().as_secs_f64() * 1000.0),
-                        Err(e) => {
-                            errors += 1;
-                            first_error.get_or_insert(e);
-                        }
-                    }
-                }
-                (lat, errors, first_error)
-            }));
+    let mut rates: Vec<(String, usize, f64)> = Vec::new();
+    for t in &targets {
+        for &c in &a.concurrency {
+            let rate = run_level(&a, t, c, &source, verify_rate).await?;
+            rates.push((t.label.clone(), c, rate));
         }
-        let start = Instant::now();
-        let mut all = Vec::new();
-        let mut errors = 0;
-        let mut first_error = None;
-        for t in tasks {
-            let (l, e, f) = t.await.map_err(|e| e.to_string())?;
-            all.extend(l);
-            errors += e;
-            if first_error.is_none() {
-                first_error = f;
+    }
+    if targets.len() > 1 {
+        println!();
+        for (label, c, rate) in rates.iter().filter(|(l, _, _)| l != "embedded") {
+            if let Some((_, _, base)) = rates.iter().find(|(l, bc, _)| l == "embedded" && bc == c) {
+                println!("{label} / embedded at concurrency {c}: {:.2}x", rate / base);
             }
         }
-        let secs = start.elapsed().as_secs_f64();
-        all.sort_by(f64::total_cmp);
-        let rate = all.len() as f64 / secs;
-        let ratio = verify_rate.map_or_else(|| "-".to_string(), |v| format!("{:.2}x", rate / v));
-        println!(
-            "{c:>11} {rate:>12.1} {:>9.2} {:>9.2} {:>9.2} {errors:>8} {ratio:>10}",
-            percentile(&all, 0.50),
-            percentile(&all, 0.90),
-            percentile(&all, 0.99)
-        );
-        if let Some(e) = first_error {
-            eprintln!("  first error at concurrency {c}: {e}");
+    }
+    drop(guards);
+    Ok(())
+}
+
+/// One concurrency level against one target; prints its row.
+async fn run_level(
+    a: &BrokerBench,
+    t: &Target,
+    c: usize,
+    source: &Arc<Source>,
+    verify_rate: Option<f64>,
+) -> Result<f64, String> {
+    let deadline = Instant::now() + Duration::from_secs(a.duration);
+    let urls = Arc::new(t.urls.clone());
+    let mut tasks = Vec::new();
+    for guest in 0..c.max(1) {
+        let source = source.clone();
+        let urls = urls.clone();
+        let resource = a.resource.clone();
+        let evidence = a.evidence;
+        let fetch = !a.no_resource;
+        tasks.push(tokio::spawn(async move {
+            let http = reqwest::Client::builder().cookie_store(true).build();
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            let mut first_error = None;
+            let mut i = guest;
+            while Instant::now() < deadline {
+                let t0 = Instant::now();
+                // Handshake on one replica, the resource from the next.
+                let at = &urls[i % urls.len()];
+                let from = &urls[i.wrapping_add(1) % urls.len()];
+                i = i.wrapping_add(1);
+                let r = match &http {
+                    Ok(h) => {
+                        one_handshake(
+                            at,
+                            from,
+                            h,
+                            &source,
+                            evidence,
+                            fetch.then_some(resource.as_str()),
+                        )
+                        .await
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                match r {
+                    Ok(()) => lat.push(t0.elapsed().as_secs_f64() * 1000.0),
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            (lat, errors, first_error)
+        }));
+    }
+    let start = Instant::now();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    let mut first_error = None;
+    for t in tasks {
+        let (l, e, f) = t.await.map_err(|e| e.to_string())?;
+        all.extend(l);
+        errors += e;
+        if first_error.is_none() {
+            first_error = f;
         }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    all.sort_by(f64::total_cmp);
+    let rate = all.len() as f64 / secs;
+    let ratio = verify_rate.map_or_else(|| "-".to_string(), |v| format!("{:.2}x", rate / v));
+    println!(
+        "{:<12} {c:>11} {rate:>12.1} {:>9.2} {:>9.2} {:>9.2} {errors:>8} {ratio:>10}",
+        t.label,
+        percentile(&all, 0.50),
+        percentile(&all, 0.90),
+        percentile(&all, 0.99)
+    );
+    if let Some(e) = first_error {
+        eprintln!("  first error ({}, concurrency {c}): {e}", t.label);
+    }
+    Ok(rate)
+}
+
+/// Stores the benchmark's resource (and, for sample evidence, a policy
+/// that releases it) through a broker's open admin API.
+async fn prepare(url: &str, resource: &str, sample: bool) -> Result<(), String> {
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{url}/kbs/v0/resource/{resource}"))
+        .body("benchmark secret")
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !r.status().is_success() {
+        return Err(format!("storing the resource: {}", r.status()));
+    }
+    if sample {
+        let policy = "package policy\nimport rego.v1\ndefault allow := false\nallow if data.plugin == \"resource\"\n";
+        http.post(format!("{url}/kbs/v0/resource-policy"))
+            .json(&serde_json::json!({"policy": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(policy)}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
     }
     Ok(())
 }
 
 async fn one_handshake(
     url: &str,
+    resource_url: &str,
     http: &reqwest::Client,
     source: &Source,
     evidence: Evidence,
@@ -312,7 +379,7 @@ async fn one_handshake(
     .map_err(|e| e.to_string())?;
     if let Some(r) = resource {
         client
-            .resource(r, Some(&token))
+            .resource_from(resource_url, r, Some(&token))
             .await
             .map_err(|e| e.to_string())?;
     }
@@ -335,12 +402,23 @@ fn tempfile_dir() -> Result<PathBuf, String> {
     Ok(dir)
 }
 
+/// A broker running in this process; stops (and removes its directory)
+/// when dropped.
+struct LocalBroker {
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _dir: TempDirGuard,
+}
+
 /// Starts an in-process broker trusting the simulated root, with an open
-/// admin API on loopback, holding `default/key/1`.
+/// admin API on loopback: on an embedded store in a temporary directory,
+/// or on PostgreSQL (`database`) with a KEK kept in `state_dir` so that
+/// every replica and every run share it.
 async fn local_broker(
     ark: &[u8],
     sample: bool,
-) -> Result<(String, tokio::sync::oneshot::Sender<()>, TempDirGuard), String> {
+    database: Option<&str>,
+    state_dir: &std::path::Path,
+) -> Result<(String, LocalBroker), String> {
     let dir = tempfile_dir()?;
     let ark_path = dir.join("ark.pem");
     std::fs::write(
@@ -348,7 +426,7 @@ async fn local_broker(
         veil_endorsements::certs::to_pem("CERTIFICATE", ark),
     )
     .map_err(|e| e.to_string())?;
-    let cfg = veil_broker::config::Config {
+    let mut cfg = veil_broker::config::Config {
         data_dir: dir.join("data"),
         insecure_http: true,
         dangerous_allow_unauthenticated_admin: true,
@@ -356,6 +434,16 @@ async fn local_broker(
         dangerous_accept_sample_evidence: sample,
         ..veil_broker::config::Config::default()
     };
+    if let Some(db) = database {
+        let kek = state_dir.join("bench-kek.hex");
+        if !kek.exists() {
+            let mut k = [0u8; 32];
+            aws_lc_rs::rand::fill(&mut k).map_err(|_| "no randomness".to_string())?;
+            std::fs::write(&kek, hex::encode(k)).map_err(|e| format!("{}: {e}", kek.display()))?;
+        }
+        cfg.database_url = db.to_string();
+        cfg.kek_file = Some(kek);
+    }
     let broker = veil_broker::Broker::build(cfg).await?;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -363,14 +451,13 @@ async fn local_broker(
     tokio::spawn(veil_broker::serve(listener, broker, async {
         let _ = rx.await;
     }));
-    let url = format!("http://{addr}");
-    reqwest::Client::new()
-        .post(format!("{url}/kbs/v0/resource/default/key/1"))
-        .body("benchmark secret")
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok((url, tx, TempDirGuard(dir)))
+    Ok((
+        format!("http://{addr}"),
+        LocalBroker {
+            _stop: tx,
+            _dir: TempDirGuard(dir),
+        },
+    ))
 }
 
 fn peak_rss_kib(pid: u32) -> Option<u64> {
@@ -388,7 +475,8 @@ async fn agent_bench(a: AgentBench) -> Result<(), String> {
     let vcek = sim.vcek_der(&params.tcb).map_err(|e| e.to_string())?;
     let ark = sim.ark_der().to_vec();
     let source = Source { sim, vcek, params };
-    let (url, _stop, _dir) = local_broker(&ark, false).await?;
+    let (url, _broker) = local_broker(&ark, false, None, &a.state_dir).await?;
+    prepare(&url, "default/key/1", false).await?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let http = reqwest::Client::new();
     let mut first = Vec::new();

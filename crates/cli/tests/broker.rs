@@ -80,7 +80,12 @@ async fn handshake_and_resource_with_every_key_type(store: StoreKind) {
 
 async fn protocol_negatives(store: StoreKind) {
     let data = tempfile::tempdir().unwrap();
-    let b = start(&store, data.path(), &[("VEIL_BODY_LIMIT_BYTES", "65536")], &[]);
+    let b = start(
+        &store,
+        data.path(),
+        &[("VEIL_BODY_LIMIT_BYTES", "65536")],
+        &[],
+    );
     put_resource(&b.url, "default/key/1", b"v").await;
     let g = Guest::new(&b.url, KeyAlgorithm::EcdhEsP256);
     let jwk = g.key.public_jwk().unwrap();
@@ -470,7 +475,12 @@ async fn reference_values_and_policies_are_applied(store: StoreKind) {
 
 async fn sample_evidence_only_when_enabled_and_never_released_by_default(store: StoreKind) {
     let data = tempfile::tempdir().unwrap();
-    let b = start(&store, data.path(), &[], &["--dangerous-accept-sample-evidence"]);
+    let b = start(
+        &store,
+        data.path(),
+        &[],
+        &["--dangerous-accept-sample-evidence"],
+    );
     put_resource(&b.url, "default/key/1", b"v").await;
     let g = Guest::new(&b.url, KeyAlgorithm::EcdhEsP256);
     let (s, c) = g.auth("sample").await;
@@ -688,7 +698,6 @@ fn refuses_to_start_with_an_open_admin_api_or_without_tls() {
     );
 }
 
-
 /// Each test of the suite, once per store.
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
@@ -713,4 +722,12 @@ macro_rules! on_both_stores {
     };
 }
 
-on_both_stores!(handshake_and_resource_with_every_key_type, protocol_negatives, expired_session_and_token, admin_api_authentication, reference_values_and_policies_are_applied, sample_evidence_only_when_enabled_and_never_released_by_default, state_survives_sigkill);
+on_both_stores!(
+    handshake_and_resource_with_every_key_type,
+    protocol_negatives,
+    expired_session_and_token,
+    admin_api_authentication,
+    reference_values_and_policies_are_applied,
+    sample_evidence_only_when_enabled_and_never_released_by_default,
+    state_survives_sigkill
+);

@@ -166,7 +166,9 @@ async fn any_step_on_any_replica() {
     let m = get_text(&format!("{}/metrics", urls[1])).await;
     assert!(m.contains("veil_db_pool_connections"), "{m}");
     assert!(
-        m.contains("veil_store_operation_seconds_bucket{op=\"compare_and_swap\",outcome=\"ok\",store=\"postgres\""),
+        m.contains(
+            "veil_store_operation_seconds_bucket{op=\"swap\",outcome=\"ok\",store=\"postgres\""
+        ),
         "{m}"
     );
 }
@@ -274,11 +276,17 @@ async fn a_replica_killed_under_load_loses_nothing() {
     let mut acked = Vec::new();
     for t in tasks {
         let (a, failed) = t.await.unwrap();
-        assert!(failed.is_empty(), "handshakes failed after retries: {failed:?}");
+        assert!(
+            failed.is_empty(),
+            "handshakes failed after retries: {failed:?}"
+        );
         acked.extend(a);
     }
     let total = handshakes.load(Ordering::SeqCst);
-    assert!(before_kill > 0 && total > before_kill, "{before_kill} then {total}");
+    assert!(
+        before_kill > 0 && total > before_kill,
+        "{before_kill} then {total}"
+    );
     eprintln!(
         "{total} handshakes ({before_kill} before the kill), {} client retries, {} acknowledged writes",
         retries.load(Ordering::SeqCst),
@@ -408,7 +416,13 @@ async fn migrate_separately_and_refuse_an_unmigrated_database() {
     // Without migrations and with database.migrate = false: a clear refusal.
     let (dir, _, ark) = platform();
     let out = Command::new(VEIL)
-        .args(["broker", "serve", "--listen", "127.0.0.1:0", "--insecure-http"])
+        .args([
+            "broker",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure-http",
+        ])
         .arg("--data-dir")
         .arg(data.path())
         .arg("--admin-key")
@@ -428,9 +442,18 @@ async fn migrate_separately_and_refuse_an_unmigrated_database() {
             .args(["broker", "migrate", "--database-url", url])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    let b = start(&store, data.path(), &[("VEIL_DATABASE__MIGRATE", "false")], &[]);
+    let b = start(
+        &store,
+        data.path(),
+        &[("VEIL_DATABASE__MIGRATE", "false")],
+        &[],
+    );
     Guest::new(&b.url, KeyAlgorithm::EcdhEsP256)
         .handshake(|_| {})
         .await;
@@ -455,8 +478,12 @@ async fn embedded_store_moves_to_postgres() {
             &["--kek-file", &kek_arg],
         );
         for i in 0..5 {
-            put_resource(&b.url, &format!("default/key/{i}"), format!("secret {i}").as_bytes())
-                .await;
+            put_resource(
+                &b.url,
+                &format!("default/key/{i}"),
+                format!("secret {i}").as_bytes(),
+            )
+            .await;
         }
         let r = reqwest::Client::new()
             .post(format!("{}/kbs/v0/reference-value", b.url))
@@ -476,7 +503,11 @@ async fn embedded_store_moves_to_postgres() {
         .arg(&export)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(&export).unwrap();
     assert!(!text.contains("secret 1"), "secrets stay sealed");
     // Into PostgreSQL (fresh database, migrated by the import).
@@ -484,7 +515,11 @@ async fn embedded_store_moves_to_postgres() {
     args.push(export.display().to_string());
     args.extend(pg.args());
     let out = Command::new(VEIL).args(&args).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("imported 7 record(s)"));
     // A broker on PostgreSQL serves every resource, with the same token key.
     let pdata = tempfile::tempdir().unwrap();
@@ -496,9 +531,7 @@ async fn embedded_store_moves_to_postgres() {
     let g = Guest::new(&b.url, KeyAlgorithm::EcdhEsP256);
     let token = g.handshake(|_| {}).await;
     for i in 0..5 {
-        let (s, v) = g
-            .resource(&format!("default/key/{i}"), Some(&token))
-            .await;
+        let (s, v) = g.resource(&format!("default/key/{i}"), Some(&token)).await;
         assert_eq!(s, 200, "{v}");
         assert_eq!(g.open(v), format!("secret {i}").as_bytes());
     }
@@ -509,5 +542,7 @@ async fn embedded_store_moves_to_postgres() {
     // A second import of the same file changes nothing.
     let out = Command::new(VEIL).args(&args).output().unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("imported 0 record(s), 7 already present"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("imported 0 record(s), 7 already present")
+    );
 }

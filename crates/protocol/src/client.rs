@@ -146,10 +146,20 @@ impl KbsClient {
     /// Fetches and decrypts a resource (`repo/type/tag`), with the token as
     /// Bearer when given, else the session cookie.
     pub async fn resource(&self, path: &str, token: Option<&str>) -> Result<Vec<u8>, ClientError> {
+        self.resource_from(&self.base, path, token).await
+    }
+
+    /// [`KbsClient::resource`] from another broker URL (another replica of
+    /// the same broker, behind no sticky load balancer).
+    pub async fn resource_from(
+        &self,
+        base: &str,
+        path: &str,
+        token: Option<&str>,
+    ) -> Result<Vec<u8>, ClientError> {
         let step = "resource";
-        let mut r = self
-            .http
-            .get(format!("{}/kbs/v0/resource/{path}", self.base));
+        let base = base.trim_end_matches('/');
+        let mut r = self.http.get(format!("{base}/kbs/v0/resource/{path}"));
         if let Some(t) = token {
             r = r.bearer_auth(t);
         }

@@ -16,7 +16,9 @@ pub fn database_url() -> Option<String> {
             panic!("DATABASE_URL is not set (CI=true requires the PostgreSQL tests to run)")
         }
         _ => {
-            eprintln!("\n!!!!! SKIPPED: PostgreSQL tests need DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/test) !!!!!\n");
+            eprintln!(
+                "\n!!!!! SKIPPED: PostgreSQL tests need DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/test) !!!!!\n"
+            );
             None
         }
     }
@@ -64,7 +66,10 @@ pub async fn fresh_database(admin_url: &str, prefix: &str) -> Result<String, sql
         let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
         if !alive {
             // Audited: `name` came from pg_database and matched our prefix.
-            let drop = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", name.replace('"', ""));
+            let drop = format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                name.replace('"', "")
+            );
             let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
                 .execute(&mut conn)
                 .await;

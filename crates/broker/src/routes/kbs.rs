@@ -223,11 +223,36 @@ pub(crate) async fn attest(
     let id = cookie(&headers).ok_or_else(|| {
         ApiError::Unauthenticated("no kbs-session-id cookie; start with /auth".into())
     })?;
+    // Consume the challenge in one atomic step: of concurrent requests on
+    // one session (on any replica) exactly one gets the issued challenge
+    // back; the others see `Consumed` and get 409.
+    let marker = serde_json::to_vec(&Session::Consumed {
+        expires: now() + b.cfg.session_ttl_secs as i64,
+    })
+    .map_err(|_| ApiError::Internal)?;
     let raw_session = b
         .store
-        .get(Namespace::Sessions, &id)
+        .swap(Namespace::Sessions, &id, marker.clone())
         .await?
         .ok_or_else(|| ApiError::Unauthenticated("unknown session; start with /auth".into()))?;
+    // A request refused before the evidence is looked at does not use up
+    // the challenge: the session is put back as it was.
+    let restore = |e: ApiError| {
+        let b = b.clone();
+        let id = id.clone();
+        let marker = marker.clone();
+        let old = raw_session.clone();
+        async move {
+            if let Err(se) = b
+                .store
+                .compare_and_swap(Namespace::Sessions, &id, &marker, old)
+                .await
+            {
+                tracing::warn!(error = %se, "could not restore a session after a refused request");
+            }
+            e
+        }
+    };
     let session: Session = serde_json::from_slice(&raw_session).map_err(|_| ApiError::Internal)?;
     if session.expires() < now() {
         return Err(ApiError::Unauthenticated(
@@ -236,28 +261,25 @@ pub(crate) async fn attest(
     }
     let (tee, nonce) = match &session {
         Session::Authed { tee, nonce, .. } => (tee.clone(), nonce.clone()),
-        _ => return Err(ApiError::NonceReused),
+        Session::Consumed { .. } => return Err(ApiError::NonceReused),
+        Session::Attested { .. } => return Err(restore(ApiError::NonceReused).await),
     };
-    let att: Attestation = json(&body(raw)?)?;
+    let att: Attestation = match body(raw).and_then(|r| json(&r)) {
+        Ok(a) => a,
+        Err(e) => return Err(restore(e).await),
+    };
     if att.runtime_data.nonce != nonce {
-        return Err(ApiError::Unauthenticated(
+        return Err(restore(ApiError::Unauthenticated(
             "runtime-data nonce does not match this session's challenge".into(),
-        ));
+        ))
+        .await);
     }
-    let key = TeePublicKey::from_jwk(&att.runtime_data.tee_pubkey)
-        .map_err(|e| ApiError::BadRequest(format!("tee-pubkey: {e}")))?;
-    // Consume the nonce: exactly one request can win this swap.
-    let consumed = serde_json::to_vec(&Session::Consumed {
-        expires: session.expires(),
-    })
-    .map_err(|_| ApiError::Internal)?;
-    if !b
-        .store
-        .compare_and_swap(Namespace::Sessions, &id, &raw_session, consumed)
-        .await?
-    {
-        return Err(ApiError::NonceReused);
-    }
+    let key = match TeePublicKey::from_jwk(&att.runtime_data.tee_pubkey) {
+        Ok(k) => k,
+        Err(e) => {
+            return Err(restore(ApiError::BadRequest(format!("tee-pubkey: {e}"))).await);
+        }
+    };
     let digest = binding::primary_digest(
         &nonce,
         &att.runtime_data.tee_pubkey,

@@ -273,6 +273,32 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn swap(
+        &self,
+        ns: Namespace,
+        key: &str,
+        new: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_string();
+        self.blocking(move |db| {
+            let txn = begin_write(db, ns)?;
+            let old = {
+                let mut t = txn.open_table(table(ns)).map_err(err)?;
+                let old = t
+                    .get(key.as_str())
+                    .map_err(err)?
+                    .map(|v| v.value().to_vec());
+                if old.is_some() {
+                    t.insert(key.as_str(), new.as_slice()).map_err(err)?;
+                }
+                old
+            };
+            txn.commit().map_err(err)?;
+            Ok(old)
+        })
+        .await
+    }
+
     async fn ready(&self) -> bool {
         self.blocking(|db| db.begin_read().map(|_| ()).map_err(err))
             .await

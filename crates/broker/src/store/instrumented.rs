@@ -124,12 +124,32 @@ impl<S: Store> Store for Instrumented<S> {
         r
     }
 
+    async fn swap(
+        &self,
+        ns: Namespace,
+        key: &str,
+        new: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.swap(ns, key, new).await;
+        self.observe("swap", t, &r);
+        r
+    }
+
     async fn ready(&self) -> bool {
         self.inner.ready().await
     }
 
     fn kind(&self) -> &'static str {
         self.inner.kind()
+    }
+
+    fn shared(&self) -> bool {
+        self.inner.shared()
+    }
+
+    async fn watch_changes(&self, tx: tokio::sync::mpsc::UnboundedSender<super::ChangeEvent>) {
+        self.inner.watch_changes(tx).await;
     }
 
     fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {

@@ -10,6 +10,7 @@
 //! wraps either with latency metrics; [`transfer`] moves records between
 //! them (`veil broker export` / `import`).
 
+pub mod cached;
 pub mod embedded;
 pub mod instrumented;
 pub mod postgres;
@@ -18,7 +19,7 @@ pub mod transfer;
 use async_trait::async_trait;
 
 /// The tables of the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Namespace {
     Sessions,
     Resources,
@@ -84,14 +85,47 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         expected: &[u8],
         new: Vec<u8>,
     ) -> Result<bool, StoreError>;
+    /// Atomically replaces an existing record's value with `new` (keeping
+    /// its expiry) and returns the previous value; `None` (and nothing
+    /// written) when there is no record. Of concurrent swaps each sees the
+    /// value the one before it wrote: consuming a nonce in one round trip.
+    async fn swap(
+        &self,
+        ns: Namespace,
+        key: &str,
+        new: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
     /// Whether the store can serve requests.
     async fn ready(&self) -> bool;
     /// `embedded` or `postgres` (logs and metrics).
     fn kind(&self) -> &'static str;
+    /// Whether other processes write this store too (replicas on one
+    /// database). The embedded store is never shared: redb locks its file
+    /// to one process.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// For shared stores: reports changes to policies and reference values
+    /// made by anyone, and the state of the feed, until `tx` is closed.
+    /// Returns at once for stores that are not shared.
+    async fn watch_changes(&self, tx: tokio::sync::mpsc::UnboundedSender<ChangeEvent>) {
+        drop(tx);
+    }
     /// Extra Prometheus collectors (e.g. connection-pool gauges).
     fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
         Vec::new()
     }
+}
+
+/// What a change feed reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeEvent {
+    /// The feed is listening: changes from now on will be reported.
+    Connected,
+    /// Policies or reference values changed.
+    Changed,
+    /// The feed is down: changes may go unreported until `Connected`.
+    Disconnected,
 }
 
 /// Namespaces in a fixed order (export, migrations, tests).
@@ -167,9 +201,8 @@ pub(crate) mod conformance {
         s.put_expiring(Namespace::Sessions, "s", b"authed".to_vec(), 100)
             .await
             .unwrap();
-        let attempts = (0..16).map(|_| {
-            s.compare_and_swap(Namespace::Sessions, "s", b"authed", b"used".to_vec())
-        });
+        let attempts = (0..16)
+            .map(|_| s.compare_and_swap(Namespace::Sessions, "s", b"authed", b"used".to_vec()));
         let wins: Vec<bool> = futures_util::future::join_all(attempts)
             .await
             .into_iter()
@@ -180,6 +213,31 @@ pub(crate) mod conformance {
             s.get(Namespace::Sessions, "s").await.unwrap(),
             Some(b"used".to_vec())
         );
+        // Swap: of many at once, exactly one sees the original value.
+        s.put_expiring(Namespace::Sessions, "w", b"fresh".to_vec(), 100)
+            .await
+            .unwrap();
+        let olds: Vec<Option<Vec<u8>>> = futures_util::future::join_all(
+            (0..16).map(|_| s.swap(Namespace::Sessions, "w", b"taken".to_vec())),
+        )
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+        assert_eq!(
+            olds.iter()
+                .filter(|o| o.as_deref() == Some(b"fresh".as_slice()))
+                .count(),
+            1
+        );
+        assert!(olds.iter().all(Option::is_some));
+        assert_eq!(
+            s.swap(Namespace::Sessions, "absent", b"x".to_vec())
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(s.get(Namespace::Sessions, "absent").await.unwrap(), None);
         // Expiry: only records whose time has passed are swept, and the
         // swap kept the expiry of the record.
         s.put_expiring(Namespace::Sessions, "later", b"x".to_vec(), 300)
@@ -189,8 +247,9 @@ pub(crate) mod conformance {
             .await
             .unwrap();
         assert_eq!(s.sweep_expired(Namespace::Sessions, 50).await.unwrap(), 0);
-        assert_eq!(s.sweep_expired(Namespace::Sessions, 200).await.unwrap(), 1);
+        assert_eq!(s.sweep_expired(Namespace::Sessions, 200).await.unwrap(), 2);
         assert_eq!(s.get(Namespace::Sessions, "s").await.unwrap(), None);
+        assert_eq!(s.get(Namespace::Sessions, "w").await.unwrap(), None);
         assert_eq!(
             s.list(Namespace::Sessions).await.unwrap(),
             vec!["forever", "later"]

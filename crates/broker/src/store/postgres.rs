@@ -33,13 +33,17 @@ use prometheus::{IntGauge, Opts};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Row};
 
-use super::{Namespace, Store, StoreError};
+use super::{ChangeEvent, Namespace, Store, StoreError};
 use crate::config::redact_url;
 
 /// Embedded migrations (`crates/broker/migrations`). sqlx takes a
 /// PostgreSQL advisory lock while it applies them, so replicas that start
 /// at the same moment migrate once.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The channel on which the database announces changes to policies and
+/// reference values (a trigger, migration 0002).
+pub const CHANGE_CHANNEL: &str = "veil_records_changed";
 
 /// Connection settings.
 #[derive(Debug, Clone)]
@@ -320,7 +324,12 @@ impl Store for PgStore {
             })
             .await?;
         rows.into_iter()
-            .map(|r| Ok((r.try_get("key").map_err(err)?, r.try_get("value").map_err(err)?)))
+            .map(|r| {
+                Ok((
+                    r.try_get("key").map_err(err)?,
+                    r.try_get("value").map_err(err)?,
+                ))
+            })
             .collect()
     }
 
@@ -349,7 +358,12 @@ impl Store for PgStore {
                 .bind(key)
                 .bind(&value)
             };
-            if self.bounded(insert.execute(&self.pool)).await?.rows_affected() == 1 {
+            if self
+                .bounded(insert.execute(&self.pool))
+                .await?
+                .rows_affected()
+                == 1
+            {
                 return Ok(value);
             }
             if let Some(existing) = self.get(ns, key).await? {
@@ -387,12 +401,94 @@ impl Store for PgStore {
         Ok(self.bounded(q.execute(&self.pool)).await?.rows_affected() == 1)
     }
 
+    async fn swap(
+        &self,
+        ns: Namespace,
+        key: &str,
+        new: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        // The row lock of the CTE serialises concurrent swaps; under READ
+        // COMMITTED a waiting swap re-reads the row after the winner
+        // commits, so it returns the winner's value, never the original.
+        let q = if ns == Namespace::Sessions {
+            sqlx::query_scalar::<_, Vec<u8>>(
+                "WITH old AS (SELECT id, value FROM veil_sessions WHERE id = $1 FOR UPDATE) \
+                 UPDATE veil_sessions s SET value = $2 FROM old WHERE s.id = old.id \
+                 RETURNING old.value",
+            )
+            .bind(key)
+            .bind(new)
+        } else {
+            sqlx::query_scalar::<_, Vec<u8>>(
+                "WITH old AS (SELECT ns, key, value FROM veil_records \
+                              WHERE ns = $1 AND key = $2 FOR UPDATE) \
+                 UPDATE veil_records r SET value = $3, updated_at = now() FROM old \
+                 WHERE r.ns = old.ns AND r.key = old.key RETURNING old.value",
+            )
+            .bind(ns.name())
+            .bind(key)
+            .bind(new)
+        };
+        self.bounded(q.fetch_optional(&self.pool)).await
+    }
+
     async fn ready(&self) -> bool {
         self.ping().await.is_ok()
     }
 
     fn kind(&self) -> &'static str {
         "postgres"
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn watch_changes(&self, tx: tokio::sync::mpsc::UnboundedSender<ChangeEvent>) {
+        use sqlx::postgres::PgListener;
+        while !tx.is_closed() {
+            let mut listener = match PgListener::connect_with(&self.pool).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::debug!(error = %e, "change feed: cannot connect; retrying");
+                    if tx.send(ChangeEvent::Disconnected).is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            // A lost connection is reported (Ok(None)) before reconnecting,
+            // so the cache can stop trusting itself in between.
+            listener.eager_reconnect(false);
+            if let Err(e) = listener.listen(CHANGE_CHANNEL).await {
+                tracing::debug!(error = %e, "change feed: LISTEN failed; retrying");
+                let _ = tx.send(ChangeEvent::Disconnected);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            if tx.send(ChangeEvent::Connected).is_err() {
+                return;
+            }
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(_)) => {
+                        if tx.send(ChangeEvent::Changed).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) | Err(_) => {
+                        tracing::warn!(
+                            "change feed: connection to the database lost; caches bypassed until it is back"
+                        );
+                        if tx.send(ChangeEvent::Disconnected).is_err() {
+                            return;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
     }
 
     fn collectors(&self) -> Vec<Box<dyn Collector>> {

@@ -98,7 +98,10 @@ fn parse(input: &mut dyn BufRead) -> Result<Vec<(Namespace, String, Vec<u8>)>, S
     let header: Header = serde_json::from_str(&first)
         .map_err(|_| "line 1: not a Veil store export header".to_string())?;
     if header.format != FORMAT {
-        return Err(format!("line 1: format {:?} is not {FORMAT:?}", header.format));
+        return Err(format!(
+            "line 1: format {:?} is not {FORMAT:?}",
+            header.format
+        ));
     }
     if header.version != VERSION {
         return Err(format!(
@@ -194,9 +197,13 @@ mod tests {
         a.put(Namespace::Resources, "default/key/1", sealed.clone())
             .await
             .unwrap();
-        a.put(Namespace::Policies, "resource-policy", b"package policy".to_vec())
-            .await
-            .unwrap();
+        a.put(
+            Namespace::Policies,
+            "resource-policy",
+            b"package policy".to_vec(),
+        )
+        .await
+        .unwrap();
         a.put_expiring(Namespace::Sessions, "s", b"x".to_vec(), 1)
             .await
             .unwrap();
@@ -222,10 +229,19 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(kek.open("resources/default/key/1", &got).unwrap(), b"secret");
+        assert_eq!(
+            kek.open("resources/default/key/1", &got).unwrap(),
+            b"secret"
+        );
         // Again: unchanged. A conflicting value: refused unless overwrite.
         let s = import(&b, &kek, &mut buf.as_slice(), false).await.unwrap();
-        assert_eq!(s, Stats { written: 0, unchanged: 2 });
+        assert_eq!(
+            s,
+            Stats {
+                written: 0,
+                unchanged: 2
+            }
+        );
         b.put(Namespace::Policies, "resource-policy", b"other".to_vec())
             .await
             .unwrap();

@@ -61,9 +61,7 @@ impl StoreKind {
     pub async fn postgres() -> Option<Self> {
         let url = veil_testkit::pg::database_url()?;
         Some(StoreKind::Postgres(
-            veil_testkit::pg::fresh_database(&url, "cli")
-                .await
-                .unwrap(),
+            veil_testkit::pg::fresh_database(&url, "cli").await.unwrap(),
         ))
     }
 
@@ -256,4 +254,3 @@ pub async fn put_resource(url: &str, path: &str, value: &[u8]) {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
 }
-
