@@ -698,6 +698,80 @@ fn refuses_to_start_with_an_open_admin_api_or_without_tls() {
     );
 }
 
+/// The session cookie carries the challenge sealed under the broker's KEK:
+/// a changed, truncated or foreign cookie is an unknown session.
+async fn forged_and_foreign_cookies_are_refused(store: StoreKind) {
+    let data = tempfile::tempdir().unwrap();
+    let b = start(&store, data.path(), &[], &[]);
+    let other_data = tempfile::tempdir().unwrap();
+    let other = start(&StoreKind::Embedded, other_data.path(), &[], &[]);
+    let raw = reqwest::Client::new();
+    let auth = |url: String| {
+        let raw = raw.clone();
+        async move {
+            let r = raw
+                .post(format!("{url}/kbs/v0/auth"))
+                .json(&json!({"version":"0.4.0","tee":"snp","extra-params":{}}))
+                .send()
+                .await
+                .unwrap();
+            let cookie = r.headers()["set-cookie"]
+                .to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_string();
+            let c: Value = r.json().await.unwrap();
+            (cookie, c["nonce"].as_str().unwrap().to_string())
+        }
+    };
+    let key = TeeKeyPair::generate(KeyAlgorithm::EcdhEsP256).unwrap();
+    let attest = |cookie: String, nonce: String| {
+        let raw = raw.clone();
+        let url = b.url.clone();
+        let jwk = key.public_jwk().unwrap();
+        async move {
+            let ev = Guest::snp_evidence(&nonce, &jwk, |_| {});
+            let r = raw
+                .post(format!("{url}/kbs/v0/attest"))
+                .header("cookie", cookie)
+                .json(&json!({"runtime-data": {"nonce": nonce, "tee-pubkey": jwk},
+                    "tee-evidence": {"primary_evidence": ev, "additional_evidence": ""}}))
+                .send()
+                .await
+                .unwrap();
+            let s = r.status().as_u16();
+            (s, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (cookie, nonce) = auth(b.url.clone()).await;
+    let (name, value) = cookie.split_once('=').unwrap();
+    // Every character of the sealed value changed in turn.
+    let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    for i in (0..value.len()).step_by(7) {
+        let mut v: Vec<char> = value.chars().collect();
+        v[i] = alphabet.chars().find(|c| *c != v[i]).unwrap();
+        let forged = format!("{name}={}", v.into_iter().collect::<String>());
+        let (s, body) = attest(forged, nonce.clone()).await;
+        assert_eq!(s, 401, "position {i}: {body}");
+        assert!(body["detail"].as_str().unwrap().contains("unknown session"));
+    }
+    let (s, _) = attest(
+        format!("{name}={}", &value[..value.len() - 4]),
+        nonce.clone(),
+    )
+    .await;
+    assert_eq!(s, 401);
+    // A challenge sealed by another broker (another KEK).
+    let (foreign, foreign_nonce) = auth(other.url.clone()).await;
+    let (s, _) = attest(foreign, foreign_nonce).await;
+    assert_eq!(s, 401);
+    // The genuine cookie still works, once.
+    assert_eq!(attest(cookie.clone(), nonce.clone()).await.0, 200);
+    assert_eq!(attest(cookie, nonce).await.0, 409);
+}
+
 /// Each test of the suite, once per store.
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
@@ -723,6 +797,7 @@ macro_rules! on_both_stores {
 }
 
 on_both_stores!(
+    forged_and_foreign_cookies_are_refused,
     handshake_and_resource_with_every_key_type,
     protocol_negatives,
     expired_session_and_token,

@@ -167,7 +167,7 @@ async fn any_step_on_any_replica() {
     assert!(m.contains("veil_db_pool_connections"), "{m}");
     assert!(
         m.contains(
-            "veil_store_operation_seconds_bucket{op=\"swap\",outcome=\"ok\",store=\"postgres\""
+            "veil_store_operation_seconds_bucket{op=\"insert\",outcome=\"ok\",store=\"postgres\""
         ),
         "{m}"
     );
@@ -352,14 +352,14 @@ async fn database_outage_gives_503_then_recovers() {
     let t = Instant::now();
     let r = http.get(format!("{}/readyz", b.url)).send().await.unwrap();
     assert_eq!(r.status(), 503);
-    let r = http
-        .post(format!("{}/kbs/v0/auth", b.url))
-        .json(&json!({"version":"0.4.0","tee":"snp","extra-params":{}}))
-        .send()
+    // /auth needs no database (the challenge travels sealed in the
+    // cookie); /attest must record the challenge's use, and cannot.
+    let (cookie, nonce) = g.auth(&b.url).await.unwrap();
+    let (s, body) = g
+        .attest(&b.url, &cookie, &g.attest_body(&nonce))
         .await
         .unwrap();
-    assert_eq!(r.status(), 503);
-    let body: Value = r.json().await.unwrap();
+    assert_eq!(s, 503, "{body}");
     assert_eq!(body["type"], "veil:unavailable", "{body}");
     assert!(
         !body.to_string().contains("postgres"),
@@ -388,6 +388,13 @@ async fn database_outage_gives_503_then_recovers() {
         assert!(t.elapsed() < Duration::from_secs(10), "never ready again");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The challenge issued during the outage was not used up by the attempt
+    // that failed (its use was never recorded), so it still works.
+    let (s, _) = g
+        .attest(&b.url, &cookie, &g.attest_body(&nonce))
+        .await
+        .unwrap();
+    assert_eq!(s, 200);
     // Recovered without a restart: handshakes and the old resource work;
     // the write refused during the outage was not stored.
     let (_, token) = g.handshake(&b.url, &b.url).await.unwrap();

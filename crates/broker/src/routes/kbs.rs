@@ -26,30 +26,53 @@ use crate::store::Namespace;
 use crate::token::{Submod, ear_claims, tee_pubkey};
 use crate::verifiers::InitDataDigest;
 
-/// A session, as stored.
+/// A session's challenge. It is not stored: it travels sealed (AES-256-GCM
+/// under the KEK) in the `kbs-session-id` cookie, so `/auth` writes nothing
+/// and any replica can open the cookie. Single use is enforced when the
+/// challenge is used: `/attest` creates the record keyed by the nonce, and
+/// the store's unique key lets exactly one request do so.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SealedChallenge {
+    tee: String,
+    nonce: String,
+    expires: i64,
+}
+
+/// The AAD of session cookies (distinct from every stored record's).
+const COOKIE_AAD: &str = "kbs-session-cookie/v1";
+
+/// Longest cookie value accepted (a sealed challenge is about 170 bytes).
+const MAX_COOKIE: usize = 512;
+
+fn seal_cookie(b: &Broker, c: &SealedChallenge) -> Result<String, ApiError> {
+    let plain = serde_json::to_vec(c).map_err(|_| ApiError::Internal)?;
+    let sealed = b.kek.seal(COOKIE_AAD, &plain).map_err(|e| {
+        tracing::error!(error = %e, "sealing a session cookie failed");
+        ApiError::Internal
+    })?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed))
+}
+
+/// The challenge in a session cookie, if it was sealed by this broker (or
+/// a replica sharing its KEK) and is intact.
+fn open_cookie(b: &Broker, value: &str) -> Option<SealedChallenge> {
+    let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(value)
+        .ok()?;
+    let plain = b.kek.open(COOKIE_AAD, &sealed).ok()?;
+    serde_json::from_slice(&plain).ok()
+}
+
+/// What the store keeps for a session once its challenge is used, keyed
+/// by the nonce.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "lowercase")]
 pub(crate) enum Session {
-    /// A challenge was issued and not yet used.
-    Authed {
-        tee: String,
-        nonce: String,
-        expires: i64,
-    },
-    /// The challenge was consumed; attestation in progress or failed.
+    /// The challenge was used; attestation in progress or failed.
     Consumed { expires: i64 },
     /// Attestation succeeded: the token serves cookie-authenticated reads.
     Attested { token: String, expires: i64 },
-}
-
-impl Session {
-    pub(crate) fn expires(&self) -> i64 {
-        match self {
-            Session::Authed { expires, .. }
-            | Session::Consumed { expires }
-            | Session::Attested { expires, .. } => *expires,
-        }
-    }
 }
 
 fn random_b64(n: usize) -> Result<String, ApiError> {
@@ -60,19 +83,11 @@ fn random_b64(n: usize) -> Result<String, ApiError> {
     Ok(base64::engine::general_purpose::STANDARD.encode(buf))
 }
 
-fn session_id() -> Result<String, ApiError> {
-    let mut buf = [0u8; 16];
-    SystemRandom::new()
-        .fill(&mut buf)
-        .map_err(|_| ApiError::Internal)?;
-    Ok(hex::encode(buf))
-}
-
 fn cookie(headers: &HeaderMap) -> Option<String> {
     headers.get_all(COOKIE).iter().find_map(|v| {
         v.to_str().ok()?.split(';').find_map(|kv| {
             let (k, v) = kv.trim().split_once('=')?;
-            (k == SESSION_COOKIE && !v.is_empty() && v.len() <= 64).then(|| v.to_string())
+            (k == SESSION_COOKIE && !v.is_empty() && v.len() <= MAX_COOKIE).then(|| v.to_string())
         })
     })
 }
@@ -112,17 +127,14 @@ pub(crate) async fn auth(
         )));
     }
     let nonce = random_b64(32)?;
-    let id = session_id()?;
-    let expires = now() + b.cfg.session_ttl_secs as i64;
-    let session = Session::Authed {
-        tee: req.tee,
-        nonce: nonce.clone(),
-        expires,
-    };
-    let bytes = serde_json::to_vec(&session).map_err(|_| ApiError::Internal)?;
-    b.store
-        .put_expiring(Namespace::Sessions, &id, bytes, expires)
-        .await?;
+    let id = seal_cookie(
+        &b,
+        &SealedChallenge {
+            tee: req.tee,
+            nonce: nonce.clone(),
+            expires: now() + b.cfg.session_ttl_secs as i64,
+        },
+    )?;
     let mut resp = Json(Challenge {
         nonce,
         extra_params: Value::String(String::new()),
@@ -223,63 +235,37 @@ pub(crate) async fn attest(
     let id = cookie(&headers).ok_or_else(|| {
         ApiError::Unauthenticated("no kbs-session-id cookie; start with /auth".into())
     })?;
-    // Consume the challenge in one atomic step: of concurrent requests on
-    // one session (on any replica) exactly one gets the issued challenge
-    // back; the others see `Consumed` and get 409.
-    let marker = serde_json::to_vec(&Session::Consumed {
-        expires: now() + b.cfg.session_ttl_secs as i64,
-    })
-    .map_err(|_| ApiError::Internal)?;
-    let raw_session = b
-        .store
-        .swap(Namespace::Sessions, &id, marker.clone())
-        .await?
+    let challenge = open_cookie(&b, &id)
         .ok_or_else(|| ApiError::Unauthenticated("unknown session; start with /auth".into()))?;
-    // A request refused before the evidence is looked at does not use up
-    // the challenge: the session is put back as it was.
-    let restore = |e: ApiError| {
-        let b = b.clone();
-        let id = id.clone();
-        let marker = marker.clone();
-        let old = raw_session.clone();
-        async move {
-            if let Err(se) = b
-                .store
-                .compare_and_swap(Namespace::Sessions, &id, &marker, old)
-                .await
-            {
-                tracing::warn!(error = %se, "could not restore a session after a refused request");
-            }
-            e
-        }
-    };
-    let session: Session = serde_json::from_slice(&raw_session).map_err(|_| ApiError::Internal)?;
-    if session.expires() < now() {
+    if challenge.expires < now() {
         return Err(ApiError::Unauthenticated(
             "session expired; start again with /auth".into(),
         ));
     }
-    let (tee, nonce) = match &session {
-        Session::Authed { tee, nonce, .. } => (tee.clone(), nonce.clone()),
-        Session::Consumed { .. } => return Err(ApiError::NonceReused),
-        Session::Attested { .. } => return Err(restore(ApiError::NonceReused).await),
-    };
-    let att: Attestation = match body(raw).and_then(|r| json(&r)) {
-        Ok(a) => a,
-        Err(e) => return Err(restore(e).await),
-    };
+    let SealedChallenge {
+        tee,
+        nonce,
+        expires,
+    } = challenge;
+    let att: Attestation = json(&body(raw)?)?;
     if att.runtime_data.nonce != nonce {
-        return Err(restore(ApiError::Unauthenticated(
+        return Err(ApiError::Unauthenticated(
             "runtime-data nonce does not match this session's challenge".into(),
-        ))
-        .await);
+        ));
     }
-    let key = match TeePublicKey::from_jwk(&att.runtime_data.tee_pubkey) {
-        Ok(k) => k,
-        Err(e) => {
-            return Err(restore(ApiError::BadRequest(format!("tee-pubkey: {e}"))).await);
-        }
-    };
+    let key = TeePublicKey::from_jwk(&att.runtime_data.tee_pubkey)
+        .map_err(|e| ApiError::BadRequest(format!("tee-pubkey: {e}")))?;
+    // Use the challenge: exactly one request (on any replica) creates its
+    // record; every other gets 409.
+    let consumed =
+        serde_json::to_vec(&Session::Consumed { expires }).map_err(|_| ApiError::Internal)?;
+    if !b
+        .store
+        .insert_expiring(Namespace::Sessions, &nonce, consumed, expires)
+        .await?
+    {
+        return Err(ApiError::NonceReused);
+    }
     let digest = binding::primary_digest(
         &nonce,
         &att.runtime_data.tee_pubkey,
@@ -372,14 +358,14 @@ pub(crate) async fn attest(
     })?;
     let attested = Session::Attested {
         token: token.clone(),
-        expires: session.expires(),
+        expires,
     };
     b.store
         .put_expiring(
             Namespace::Sessions,
-            &id,
+            &nonce,
             serde_json::to_vec(&attested).map_err(|_| ApiError::Internal)?,
-            session.expires(),
+            expires,
         )
         .await?;
     let _ = key; // validated above; the resource endpoint re-reads it from the token
@@ -403,11 +389,13 @@ pub(crate) async fn get_resource(
             let id = cookie(&headers).ok_or_else(|| {
                 ApiError::Unauthenticated("no attestation token (Bearer) or session cookie".into())
             })?;
+            let challenge = open_cookie(&b, &id)
+                .ok_or_else(|| ApiError::Unauthenticated("unknown session".into()))?;
             let raw = b
                 .store
-                .get(Namespace::Sessions, &id)
+                .get(Namespace::Sessions, &challenge.nonce)
                 .await?
-                .ok_or_else(|| ApiError::Unauthenticated("unknown session".into()))?;
+                .ok_or_else(|| ApiError::Unauthenticated("session has not attested".into()))?;
             match serde_json::from_slice::<Session>(&raw).map_err(|_| ApiError::Internal)? {
                 Session::Attested { token, expires } if expires >= now() => token,
                 Session::Attested { .. } => {

@@ -223,13 +223,14 @@ impl Store for Cached {
         r
     }
 
-    async fn swap(
+    async fn insert_expiring(
         &self,
         ns: Namespace,
         key: &str,
-        new: Vec<u8>,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        let r = self.inner.swap(ns, key, new).await;
+        value: Vec<u8>,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        let r = self.inner.insert_expiring(ns, key, value, expires_at).await;
         self.written(ns);
         r
     }

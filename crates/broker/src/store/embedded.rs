@@ -273,28 +273,30 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn swap(
+    async fn insert_expiring(
         &self,
         ns: Namespace,
         key: &str,
-        new: Vec<u8>,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
+        value: Vec<u8>,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
         let key = key.to_string();
         self.blocking(move |db| {
             let txn = begin_write(db, ns)?;
-            let old = {
+            let created = {
                 let mut t = txn.open_table(table(ns)).map_err(err)?;
-                let old = t
-                    .get(key.as_str())
-                    .map_err(err)?
-                    .map(|v| v.value().to_vec());
-                if old.is_some() {
-                    t.insert(key.as_str(), new.as_slice()).map_err(err)?;
+                if t.get(key.as_str()).map_err(err)?.is_some() {
+                    false
+                } else {
+                    t.insert(key.as_str(), value.as_slice()).map_err(err)?;
+                    let mut e = txn.open_table(EXPIRY).map_err(err)?;
+                    e.insert(expiry_key(ns, &key).as_str(), expires_at)
+                        .map_err(err)?;
+                    true
                 }
-                old
             };
             txn.commit().map_err(err)?;
-            Ok(old)
+            Ok(created)
         })
         .await
     }

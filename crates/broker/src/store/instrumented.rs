@@ -124,15 +124,16 @@ impl<S: Store> Store for Instrumented<S> {
         r
     }
 
-    async fn swap(
+    async fn insert_expiring(
         &self,
         ns: Namespace,
         key: &str,
-        new: Vec<u8>,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
+        value: Vec<u8>,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
         let t = Instant::now();
-        let r = self.inner.swap(ns, key, new).await;
-        self.observe("swap", t, &r);
+        let r = self.inner.insert_expiring(ns, key, value, expires_at).await;
+        self.observe("insert", t, &r);
         r
     }
 

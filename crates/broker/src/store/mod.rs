@@ -85,16 +85,17 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         expected: &[u8],
         new: Vec<u8>,
     ) -> Result<bool, StoreError>;
-    /// Atomically replaces an existing record's value with `new` (keeping
-    /// its expiry) and returns the previous value; `None` (and nothing
-    /// written) when there is no record. Of concurrent swaps each sees the
-    /// value the one before it wrote: consuming a nonce in one round trip.
-    async fn swap(
+    /// Stores an expiring record unless the key exists; true when this
+    /// call created it. The database's unique key decides between
+    /// concurrent callers (replicas included): exactly one gets `true`.
+    /// This is how a challenge is used once.
+    async fn insert_expiring(
         &self,
         ns: Namespace,
         key: &str,
-        new: Vec<u8>,
-    ) -> Result<Option<Vec<u8>>, StoreError>;
+        value: Vec<u8>,
+        expires_at: i64,
+    ) -> Result<bool, StoreError>;
     /// Whether the store can serve requests.
     async fn ready(&self) -> bool;
     /// `embedded` or `postgres` (logs and metrics).
@@ -213,31 +214,20 @@ pub(crate) mod conformance {
             s.get(Namespace::Sessions, "s").await.unwrap(),
             Some(b"used".to_vec())
         );
-        // Swap: of many at once, exactly one sees the original value.
-        s.put_expiring(Namespace::Sessions, "w", b"fresh".to_vec(), 100)
-            .await
-            .unwrap();
-        let olds: Vec<Option<Vec<u8>>> = futures_util::future::join_all(
-            (0..16).map(|_| s.swap(Namespace::Sessions, "w", b"taken".to_vec())),
+        // Insert-once: of many at once, exactly one creates the record.
+        let created: Vec<bool> = futures_util::future::join_all(
+            (0..16).map(|i| s.insert_expiring(Namespace::Sessions, "w", vec![i], 100)),
         )
         .await
         .into_iter()
         .map(Result::unwrap)
         .collect();
+        assert_eq!(created.iter().filter(|c| **c).count(), 1);
+        let winner = created.iter().position(|c| *c).unwrap();
         assert_eq!(
-            olds.iter()
-                .filter(|o| o.as_deref() == Some(b"fresh".as_slice()))
-                .count(),
-            1
+            s.get(Namespace::Sessions, "w").await.unwrap(),
+            Some(vec![u8::try_from(winner).unwrap()])
         );
-        assert!(olds.iter().all(Option::is_some));
-        assert_eq!(
-            s.swap(Namespace::Sessions, "absent", b"x".to_vec())
-                .await
-                .unwrap(),
-            None
-        );
-        assert_eq!(s.get(Namespace::Sessions, "absent").await.unwrap(), None);
         // Expiry: only records whose time has passed are swept, and the
         // swap kept the expiry of the record.
         s.put_expiring(Namespace::Sessions, "later", b"x".to_vec(), 300)

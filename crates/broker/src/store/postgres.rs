@@ -401,35 +401,24 @@ impl Store for PgStore {
         Ok(self.bounded(q.execute(&self.pool)).await?.rows_affected() == 1)
     }
 
-    async fn swap(
+    async fn insert_expiring(
         &self,
         ns: Namespace,
         key: &str,
-        new: Vec<u8>,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        // The row lock of the CTE serialises concurrent swaps; under READ
-        // COMMITTED a waiting swap re-reads the row after the winner
-        // commits, so it returns the winner's value, never the original.
-        let q = if ns == Namespace::Sessions {
-            sqlx::query_scalar::<_, Vec<u8>>(
-                "WITH old AS (SELECT id, value FROM veil_sessions WHERE id = $1 FOR UPDATE) \
-                 UPDATE veil_sessions s SET value = $2 FROM old WHERE s.id = old.id \
-                 RETURNING old.value",
-            )
-            .bind(key)
-            .bind(new)
-        } else {
-            sqlx::query_scalar::<_, Vec<u8>>(
-                "WITH old AS (SELECT ns, key, value FROM veil_records \
-                              WHERE ns = $1 AND key = $2 FOR UPDATE) \
-                 UPDATE veil_records r SET value = $3, updated_at = now() FROM old \
-                 WHERE r.ns = old.ns AND r.key = old.key RETURNING old.value",
-            )
-            .bind(ns.name())
-            .bind(key)
-            .bind(new)
-        };
-        self.bounded(q.fetch_optional(&self.pool)).await
+        value: Vec<u8>,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        only_sessions_expire(ns)?;
+        // The primary key decides: of concurrent inserts (on any replica)
+        // one creates the row, the others do nothing.
+        let q = sqlx::query(
+            "INSERT INTO veil_sessions (id, value, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .bind(expires_at);
+        Ok(self.bounded(q.execute(&self.pool)).await?.rows_affected() == 1)
     }
 
     async fn ready(&self) -> bool {
