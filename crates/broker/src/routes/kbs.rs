@@ -261,7 +261,7 @@ pub(crate) async fn attest(
         serde_json::to_vec(&Session::Consumed { expires }).map_err(|_| ApiError::Internal)?;
     if !b
         .store
-        .insert_expiring(Namespace::Sessions, &nonce, consumed, expires)
+        .insert_expiring(Namespace::Sessions, &nonce, consumed.clone(), expires)
         .await?
     {
         return Err(ApiError::NonceReused);
@@ -360,14 +360,22 @@ pub(crate) async fn attest(
         token: token.clone(),
         expires,
     };
-    b.store
-        .put_expiring(
+    // Consumed → attested: an update of the record this request created.
+    if !b
+        .store
+        .compare_and_swap(
             Namespace::Sessions,
             &nonce,
+            &consumed,
             serde_json::to_vec(&attested).map_err(|_| ApiError::Internal)?,
-            expires,
         )
-        .await?;
+        .await?
+    {
+        tracing::warn!("a used challenge's record changed during attestation (swept?)");
+        return Err(ApiError::Unauthenticated(
+            "session expired; start again with /auth".into(),
+        ));
+    }
     let _ = key; // validated above; the resource endpoint re-reads it from the token
     let mut resp = Json(AttestationToken { token }).into_response();
     resp.headers_mut().insert(SET_COOKIE, set_cookie(&b, &id)?);
