@@ -188,8 +188,14 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
+        // Variables that belong to other commands (or to the process, such
+        // as logging) are not configuration keys of the broker.
         fig = fig.merge(Env::prefixed("VEIL_").split("__").ignore(&[
             "log",
+            "log_format",
+            "admin_key",
+            "broker_url",
+            "pcs_url",
             "kek",
             "state_dir",
             "kds_url",

@@ -255,17 +255,6 @@ pub(crate) async fn attest(
     }
     let key = TeePublicKey::from_jwk(&att.runtime_data.tee_pubkey)
         .map_err(|e| ApiError::BadRequest(format!("tee-pubkey: {e}")))?;
-    // Use the challenge: exactly one request (on any replica) creates its
-    // record; every other gets 409.
-    let consumed =
-        serde_json::to_vec(&Session::Consumed { expires }).map_err(|_| ApiError::Internal)?;
-    if !b
-        .store
-        .insert_expiring(Namespace::Sessions, &nonce, consumed.clone(), expires)
-        .await?
-    {
-        return Err(ApiError::NonceReused);
-    }
     let digest = binding::primary_digest(
         &nonce,
         &att.runtime_data.tee_pubkey,
@@ -281,16 +270,26 @@ pub(crate) async fn attest(
         None => (None, Value::Null),
     };
     let verifier = b.registry.get(&tee).ok_or(ApiError::Internal)?;
-    let t = UnixTime::now();
-    let mut claims = match verifier
-        .verify(
+    // Use the challenge: exactly one request (on any replica) creates its
+    // record; every other gets 409. The store round trip overlaps the
+    // verification (the insert is sent first); the outcome of the
+    // verification is used only if this request won.
+    let consumed =
+        serde_json::to_vec(&Session::Consumed { expires }).map_err(|_| ApiError::Internal)?;
+    let (won, verified) = tokio::join!(
+        b.store
+            .insert_expiring(Namespace::Sessions, &nonce, consumed.clone(), expires),
+        verifier.verify(
             &att.tee_evidence.primary_evidence,
             &report_data,
             init.as_ref(),
-            t,
+            UnixTime::now(),
         )
-        .await
-    {
+    );
+    if !won? {
+        return Err(ApiError::NonceReused);
+    }
+    let mut claims = match verified {
         Ok(c) => c,
         Err(r) => {
             b.metrics
@@ -418,12 +417,17 @@ pub(crate) async fn get_resource(
         .verify(&token, now())
         .map_err(|e| ApiError::Unauthenticated(format!("attestation token rejected: {e}")))?;
     let path = format!("{repo}/{kind}/{tag}");
-    let resource_policy = policy(&b, "resource-policy", DEFAULT_RESOURCE_POLICY).await?;
     let data = json!({"plugin": "resource", "resource-path": [repo, kind, tag], "query": {}});
-    let allowed = resource_policy.allow(&claims, &data).map_err(|e| {
-        tracing::error!(error = %e, "resource policy failed");
-        ApiError::Internal
-    })?;
+    // The (sealed) record is read while the policy is evaluated; it is
+    // opened only if the policy allows the release.
+    let (sealed, allowed) = tokio::join!(b.store.get(Namespace::Resources, &path), async {
+        let resource_policy = policy(&b, "resource-policy", DEFAULT_RESOURCE_POLICY).await?;
+        resource_policy.allow(&claims, &data).map_err(|e| {
+            tracing::error!(error = %e, "resource policy failed");
+            ApiError::Internal
+        })
+    });
+    let allowed = allowed?;
     b.metrics
         .policy_decisions
         .with_label_values(&["resource", if allowed { "allow" } else { "deny" }])
@@ -437,7 +441,7 @@ pub(crate) async fn get_resource(
             "the resource policy does not allow this release".into(),
         ));
     }
-    let Some(sealed) = b.store.get(Namespace::Resources, &path).await? else {
+    let Some(sealed) = sealed? else {
         b.metrics
             .resource_reads
             .with_label_values(&["not_found"])

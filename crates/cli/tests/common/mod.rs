@@ -108,6 +108,11 @@ pub fn start(store: &StoreKind, data: &Path, env: &[(&str, &str)], extra: &[&str
     .args(store.args())
     .args(extra)
     .env("VEIL_LOG", "warn")
+    // Variables of other commands and of logging do not upset the
+    // broker's configuration.
+    .env("VEIL_LOG_FORMAT", "json")
+    .env("VEIL_ADMIN_KEY", "/nonexistent")
+    .env("VEIL_BROKER_URL", "http://127.0.0.1:1")
     .stdout(Stdio::piped())
     .stderr(Stdio::null());
     for (k, v) in env {
