@@ -412,6 +412,81 @@ async fn database_outage_gives_503_then_recovers() {
 }
 
 #[tokio::test]
+async fn database_stopped_and_restarted() {
+    if StoreKind::postgres().await.is_none() {
+        return;
+    }
+    // A PostgreSQL server of this test's own, so it can really be stopped.
+    let Some(pg) = veil_testkit::pg::PrivatePostgres::start() else {
+        return;
+    };
+    let store = StoreKind::Postgres(pg.url());
+    let data = tempfile::tempdir().unwrap();
+    let b = start(
+        &store,
+        data.path(),
+        &[("VEIL_DATABASE__TIMEOUT_MS", "500")],
+        &[],
+    );
+    put_resource(&b.url, "default/key/1", b"survives").await;
+    let g = Hop::new();
+    g.handshake(&b.url, &b.url).await.unwrap();
+    let (cookie, nonce) = g.auth(&b.url).await.unwrap();
+
+    pg.stop();
+    let http = reqwest::Client::new();
+    let r = http.get(format!("{}/readyz", b.url)).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let (s, body) = g
+        .attest(&b.url, &cookie, &g.attest_body(&nonce))
+        .await
+        .unwrap();
+    assert_eq!(s, 503, "{body}");
+    assert_eq!(body["type"], "veil:unavailable");
+    let r = http
+        .post(format!("{}/kbs/v0/resource/default/key/2", b.url))
+        .bearer_auth(admin_token(&[]))
+        .body("refused")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+
+    pg.start_again();
+    let t = Instant::now();
+    while http
+        .get(format!("{}/readyz", b.url))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(t.elapsed() < Duration::from_secs(15), "never ready again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // No restart of the broker: the challenge from before the stop, a new
+    // handshake and the resource all work; the refused write is absent.
+    let (s, _) = g
+        .attest(&b.url, &cookie, &g.attest_body(&nonce))
+        .await
+        .unwrap();
+    assert_eq!(s, 200);
+    let (_, token) = g.handshake(&b.url, &b.url).await.unwrap();
+    let (s, v) = g
+        .resource(&b.url, "default/key/1", None, Some(&token))
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(g.open(v), b"survives");
+    let (s, _) = g
+        .resource(&b.url, "default/key/2", None, Some(&token))
+        .await
+        .unwrap();
+    assert_eq!(s, 404);
+}
+
+#[tokio::test]
 async fn migrate_separately_and_refuse_an_unmigrated_database() {
     let Some(store) = StoreKind::postgres().await else {
         return;

@@ -176,3 +176,133 @@ mod tests {
         assert_eq!(with_database("postgres://h", "z"), "postgres://h/z");
     }
 }
+
+/// A PostgreSQL server of the test's own (Debian's binaries, a cluster in
+/// a temporary directory, a free port on 127.0.0.1), so a test can really
+/// stop and restart the database. Run as the `postgres` user when the
+/// test runs as root (PostgreSQL refuses to run as root).
+#[derive(Debug)]
+pub struct PrivatePostgres {
+    bin: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    port: u16,
+    as_postgres: bool,
+}
+
+impl PrivatePostgres {
+    /// A started server, or `None` (loudly skipped; a failure under
+    /// CI=true) when the PostgreSQL server binaries are not installed.
+    pub fn start() -> Option<Self> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("bin"))
+            .find(|b| b.join("initdb").is_file() && b.join("pg_ctl").is_file());
+        let Some(bin) = bin else {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("PostgreSQL server binaries not found under /usr/lib/postgresql (CI=true)");
+            }
+            eprintln!(
+                "\n!!!!! SKIPPED: no PostgreSQL server binaries under /usr/lib/postgresql !!!!!\n"
+            );
+            return None;
+        };
+        let as_postgres = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        let dir = std::env::temp_dir().join(format!(
+            "veil-pg-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let pg = PrivatePostgres {
+            bin,
+            dir,
+            port,
+            as_postgres,
+        };
+        if as_postgres {
+            let ok = std::process::Command::new("chown")
+                .args(["postgres"])
+                .arg(&pg.dir)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "chown postgres {}", pg.dir.display());
+        }
+        let data = pg.dir.join("data");
+        let status = pg
+            .command("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", "postgres", "--no-sync"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "initdb failed");
+        pg.start_again();
+        Some(pg)
+    }
+
+    fn command(&self, tool: &str) -> std::process::Command {
+        let exe = self.bin.join(tool);
+        if self.as_postgres {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            std::process::Command::new(exe)
+        }
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts the (stopped) server and waits until it accepts connections.
+    pub fn start_again(&self) {
+        let status = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("-o")
+            .arg(format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                self.port,
+                self.dir.display()
+            ))
+            .arg("-l")
+            .arg(self.dir.join("log"))
+            .args(["-w", "start"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "pg_ctl start failed");
+    }
+
+    /// Stops the server (fast shutdown: connections are closed).
+    pub fn stop(&self) {
+        let _ = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "fast", "-w", "stop"])
+            .stdout(std::process::Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
