@@ -8,6 +8,7 @@ mod bench;
 mod broker;
 mod demo;
 mod endorsements;
+mod keyprovider;
 mod output;
 mod seal;
 mod sim;
@@ -53,6 +54,10 @@ enum Command {
     /// Produce evidence from Veil's simulated TEE (for tests and demos only).
     #[command(subcommand)]
     Sim(sim::SimCommand),
+    /// An ocicrypt key provider (cmd transport: JSON on stdin/stdout) for
+    /// encrypted images: wraps layer keys under a KEK file, and unwraps them
+    /// with the KEK the Veil agent gets from the broker after attestation.
+    Keyprovider(keyprovider::KeyProviderArgs),
 }
 
 /// Exit codes: 0 success, 1 evidence rejected, 2 unusable input or error.
@@ -95,6 +100,7 @@ fn main() -> ExitCode {
             Command::Bench(c) => bench::run(c).await,
             Command::Agent(c) => agent::run(c).await,
             Command::Seal(c) => seal::run(c),
+            Command::Keyprovider(a) => keyprovider::run(a).await,
         }
     })
 }

@@ -1,0 +1,107 @@
+//! `veil keyprovider`: an ocicrypt key provider (`cmd` transport) for
+//! encrypted container images, compatible with the Confidential
+//! Containers `attestation-agent` provider's annotation packet.
+//!
+//! * Build side (skopeo, containerd imgcrypt): `--encryption-key
+//!   provider:veil:keypath=KEK_FILE::keyid=kbs:///default/key/1` wraps the
+//!   layer key under the 32-byte KEK from `keypath` (which the broker must
+//!   hold as the resource `keyid`).
+//! * Guest side: an unwrap fetches the KEK named by the packet's `kid`
+//!   through the Veil agent's workload API (`--agent`, which attests to the
+//!   broker once per token) and unwraps the layer key.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Args;
+use veil_image::keyprovider::{Op, Request, unwrap_response, wrap_response};
+use veil_image::packet::AnnotationPacket;
+
+use crate::EXIT_ERROR;
+
+#[derive(Debug, Args)]
+pub struct KeyProviderArgs {
+    /// The provider name ocicrypt was configured with (the key of
+    /// `key-providers` in OCICRYPT_KEYPROVIDER_CONFIG).
+    #[arg(long, default_value = "veil")]
+    pub provider: String,
+    /// The Veil agent's workload API (unwrap fetches KEKs through it).
+    #[arg(long, env = "VEIL_AGENT_URL", default_value = "http://127.0.0.1:8006")]
+    pub agent: String,
+}
+
+/// A KEK file: 32 raw bytes, or 64 hex digits (a trailing newline allowed).
+fn read_kek(path: &Path) -> Result<[u8; 32], String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Ok(k) = <[u8; 32]>::try_from(bytes.as_slice()) {
+        return Ok(k);
+    }
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| format!("{}: not a 32-byte key", path.display()))?;
+    hex::decode(text.trim())
+        .ok()
+        .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
+        .ok_or_else(|| {
+            format!(
+                "{}: not a 32-byte key (raw, or 64 hex digits)",
+                path.display()
+            )
+        })
+}
+
+async fn handle(a: &KeyProviderArgs, input: &[u8]) -> Result<serde_json::Value, String> {
+    match Request::parse(input, &a.provider).map_err(|e| e.to_string())? {
+        Op::Wrap { specs, optsdata } => {
+            let [spec] = specs.as_slice() else {
+                return Err("one recipient per key-provider call".into());
+            };
+            let private = veil_image::layer::PrivateOptions::from_json(&optsdata)
+                .map_err(|e| e.to_string())?;
+            let kek = read_kek(Path::new(&spec.keypath))?;
+            let packet =
+                AnnotationPacket::wrap(&spec.keyid, &kek, &private).map_err(|e| e.to_string())?;
+            Ok(wrap_response(packet.to_json().map_err(|e| e.to_string())?))
+        }
+        Op::Unwrap(packet) => {
+            let path = packet.resource_path().map_err(|e| e.to_string())?;
+            let url = format!("{}/cdh/resource/{path}", a.agent.trim_end_matches('/'));
+            let r = reqwest::get(&url)
+                .await
+                .map_err(|e| format!("agent at {}: {e}", a.agent))?;
+            let status = r.status();
+            let body = r.bytes().await.map_err(|e| format!("agent: {e}"))?;
+            if !status.is_success() {
+                let detail: serde_json::Value =
+                    serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                return Err(format!(
+                    "the agent could not get the key {}: {status} {}",
+                    packet.kid,
+                    detail["error"].as_str().unwrap_or("")
+                ));
+            }
+            let private = packet.unwrap(&body).map_err(|e| e.to_string())?;
+            Ok(unwrap_response(
+                private.to_json().map_err(|e| e.to_string())?,
+            ))
+        }
+    }
+}
+
+pub async fn run(a: KeyProviderArgs) -> ExitCode {
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin().lock().read_to_end(&mut input) {
+        eprintln!("error: reading the request: {e}");
+        return ExitCode::from(EXIT_ERROR);
+    }
+    match handle(&a, &input).await {
+        Ok(v) => {
+            println!("{v}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}

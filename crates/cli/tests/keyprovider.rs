@@ -1,0 +1,202 @@
+//! `veil keyprovider` end to end: a layer encrypted with ocicrypt's cipher,
+//! its key wrapped by the key provider under a KEK file, the KEK held by a
+//! real broker, and the key unwrapped through a real agent on the
+//! simulated SNP TEE (attestation in between), in the byte encodings Go
+//! clients send.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use base64::Engine;
+use serde_json::{Value, json};
+use veil_image::layer::{PrivateOptions, VecStage, decrypt_to, encrypt_to};
+
+const VEIL: &str = env!("CARGO_BIN_EXE_veil");
+
+struct Proc(Child, String);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[&str], prefix: &str) -> Proc {
+    let mut child = Command::new(VEIL)
+        .args(args)
+        .env("VEIL_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().strip_prefix(prefix).unwrap().to_string();
+    Proc(child, addr)
+}
+
+fn veil(args: &[&str]) {
+    let out = Command::new(VEIL).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// Runs `veil keyprovider ARGS` with `request` on stdin.
+fn keyprovider(args: &[&str], request: &Value) -> (bool, Value, String) {
+    let mut child = Command::new(VEIL)
+        .arg("keyprovider")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn bytes(v: &Value) -> Vec<u8> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|b| u8::try_from(b.as_u64().unwrap()).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn wrap_with_a_kek_file_unwrap_through_the_attested_agent() {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    veil(&[
+        "sim",
+        "snp",
+        "--state-dir",
+        p(&d.join("sim")),
+        "--out",
+        p(&d.join("ev.json")),
+        "--certs-dir",
+        p(&d.join("certs")),
+    ]);
+    veil(&["admin", "keygen", "--out", p(d)]);
+    let broker = spawn(
+        &[
+            "broker",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure-http",
+            "--data-dir",
+            p(&d.join("data")),
+            "--admin-key",
+            p(&d.join("admin.pub")),
+            "--dangerous-trust-simulated-tee",
+            p(&d.join("certs/ark.pem")),
+        ],
+        "veil broker listening on ",
+    );
+    let url = format!("http://{}", broker.1);
+    // The image KEK: a file on the build side, a resource in the broker.
+    let kek = d.join("image-kek.bin");
+    std::fs::write(&kek, [0x42u8; 32]).unwrap();
+    veil(&[
+        "admin",
+        "set-resource",
+        "default/image-kek/app",
+        "--file",
+        p(&kek),
+        "--url",
+        &url,
+        "--key",
+        p(&d.join("admin.key")),
+    ]);
+    let agent = spawn(
+        &[
+            "agent",
+            "run",
+            "--broker",
+            &url,
+            "--tee",
+            "sim-snp",
+            "--listen",
+            "127.0.0.1:0",
+            "--sim-state",
+            p(&d.join("sim")),
+        ],
+        "veil agent listening on ",
+    );
+    let agent_url = format!("http://{}", agent.1);
+
+    // Build side: encrypt a layer, wrap its key (Go encodes []byte as base64).
+    let layer: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+    let mut ciphertext = Vec::new();
+    let enc = encrypt_to(layer.as_slice(), &mut ciphertext).unwrap();
+    let spec = format!("keypath={}::keyid=kbs:///default/image-kek/app", p(&kek));
+    let wrap = json!({"op": "keywrap", "keywrapparams": {
+        "ec": {"Parameters": {"veil": [b64.encode(&spec)]}, "DecryptConfig": {"Parameters": {}}},
+        "optsdata": b64.encode(enc.private.to_json().unwrap())}, "keyunwrapparams": {}});
+    let (ok, out, err) = keyprovider(&[], &wrap);
+    assert!(ok, "{err}");
+    let packet = bytes(&out["keywrapresults"]["annotation"]);
+    let packet_json: Value = serde_json::from_slice(&packet).unwrap();
+    assert_eq!(packet_json["kid"], "kbs:///default/image-kek/app");
+    assert_eq!(packet_json["wrap_type"], "A256GCM");
+    assert!(!String::from_utf8_lossy(&packet).contains(&enc.private.symkey));
+
+    // Guest side: unwrap through the agent (which attests to the broker).
+    let unwrap = json!({"op": "keyunwrap", "keywrapparams": {"ec": null, "optsdata": null},
+        "keyunwrapparams": {"dc": {"Parameters": {"veil": []}}, "annotation": b64.encode(&packet)}});
+    let (ok, out, err) = keyprovider(&["--agent", &agent_url], &unwrap);
+    assert!(ok, "{err}");
+    let private = PrivateOptions::from_json(&bytes(&out["keyunwrapresults"]["optsdata"])).unwrap();
+    assert_eq!(private, enc.private);
+    let mut plain = Vec::new();
+    decrypt_to(
+        ciphertext.as_slice(),
+        &enc.public,
+        &private,
+        VecStage::new(&mut plain),
+    )
+    .unwrap();
+    assert_eq!(plain, layer);
+
+    // The same request with the annotation as a byte array (ocicrypt-rs).
+    let mut unwrap_rs = unwrap.clone();
+    unwrap_rs["keyunwrapparams"]["annotation"] = serde_json::to_value(&packet).unwrap();
+    assert!(keyprovider(&["--agent", &agent_url], &unwrap_rs).0);
+
+    // A key the broker does not hold: a clear refusal, nothing on stdout.
+    let mut other: Value = packet_json.clone();
+    other["kid"] = "kbs:///default/image-kek/missing".into();
+    let mut req = unwrap.clone();
+    req["keyunwrapparams"]["annotation"] = b64.encode(other.to_string()).into();
+    let (ok, out, err) = keyprovider(&["--agent", &agent_url], &req);
+    assert!(!ok && out.is_null());
+    assert!(err.contains("kbs:///default/image-kek/missing"), "{err}");
+    // A KEK file of the wrong size is refused at wrap time.
+    std::fs::write(&kek, [0u8; 31]).unwrap();
+    let (ok, _, err) = keyprovider(&[], &wrap);
+    assert!(!ok && err.contains("32-byte"), "{err}");
+}

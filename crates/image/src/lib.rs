@@ -1,0 +1,64 @@
+//! Confidential container images, the parts that need no network:
+//!
+//! * [`layer`]: ocicrypt's `AES_256_CTR_HMAC_SHA256` layer cipher, byte for
+//!   byte compatible with Go `containers/ocicrypt` and `ocicrypt-rs`
+//!   (public and private options JSON, annotations, media types), with a
+//!   streaming decryptor that never releases plaintext before the HMAC
+//!   over the whole ciphertext and the digest of the plaintext have been
+//!   checked ([`layer::decrypt_to`] with a [`layer::Stage`]).
+//! * [`packet`]: the CoCo key-provider annotation packet
+//!   (`org.opencontainers.image.enc.keys.provider.attestation-agent`):
+//!   the private options wrapped with AES-256-GCM under a key-encryption key
+//!   that a broker holds as a resource (`kid = kbs:///default/key/1`).
+//! * [`keyprovider`]: the ocicrypt key-provider protocol messages (the
+//!   `cmd` transport's JSON), accepting `optsdata` both as a JSON byte array
+//!   (ocicrypt-rs) and as a base64 string (Go).
+//!
+//! Why hand-written: no maintained Rust crate implements ocicrypt's layer
+//! format without pulling in a whole image client; the cryptography itself
+//! is aws-lc-rs (AES-CTR, HMAC-SHA256, AES-GCM, SHA-256).
+#![forbid(unsafe_code)]
+#![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+
+pub mod keyprovider;
+pub mod layer;
+pub mod packet;
+
+/// Everything that can go wrong with an image layer or its keys. Messages
+/// never contain key material.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ImageError {
+    /// Malformed options, packet or message.
+    #[error("malformed {what}: {detail}")]
+    Malformed { what: &'static str, detail: String },
+    /// A cipher, wrap type or version this implementation does not know.
+    #[error("unsupported {what}: {value}")]
+    Unsupported { what: &'static str, value: String },
+    /// The layer's HMAC does not match its ciphertext.
+    #[error("layer authentication failed: the HMAC over the ciphertext does not match")]
+    Hmac,
+    /// The decrypted layer's digest differs from the one in the private
+    /// options.
+    #[error("layer digest mismatch: expected {expected}, got {actual}")]
+    Digest { expected: String, actual: String },
+    /// The wrapped key does not open under the key-encryption key.
+    #[error("the wrapped layer key does not open under this key-encryption key")]
+    Unwrap,
+    /// Reading or writing.
+    #[error("I/O: {0}")]
+    Io(String),
+    /// The crypto library failed.
+    #[error("cryptographic failure")]
+    Crypto,
+}
+
+pub(crate) fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+pub(crate) fn malformed(what: &'static str, detail: impl std::fmt::Display) -> ImageError {
+    ImageError::Malformed {
+        what,
+        detail: detail.to_string(),
+    }
+}

@@ -1,0 +1,29 @@
+//! Encrypted-image key material from outside: the ocicrypt public and
+//! private options, the CoCo annotation packet (parsed and unwrapped under
+//! a fixed KEK), key-provider requests, and layer decryption with options
+//! and ciphertext both from the input.
+#![no_main]
+use veil_image::keyprovider::Request;
+use veil_image::layer::{PrivateOptions, PublicOptions, VecStage, decrypt_to};
+use veil_image::packet::AnnotationPacket;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let _ = PublicOptions::from_annotation(&text);
+    let _ = Request::parse(data, "veil");
+    if let Ok(p) = AnnotationPacket::from_json(data) {
+        let _ = p.resource_path();
+        let _ = p.unwrap(&[7u8; 32]);
+    }
+    // Split: public options JSON | private options JSON | ciphertext.
+    let mut parts = data.splitn(3, |b| *b == 0);
+    if let (Some(a), Some(b), Some(ct)) = (parts.next(), parts.next(), parts.next()) {
+        if let (Ok(public), Ok(private)) = (
+            serde_json::from_slice::<PublicOptions>(a),
+            PrivateOptions::from_json(b),
+        ) {
+            let mut out = Vec::new();
+            let _ = decrypt_to(ct, &public, &private, VecStage::new(&mut out));
+        }
+    }
+});
