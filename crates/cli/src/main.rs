@@ -8,6 +8,7 @@ mod bench;
 mod broker;
 mod demo;
 mod endorsements;
+mod image;
 mod keyprovider;
 mod output;
 mod seal;
@@ -54,6 +55,9 @@ enum Command {
     /// Produce evidence from Veil's simulated TEE (for tests and demos only).
     #[command(subcommand)]
     Sim(sim::SimCommand),
+    /// Encrypted images on OCI layout directories: `encrypt`, `decrypt`.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     /// An ocicrypt key provider (cmd transport: JSON on stdin/stdout) for
     /// encrypted images: wraps layer keys under a KEK file, and unwraps them
     /// with the KEK the Veil agent gets from the broker after attestation.
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
             Command::Agent(c) => agent::run(c).await,
             Command::Seal(c) => seal::run(c),
             Command::Keyprovider(a) => keyprovider::run(a).await,
+            Command::Image(c) => image::run(c).await,
         }
     })
 }

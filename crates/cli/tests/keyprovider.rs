@@ -85,9 +85,17 @@ fn bytes(v: &Value) -> Vec<u8> {
         .collect()
 }
 
-#[tokio::test]
-async fn wrap_with_a_kek_file_unwrap_through_the_attested_agent() {
-    let b64 = base64::engine::general_purpose::STANDARD;
+/// A broker holding the image KEK `default/image-kek/app` (also in the
+/// returned file), and an agent on the simulated SNP TEE attesting to it.
+struct Setup {
+    dir: tempfile::TempDir,
+    _broker: Proc,
+    _agent: Proc,
+    kek: std::path::PathBuf,
+    agent_url: String,
+}
+
+fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     veil(&[
@@ -148,7 +156,20 @@ async fn wrap_with_a_kek_file_unwrap_through_the_attested_agent() {
         "veil agent listening on ",
     );
     let agent_url = format!("http://{}", agent.1);
+    Setup {
+        _broker: broker,
+        _agent: agent,
+        kek,
+        agent_url,
+        dir,
+    }
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn wrap_with_a_kek_file_unwrap_through_the_attested_agent() {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let s = setup();
+    let (kek, agent_url) = (s.kek.clone(), s.agent_url.clone());
     // Build side: encrypt a layer, wrap its key (Go encodes []byte as base64).
     let layer: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
     let mut ciphertext = Vec::new();
@@ -199,4 +220,134 @@ async fn wrap_with_a_kek_file_unwrap_through_the_attested_agent() {
     std::fs::write(&kek, [0u8; 31]).unwrap();
     let (ok, _, err) = keyprovider(&[], &wrap);
     assert!(!ok && err.contains("32-byte"), "{err}");
+}
+
+/// An OCI layout with one gzip layer.
+fn layout(dir: &Path, layer: &[u8]) {
+    let blob = |bytes: &[u8]| {
+        let hex = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes));
+        std::fs::write(dir.join("blobs/sha256").join(&hex), bytes).unwrap();
+        json!({"digest": format!("sha256:{hex}"), "size": bytes.len()})
+    };
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let mut config =
+        blob(br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#);
+    config["mediaType"] = "application/vnd.oci.image.config.v1+json".into();
+    let mut l = blob(layer);
+    l["mediaType"] = "application/vnd.oci.image.layer.v1.tar+gzip".into();
+    let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": config, "layers": [l]});
+    let mut m = blob(manifest.to_string().as_bytes());
+    m["mediaType"] = "application/vnd.oci.image.manifest.v1+json".into();
+    std::fs::write(
+        dir.join("index.json"),
+        json!({"schemaVersion": 2, "manifests": [m]}).to_string(),
+    )
+    .unwrap();
+}
+
+fn first_layer(dir: &Path) -> (Value, Vec<u8>) {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let blob = |d: &Value| {
+        std::fs::read(
+            dir.join("blobs/sha256").join(
+                d["digest"]
+                    .as_str()
+                    .unwrap()
+                    .strip_prefix("sha256:")
+                    .unwrap(),
+            ),
+        )
+        .unwrap()
+    };
+    let manifest: Value = serde_json::from_slice(&blob(&index["manifests"][0])).unwrap();
+    let l = manifest["layers"][0].clone();
+    let bytes = blob(&l);
+    (l, bytes)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_encrypt_then_decrypt_through_the_attested_agent() {
+    let s = setup();
+    let d = s.dir.path();
+    let layer: Vec<u8> = (0..50_000u32).map(|i| (i % 97) as u8).collect();
+    layout(&d.join("plain"), &layer);
+    let key = format!(
+        "provider:attestation-agent:keypath={}::keyid=kbs:///default/image-kek/app",
+        p(&s.kek)
+    );
+    veil(&[
+        "image",
+        "encrypt",
+        "--encryption-key",
+        &key,
+        p(&d.join("plain")),
+        p(&d.join("enc")),
+    ]);
+    let (l, bytes) = first_layer(&d.join("enc"));
+    assert_eq!(
+        l["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip+encrypted"
+    );
+    assert_ne!(bytes, layer);
+    // In the guest: keys through the agent, after attestation.
+    veil(&[
+        "image",
+        "decrypt",
+        "--decryption-key",
+        "provider:attestation-agent",
+        "--agent",
+        &s.agent_url,
+        p(&d.join("enc")),
+        p(&d.join("dec")),
+    ]);
+    let (l, bytes) = first_layer(&d.join("dec"));
+    assert_eq!(
+        l["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    assert_eq!(bytes, layer);
+    // Offline, with the KEK file; and a wrong KEK is refused.
+    veil(&[
+        "image",
+        "decrypt",
+        "--decryption-key",
+        &format!("provider:x:keypath={}", p(&s.kek)),
+        p(&d.join("enc")),
+        p(&d.join("dec2")),
+    ]);
+    std::fs::write(d.join("other.bin"), [1u8; 32]).unwrap();
+    let out = Command::new(VEIL)
+        .args([
+            "image",
+            "decrypt",
+            "--decryption-key",
+            &format!("provider:x:keypath={}", p(&d.join("other.bin"))),
+            p(&d.join("enc")),
+            p(&d.join("dec3")),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not open"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!d.join("dec3/index.json").exists());
+    // JWE recipients are not supported yet, and say so.
+    let out = Command::new(VEIL)
+        .args([
+            "image",
+            "encrypt",
+            "--encryption-key",
+            "jwe:pub.pem",
+            p(&d.join("plain")),
+            p(&d.join("enc4")),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("JWE"));
 }

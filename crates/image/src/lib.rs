@@ -22,6 +22,9 @@
 
 pub mod keyprovider;
 pub mod layer;
+// JSON reads by `v["key"]` (never panicking on serde_json values); see oci.rs.
+#[allow(clippy::indexing_slicing)]
+pub mod oci;
 pub mod packet;
 
 /// Everything that can go wrong with an image layer or its keys. Messages

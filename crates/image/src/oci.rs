@@ -1,0 +1,614 @@
+//! OCI image-layout directories (`oci-layout`, `index.json`,
+//! `blobs/<alg>/<hex>`): encrypting and decrypting their layers on the build
+//! side, as `skopeo copy --encryption-key` / `--decryption-key` do.
+//!
+//! Manifests and the index are edited as JSON values so that fields this
+//! code does not know are kept. Every blob read is checked against its
+//! descriptor's digest and size while it is read; outputs are written under
+//! a temporary name and renamed, so an interrupted run leaves no blob under
+//! a wrong name.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use aws_lc_rs::digest;
+use serde_json::{Map, Value};
+
+use crate::layer::{
+    self, ANNOTATION_KEYS_PREFIX, ANNOTATION_PROVIDER_AA, ANNOTATION_PUBOPTS, FileStage,
+    PrivateOptions, PublicOptions,
+};
+use crate::packet::AnnotationPacket;
+use crate::{ImageError, malformed};
+
+// Reading a `serde_json::Value` with `v["key"]` never panics (a missing
+// key or another type gives `Null`), which is what the descriptor checks
+// rely on; `indexing_slicing` is allowed for this module in lib.rs. Writes
+// never index: they go through `set`, on objects only.
+
+/// Sets `key` of a JSON object (an error for anything else).
+fn set(v: &mut Value, key: &str, value: Value) -> Result<(), ImageError> {
+    v.as_object_mut()
+        .ok_or_else(|| malformed("descriptor", "not a JSON object"))?
+        .insert(key.to_string(), value);
+    Ok(())
+}
+
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+fn io(e: std::io::Error) -> ImageError {
+    ImageError::Io(e.to_string())
+}
+
+/// Where a layout's blob lives, for a digest `sha256:<64 hex>`.
+fn blob_path(dir: &Path, digest: &str) -> Result<PathBuf, ImageError> {
+    let hex = digest
+        .strip_prefix("sha256:")
+        .filter(|h| {
+            h.len() == 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+        .ok_or_else(|| {
+            malformed(
+                "descriptor",
+                format!("digest {digest:?} is not sha256:<64 lowercase hex>"),
+            )
+        })?;
+    Ok(dir.join("blobs").join("sha256").join(hex))
+}
+
+/// Reads a blob and fails at EOF unless its SHA-256 and size are the
+/// descriptor's.
+struct CheckedReader {
+    inner: BufReader<File>,
+    ctx: digest::Context,
+    read: u64,
+    digest: String,
+    size: u64,
+}
+
+impl CheckedReader {
+    fn open(dir: &Path, desc: &Value) -> Result<Self, ImageError> {
+        let digest = desc["digest"]
+            .as_str()
+            .ok_or_else(|| malformed("descriptor", "no digest"))?
+            .to_string();
+        let size = desc["size"]
+            .as_u64()
+            .ok_or_else(|| malformed("descriptor", "no size"))?;
+        let path = blob_path(dir, &digest)?;
+        let f =
+            File::open(&path).map_err(|e| ImageError::Io(format!("{}: {e}", path.display())))?;
+        Ok(CheckedReader {
+            inner: BufReader::new(f),
+            ctx: digest::Context::new(&digest::SHA256),
+            read: 0,
+            digest,
+            size,
+        })
+    }
+}
+
+impl Read for CheckedReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            let actual = format!("sha256:{}", hex::encode(self.ctx.clone().finish().as_ref()));
+            if actual != self.digest || self.read != self.size {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "blob {} does not match its descriptor (digest {actual}, {} bytes; expected {} bytes)",
+                        self.digest, self.read, self.size
+                    ),
+                ));
+            }
+            return Ok(0);
+        }
+        let chunk = buf.get(..n).unwrap_or_default();
+        self.ctx.update(chunk);
+        self.read = self.read.saturating_add(n as u64);
+        Ok(n)
+    }
+}
+
+fn read_blob(dir: &Path, desc: &Value) -> Result<Vec<u8>, ImageError> {
+    let mut r = CheckedReader::open(dir, desc)?;
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).map_err(io)?;
+    Ok(out)
+}
+
+/// Writes `bytes` as a blob; its descriptor fields.
+fn write_blob(dir: &Path, bytes: &[u8]) -> Result<(String, u64), ImageError> {
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(digest::digest(&digest::SHA256, bytes).as_ref())
+    );
+    let path = blob_path(dir, &digest)?;
+    if !path.exists() {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, bytes).map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)?;
+    }
+    Ok((digest, bytes.len() as u64))
+}
+
+fn copy_blob(from: &Path, to: &Path, desc: &Value) -> Result<(), ImageError> {
+    let digest = desc["digest"].as_str().unwrap_or_default();
+    let dst = blob_path(to, digest)?;
+    if dst.exists() {
+        return Ok(());
+    }
+    let tmp = dst.with_extension("tmp");
+    let mut r = CheckedReader::open(from, desc)?;
+    let mut w = File::create(&tmp).map_err(io)?;
+    if let Err(e) = std::io::copy(&mut r, &mut w) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
+    }
+    std::fs::rename(&tmp, &dst).map_err(io)
+}
+
+fn json_of(bytes: &[u8], what: &'static str) -> Result<Value, ImageError> {
+    serde_json::from_slice(bytes).map_err(|e| malformed(what, e))
+}
+
+/// Opens a layout: its `index.json`.
+fn open_layout(dir: &Path) -> Result<Value, ImageError> {
+    let layout = std::fs::read(dir.join("oci-layout"))
+        .map_err(|e| ImageError::Io(format!("{}: not an OCI image layout ({e})", dir.display())))?;
+    let layout = json_of(&layout, "oci-layout")?;
+    if layout["imageLayoutVersion"] != "1.0.0" {
+        return Err(ImageError::Unsupported {
+            what: "image layout version",
+            value: layout["imageLayoutVersion"].to_string(),
+        });
+    }
+    let index = std::fs::read(dir.join("index.json")).map_err(io)?;
+    json_of(&index, "index.json")
+}
+
+/// Creates the output layout directory (which must not exist or be empty).
+fn create_layout(dir: &Path) -> Result<(), ImageError> {
+    if dir.exists() && std::fs::read_dir(dir).map_err(io)?.next().is_some() {
+        return Err(ImageError::Io(format!(
+            "{} exists and is not empty",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir.join("blobs").join("sha256")).map_err(io)?;
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io)
+}
+
+/// Rewrites every manifest of the layout at `from` into `to`, layer by
+/// layer through `edit` (which returns the new descriptor, having written
+/// any new blob into `to`), copying everything else.
+fn rewrite(
+    from: &Path,
+    to: &Path,
+    mut edit: impl FnMut(&Path, &Path, &Value) -> Result<Option<Value>, ImageError>,
+) -> Result<usize, ImageError> {
+    let mut index = open_layout(from)?;
+    create_layout(to)?;
+    let mut changed = 0usize;
+    let manifests = index
+        .as_object_mut()
+        .and_then(|o| o.get_mut("manifests"))
+        .and_then(Value::as_array_mut)
+        .ok_or_else(|| malformed("index.json", "no manifests"))?;
+    for desc in manifests.iter_mut() {
+        if desc["mediaType"] != MANIFEST {
+            return Err(ImageError::Unsupported {
+                what: "index entry (only OCI image manifests)",
+                value: desc["mediaType"].to_string(),
+            });
+        }
+        let mut manifest = json_of(&read_blob(from, desc)?, "manifest")?;
+        copy_blob(from, to, &manifest["config"])?;
+        let layers = manifest
+            .as_object_mut()
+            .and_then(|o| o.get_mut("layers"))
+            .and_then(Value::as_array_mut)
+            .ok_or_else(|| malformed("manifest", "no layers"))?;
+        for layer in layers.iter_mut() {
+            match edit(from, to, layer)? {
+                Some(new) => {
+                    *layer = new;
+                    changed = changed.saturating_add(1);
+                }
+                None => copy_blob(from, to, layer)?,
+            }
+        }
+        let bytes = serde_json::to_vec(&manifest).map_err(|e| malformed("manifest", e))?;
+        let (digest, size) = write_blob(to, &bytes)?;
+        set(desc, "digest", Value::String(digest))?;
+        set(desc, "size", Value::from(size))?;
+    }
+    let bytes = serde_json::to_vec(&index).map_err(|e| malformed("index.json", e))?;
+    let tmp = to.join("index.json.tmp");
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, to.join("index.json")).map_err(io)?;
+    Ok(changed)
+}
+
+/// A recipient of the layer keys: the broker resource `kid` holds `kek`.
+#[derive(Clone)]
+pub struct ProviderRecipient {
+    pub kid: String,
+    pub kek: [u8; 32],
+}
+
+impl std::fmt::Debug for ProviderRecipient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderRecipient")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Encrypts every not yet encrypted layer of the layout `from` into the
+/// new layout `to`, for `recipient` under the provider annotation
+/// `org.opencontainers.image.enc.keys.provider.<provider>`. Returns the
+/// number of layers encrypted.
+pub fn encrypt_layout(
+    from: &Path,
+    to: &Path,
+    provider: &str,
+    recipient: &ProviderRecipient,
+) -> Result<usize, ImageError> {
+    if provider.is_empty()
+        || !provider
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(malformed("provider name", provider));
+    }
+    let annotation = format!("{ANNOTATION_KEYS_PREFIX}provider.{provider}");
+    rewrite(from, to, |from, to, layer| {
+        let media = layer["mediaType"].as_str().unwrap_or_default();
+        if media.ends_with("+encrypted") {
+            return Ok(None);
+        }
+        let encrypted_media = layer::encrypted_media_type(media)?;
+        let input = CheckedReader::open(from, layer)?;
+        let tmp = to.join("blobs").join("sha256").join("encrypting.tmp");
+        let out = File::create(&tmp).map_err(io)?;
+        let enc = match layer::encrypt_to(input, std::io::BufWriter::new(out)) {
+            Ok(e) => e,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        std::fs::rename(&tmp, blob_path(to, &enc.digest)?).map_err(io)?;
+        let packet = AnnotationPacket::wrap(&recipient.kid, &recipient.kek, &enc.private)?;
+        let mut new = layer.clone();
+        set(&mut new, "mediaType", Value::String(encrypted_media))?;
+        set(&mut new, "digest", Value::String(enc.digest))?;
+        set(&mut new, "size", Value::from(enc.size))?;
+        let annotations = new
+            .as_object_mut()
+            .ok_or_else(|| malformed("descriptor", "not an object"))?
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Map::new()));
+        let a = annotations
+            .as_object_mut()
+            .ok_or_else(|| malformed("descriptor", "annotations is not an object"))?;
+        a.insert(
+            ANNOTATION_PUBOPTS.into(),
+            Value::String(enc.public.to_annotation()?),
+        );
+        a.insert(annotation.clone(), Value::String(packet.to_annotation()?));
+        Ok(Some(new))
+    })
+}
+
+/// Something that turns a provider packet into the layer's private options
+/// (a KEK file, or the agent after attestation). One key lookup per
+/// distinct `kid` is the caller's business (see [`KeyCache`]).
+pub trait Unwrapper {
+    fn unwrap(&mut self, packet: &AnnotationPacket) -> Result<PrivateOptions, ImageError>;
+}
+
+/// Unwraps with KEKs fetched once per `kid` by `fetch`.
+pub struct KeyCache<F> {
+    fetch: F,
+    keys: BTreeMap<String, Vec<u8>>,
+}
+
+impl<F> std::fmt::Debug for KeyCache<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCache")
+            .field("kids", &self.keys.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: FnMut(&str) -> Result<Vec<u8>, ImageError>> KeyCache<F> {
+    pub fn new(fetch: F) -> Self {
+        KeyCache {
+            fetch,
+            keys: BTreeMap::new(),
+        }
+    }
+
+    /// How many keys were fetched.
+    pub fn fetched(&self) -> usize {
+        self.keys.len()
+    }
+}
+
+impl<F: FnMut(&str) -> Result<Vec<u8>, ImageError>> Unwrapper for KeyCache<F> {
+    fn unwrap(&mut self, packet: &AnnotationPacket) -> Result<PrivateOptions, ImageError> {
+        if !self.keys.contains_key(&packet.kid) {
+            let kek = (self.fetch)(&packet.kid)?;
+            self.keys.insert(packet.kid.clone(), kek);
+        }
+        let kek = self.keys.get(&packet.kid).ok_or(ImageError::Unwrap)?;
+        packet.unwrap(kek)
+    }
+}
+
+/// Decrypts every encrypted layer of `from` into the new layout `to`. The
+/// key packet is read from any `…enc.keys.provider.*` annotation (as
+/// ocicrypt does); each decrypted blob must match the HMAC and the digest
+/// in its private options before it is written under that digest.
+pub fn decrypt_layout(
+    from: &Path,
+    to: &Path,
+    unwrapper: &mut dyn Unwrapper,
+) -> Result<usize, ImageError> {
+    rewrite(from, to, |from, to, layer| {
+        let media = layer["mediaType"].as_str().unwrap_or_default();
+        if !media.ends_with("+encrypted") {
+            return Ok(None);
+        }
+        let plain_media = layer::decrypted_media_type(media)?;
+        let annotations = layer["annotations"]
+            .as_object()
+            .ok_or_else(|| malformed("encrypted layer", "no annotations"))?;
+        let public = PublicOptions::from_annotation(
+            annotations
+                .get(ANNOTATION_PUBOPTS)
+                .and_then(Value::as_str)
+                .ok_or_else(|| malformed("encrypted layer", "no pubopts annotation"))?,
+        )?;
+        let packet_value = annotations
+            .get(ANNOTATION_PROVIDER_AA)
+            .or_else(|| {
+                annotations
+                    .iter()
+                    .find(|(k, _)| k.starts_with(&format!("{ANNOTATION_KEYS_PREFIX}provider.")))
+                    .map(|(_, v)| v)
+            })
+            .and_then(Value::as_str)
+            .ok_or_else(|| ImageError::Unsupported {
+                what: "layer key scheme (only key-provider packets so far)",
+                value: annotations
+                    .keys()
+                    .filter(|k| k.starts_with(ANNOTATION_KEYS_PREFIX))
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        // A comma-separated list, one packet per recipient: the first that
+        // unwraps is used.
+        let mut private = None;
+        let mut last = ImageError::Unwrap;
+        for one in packet_value.split(',') {
+            match AnnotationPacket::from_annotation(one).and_then(|p| unwrapper.unwrap(&p)) {
+                Ok(p) => {
+                    private = Some(p);
+                    break;
+                }
+                Err(e) => last = e,
+            }
+        }
+        let private = private.ok_or(last)?;
+        let path = blob_path(to, &private.digest)?;
+        let input = CheckedReader::open(from, layer)?;
+        let size = if path.exists() {
+            // Same content already written (a layer shared by manifests):
+            // still authenticate this copy.
+            let mut sink = Vec::new();
+            layer::decrypt_to(input, &public, &private, layer::VecStage::new(&mut sink))?
+        } else {
+            layer::decrypt_to(
+                input,
+                &public,
+                &private,
+                FileStage::create(&path).map_err(io)?,
+            )?
+        };
+        let mut new = layer.clone();
+        set(&mut new, "mediaType", Value::String(plain_media))?;
+        set(&mut new, "digest", Value::String(private.digest.clone()))?;
+        set(&mut new, "size", Value::from(size))?;
+        if let Some(o) = new.as_object_mut() {
+            let empty = match o.get_mut("annotations").and_then(Value::as_object_mut) {
+                Some(a) => {
+                    a.retain(|k, _| !k.starts_with("org.opencontainers.image.enc."));
+                    a.is_empty()
+                }
+                None => false,
+            };
+            if empty {
+                o.remove("annotations");
+            }
+        }
+        Ok(Some(new))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small layout: one manifest, a config, two layers.
+    fn layout(dir: &Path) -> Vec<Vec<u8>> {
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        let config =
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let (cd, cs) = write_blob(dir, config).unwrap();
+        let layers: Vec<Vec<u8>> = vec![
+            (0..70_000u32).map(|i| (i % 7) as u8).collect(),
+            b"second layer".to_vec(),
+        ];
+        let descs: Vec<Value> = layers
+            .iter()
+            .map(|l| {
+                let (d, s) = write_blob(dir, l).unwrap();
+                serde_json::json!({"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":d,"size":s})
+            })
+            .collect();
+        let manifest = serde_json::json!({"schemaVersion":2,"mediaType":MANIFEST,
+            "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":cd,"size":cs},
+            "layers":descs, "annotations":{"org.example.kept":"yes"}});
+        let (md, ms) = write_blob(dir, &serde_json::to_vec(&manifest).unwrap()).unwrap();
+        let index = serde_json::json!({"schemaVersion":2,"manifests":[{"mediaType":MANIFEST,"digest":md,"size":ms,
+            "annotations":{"org.opencontainers.image.ref.name":"latest"}}]});
+        std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+        layers
+    }
+
+    fn manifest(dir: &Path) -> Value {
+        let index: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+        serde_json::from_slice(&read_blob(dir, &index["manifests"][0]).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn encrypt_then_decrypt_a_layout() {
+        let t = tempfile::tempdir().unwrap();
+        let (plain, enc, dec) = (t.path().join("p"), t.path().join("e"), t.path().join("d"));
+        let layers = layout(&plain);
+        let r = ProviderRecipient {
+            kid: "kbs:///default/key/1".into(),
+            kek: [5; 32],
+        };
+        assert_eq!(
+            encrypt_layout(&plain, &enc, "attestation-agent", &r).unwrap(),
+            2
+        );
+        let m = manifest(&enc);
+        assert_eq!(m["annotations"]["org.example.kept"], "yes");
+        for l in m["layers"].as_array().unwrap() {
+            assert_eq!(
+                l["mediaType"],
+                "application/vnd.oci.image.layer.v1.tar+gzip+encrypted"
+            );
+            assert!(l["annotations"][ANNOTATION_PUBOPTS].is_string());
+            assert!(l["annotations"][ANNOTATION_PROVIDER_AA].is_string());
+        }
+        // Encrypting again leaves encrypted layers alone.
+        assert_eq!(
+            encrypt_layout(&enc, &t.path().join("e2"), "attestation-agent", &r).unwrap(),
+            0
+        );
+
+        let mut cache = KeyCache::new(|kid: &str| {
+            assert_eq!(kid, "kbs:///default/key/1");
+            Ok(vec![5u8; 32])
+        });
+        assert_eq!(decrypt_layout(&enc, &dec, &mut cache).unwrap(), 2);
+        assert_eq!(cache.fetched(), 1, "one key fetch per kid");
+        let m = manifest(&dec);
+        for (l, want) in m["layers"].as_array().unwrap().iter().zip(&layers) {
+            assert_eq!(
+                l["mediaType"],
+                "application/vnd.oci.image.layer.v1.tar+gzip"
+            );
+            assert!(l.get("annotations").is_none());
+            assert_eq!(read_blob(&dec, l).unwrap(), *want);
+        }
+        assert_eq!(
+            manifest(&plain)["layers"],
+            m["layers"],
+            "back to the original descriptors"
+        );
+    }
+
+    #[test]
+    fn tampering_and_wrong_keys_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let (plain, enc) = (t.path().join("p"), t.path().join("e"));
+        layout(&plain);
+        let r = ProviderRecipient {
+            kid: "kbs:///default/key/1".into(),
+            kek: [5; 32],
+        };
+        encrypt_layout(&plain, &enc, "veil", &r).unwrap();
+        // A wrong KEK.
+        let mut wrong = KeyCache::new(|_: &str| Ok(vec![6u8; 32]));
+        assert_eq!(
+            decrypt_layout(&enc, &t.path().join("d1"), &mut wrong),
+            Err(ImageError::Unwrap)
+        );
+        // A flipped byte in an encrypted blob: the descriptor check fails
+        // before anything is committed.
+        let layer = manifest(&enc)["layers"][1].clone();
+        let path = blob_path(&enc, layer["digest"].as_str().unwrap()).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[0] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let mut right = KeyCache::new(|_: &str| Ok(vec![5u8; 32]));
+        let out = t.path().join("d2");
+        let e = decrypt_layout(&enc, &out, &mut right).unwrap_err();
+        assert!(
+            matches!(e, ImageError::Io(ref m) if m.contains("does not match its descriptor")),
+            "{e}"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(out.join("blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.ends_with(".partial") || n.ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        // The output must be new.
+        assert!(encrypt_layout(&plain, &enc, "veil", &r).is_err());
+        assert!(encrypt_layout(&plain, &t.path().join("x"), "bad name", &r).is_err());
+    }
+
+    #[test]
+    fn hostile_layouts_give_errors_not_panics() {
+        let t = tempfile::tempdir().unwrap();
+        let r = ProviderRecipient {
+            kid: "kbs:///default/key/1".into(),
+            kek: [5; 32],
+        };
+        let cases: [(&[u8], &[u8]); 5] = [
+            (br#"{"imageLayoutVersion":"2.0.0"}"#, br#"{"manifests":[]}"#),
+            (br#"{"imageLayoutVersion":"1.0.0"}"#, b"[]"),
+            (br#"{"imageLayoutVersion":"1.0.0"}"#, br#"{"manifests":[1]}"#),
+            (br#"{"imageLayoutVersion":"1.0.0"}"#, br#"{"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:../../x","size":1}]}"#),
+            (br#"{"imageLayoutVersion":"1.0.0"}"#, br#"{"manifests":{"a":1}}"#),
+        ];
+        for (i, (layout, index)) in cases.iter().enumerate() {
+            let dir = t.path().join(format!("in{i}"));
+            std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+            std::fs::write(dir.join("oci-layout"), layout).unwrap();
+            std::fs::write(dir.join("index.json"), index).unwrap();
+            assert!(
+                encrypt_layout(&dir, &t.path().join(format!("out{i}")), "veil", &r).is_err(),
+                "case {i}"
+            );
+        }
+        // A manifest blob that is a JSON array.
+        let dir = t.path().join("arr");
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        let (d, sz) = write_blob(&dir, b"[1,2]").unwrap();
+        std::fs::write(
+            dir.join("index.json"),
+            serde_json::json!({"manifests":[{"mediaType":MANIFEST,"digest":d,"size":sz}]})
+                .to_string(),
+        )
+        .unwrap();
+        assert!(encrypt_layout(&dir, &t.path().join("arr-out"), "veil", &r).is_err());
+    }
+}
