@@ -10,6 +10,9 @@
 //!   (`org.opencontainers.image.enc.keys.provider.attestation-agent`):
 //!   the private options wrapped with AES-256-GCM under a key-encryption key
 //!   that a broker holds as a resource (`kid = kbs:///default/key/1`).
+//! * [`unpack`]: decrypt → decompress (gzip, zstd) → untar in one pass,
+//!   hashing for the `diff_id`, into a staging directory renamed into place
+//!   only when every check passed.
 //! * [`keyprovider`]: the ocicrypt key-provider protocol messages (the
 //!   `cmd` transport's JSON), accepting `optsdata` both as a JSON byte array
 //!   (ocicrypt-rs) and as a base64 string (Go).
@@ -26,6 +29,7 @@ pub mod layer;
 #[allow(clippy::indexing_slicing)]
 pub mod oci;
 pub mod packet;
+pub mod unpack;
 
 /// Everything that can go wrong with an image layer or its keys. Messages
 /// never contain key material.
