@@ -17,6 +17,33 @@ pub enum ImageCommand {
     Encrypt(EncryptArgs),
     /// Decrypt every encrypted layer of an OCI layout (IN) into OUT.
     Decrypt(DecryptArgs),
+    /// Unpack an image of an OCI layout into a bundle directory: each
+    /// layer decrypted (keys through the attested agent), decompressed and
+    /// untarred in one pass, its diff_id checked, several at a time.
+    Unpack(UnpackArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UnpackArgs {
+    /// The OCI layout.
+    pub layout: PathBuf,
+    /// Where the layers (`layers/<n>-<diff_id>`) and `config.json` go.
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// The manifest's `org.opencontainers.image.ref.name` (needed when the
+    /// layout holds several).
+    #[arg(long = "ref")]
+    pub reference: Option<String>,
+    /// For encrypted layers: `provider:NAME` (keys through the agent) or
+    /// `provider:NAME:keypath=KEK_FILE`.
+    #[arg(long, default_value = "provider:attestation-agent")]
+    pub decryption_key: String,
+    /// The Veil agent's workload API.
+    #[arg(long, env = "VEIL_AGENT_URL", default_value = "http://127.0.0.1:8006")]
+    pub agent: String,
+    /// Layers unpacked at the same time.
+    #[arg(long, default_value_t = 4)]
+    pub parallel: usize,
 }
 
 #[derive(Debug, Args)]
@@ -95,47 +122,73 @@ fn encrypt(a: &EncryptArgs) -> Result<String, String> {
     ))
 }
 
+/// Where KEKs come from: a file (offline) or the agent (after attestation).
+fn key_source(
+    key: &str,
+    agent: &str,
+) -> Result<Box<dyn FnMut(&str) -> Result<Vec<u8>, ImageError> + Send>, String> {
+    let (_, params) = provider_key(key)?;
+    if let Some(p) = params {
+        let path = p
+            .strip_prefix("keypath=")
+            .ok_or("expected provider:NAME:keypath=KEK_FILE")?;
+        let kek = read_kek(Path::new(path))?;
+        return Ok(Box::new(move |_kid: &str| Ok(kek.clone())));
+    }
+    let agent = agent.trim_end_matches('/').to_string();
+    let handle = tokio::runtime::Handle::current();
+    Ok(Box::new(move |kid: &str| {
+        let path = veil_image::packet::resource_path(kid)?;
+        let url = format!("{agent}/cdh/resource/{path}");
+        handle.block_on(async {
+            let r = reqwest::get(&url)
+                .await
+                .map_err(|e| ImageError::Io(format!("agent at {agent}: {e}")))?;
+            let status = r.status();
+            let body = r
+                .bytes()
+                .await
+                .map_err(|e| ImageError::Io(format!("agent: {e}")))?;
+            if !status.is_success() {
+                return Err(ImageError::Io(format!(
+                    "the agent could not get the key {kid}: {status}"
+                )));
+            }
+            Ok(body.to_vec())
+        })
+    }))
+}
+
 fn decrypt(a: &DecryptArgs) -> Result<String, String> {
-    let (_, params) = provider_key(&a.decryption_key)?;
-    let n = match params {
-        Some(p) => {
-            let path = p
-                .strip_prefix("keypath=")
-                .ok_or("expected provider:NAME:keypath=KEK_FILE")?;
-            let kek = read_kek(Path::new(path))?;
-            let mut keys = KeyCache::new(move |_kid: &str| Ok(kek.clone()));
-            decrypt_layout(&a.input, &a.output, &mut keys).map_err(|e| e.to_string())?
-        }
-        None => {
-            let agent = a.agent.trim_end_matches('/').to_string();
-            let handle = tokio::runtime::Handle::current();
-            let mut keys = KeyCache::new(move |kid: &str| {
-                let path = veil_image::packet::resource_path(kid)?;
-                let url = format!("{agent}/cdh/resource/{path}");
-                handle.block_on(async {
-                    let r = reqwest::get(&url)
-                        .await
-                        .map_err(|e| ImageError::Io(format!("agent at {agent}: {e}")))?;
-                    let status = r.status();
-                    let body = r
-                        .bytes()
-                        .await
-                        .map_err(|e| ImageError::Io(format!("agent: {e}")))?;
-                    if !status.is_success() {
-                        return Err(ImageError::Io(format!(
-                            "the agent could not get the key {kid}: {status}"
-                        )));
-                    }
-                    Ok(body.to_vec())
-                })
-            });
-            tokio::task::block_in_place(|| decrypt_layout(&a.input, &a.output, &mut keys))
-                .map_err(|e| e.to_string())?
-        }
-    };
+    let mut keys = KeyCache::new(key_source(&a.decryption_key, &a.agent)?);
+    let n = tokio::task::block_in_place(|| decrypt_layout(&a.input, &a.output, &mut keys))
+        .map_err(|e| e.to_string())?;
     Ok(format!(
         "decrypted {n} layer(s) into {}",
         a.output.display()
+    ))
+}
+
+fn unpack(a: &UnpackArgs) -> Result<String, String> {
+    let mut keys = KeyCache::new(key_source(&a.decryption_key, &a.agent)?);
+    let start = std::time::Instant::now();
+    let u = tokio::task::block_in_place(|| {
+        veil_image::oci::unpack_layout(
+            &a.layout,
+            a.reference.as_deref(),
+            &a.bundle,
+            &mut keys,
+            a.parallel,
+        )
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "unpacked {} layer(s) ({} encrypted, {} key lookup(s)) into {} in {:.2} s",
+        u.layers.len(),
+        u.encrypted,
+        keys.fetched(),
+        a.bundle.display(),
+        start.elapsed().as_secs_f64()
     ))
 }
 
@@ -143,6 +196,7 @@ pub async fn run(cmd: ImageCommand) -> ExitCode {
     let r = match cmd {
         ImageCommand::Encrypt(a) => encrypt(&a),
         ImageCommand::Decrypt(a) => decrypt(&a),
+        ImageCommand::Unpack(a) => unpack(&a),
     };
     match r {
         Ok(msg) => {

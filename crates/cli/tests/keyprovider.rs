@@ -351,3 +351,94 @@ async fn image_encrypt_then_decrypt_through_the_attested_agent() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("JWE"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_unpack_through_the_attested_agent() {
+    use veil_image::unpack::{gzip, tar_of};
+    let s = setup();
+    let d = s.dir.path();
+    // A two-layer image with real gzip tars and their diff_ids.
+    let plain = d.join("plain");
+    std::fs::create_dir_all(plain.join("blobs/sha256")).unwrap();
+    std::fs::write(
+        plain.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let blob = |bytes: &[u8]| {
+        let hex = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes));
+        std::fs::write(plain.join("blobs/sha256").join(&hex), bytes).unwrap();
+        (format!("sha256:{hex}"), bytes.len())
+    };
+    let tars = [
+        tar_of(&[("etc/hostname", b"guest\n")]).unwrap(),
+        tar_of(&[("srv/model.bin", &[3u8; 200_000])]).unwrap(),
+    ];
+    let diff_ids: Vec<String> = tars.iter().map(|t| blob(t).0).collect();
+    let layers: Vec<Value> = tars
+        .iter()
+        .map(|t| {
+            let (digest, size) = blob(&gzip(t).unwrap());
+            json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": size})
+        })
+        .collect();
+    let (cd, cs) = blob(json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}}).to_string().as_bytes());
+    let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs}, "layers": layers});
+    let (md, ms) = blob(manifest.to_string().as_bytes());
+    std::fs::write(
+        plain.join("index.json"),
+        json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms}]}).to_string(),
+    )
+    .unwrap();
+    let key = format!(
+        "provider:attestation-agent:keypath={}::keyid=kbs:///default/image-kek/app",
+        p(&s.kek)
+    );
+    veil(&[
+        "image",
+        "encrypt",
+        "--encryption-key",
+        &key,
+        p(&plain),
+        p(&d.join("enc")),
+    ]);
+    // In the guest: one attestation, one key lookup, both layers unpacked.
+    let out = Command::new(VEIL)
+        .args([
+            "image",
+            "unpack",
+            p(&d.join("enc")),
+            "--bundle",
+            p(&d.join("bundle")),
+            "--agent",
+            &s.agent_url,
+        ])
+        .output()
+        .unwrap();
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{msg}");
+    assert!(
+        msg.contains("unpacked 2 layer(s) (2 encrypted, 1 key lookup(s))"),
+        "{msg}"
+    );
+    let layers: Vec<_> = std::fs::read_dir(d.join("bundle/layers"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(layers.len(), 2);
+    let l0 = layers
+        .iter()
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("0-"))
+        .unwrap();
+    let l1 = layers
+        .iter()
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("1-"))
+        .unwrap();
+    assert_eq!(std::fs::read(l0.join("etc/hostname")).unwrap(), b"guest\n");
+    assert_eq!(
+        std::fs::read(l1.join("srv/model.bin")).unwrap(),
+        vec![3u8; 200_000]
+    );
+    assert!(d.join("bundle/config.json").is_file());
+}

@@ -368,47 +368,8 @@ pub fn decrypt_layout(
             return Ok(None);
         }
         let plain_media = layer::decrypted_media_type(media)?;
-        let annotations = layer["annotations"]
-            .as_object()
-            .ok_or_else(|| malformed("encrypted layer", "no annotations"))?;
-        let public = PublicOptions::from_annotation(
-            annotations
-                .get(ANNOTATION_PUBOPTS)
-                .and_then(Value::as_str)
-                .ok_or_else(|| malformed("encrypted layer", "no pubopts annotation"))?,
-        )?;
-        let packet_value = annotations
-            .get(ANNOTATION_PROVIDER_AA)
-            .or_else(|| {
-                annotations
-                    .iter()
-                    .find(|(k, _)| k.starts_with(&format!("{ANNOTATION_KEYS_PREFIX}provider.")))
-                    .map(|(_, v)| v)
-            })
-            .and_then(Value::as_str)
-            .ok_or_else(|| ImageError::Unsupported {
-                what: "layer key scheme (only key-provider packets so far)",
-                value: annotations
-                    .keys()
-                    .filter(|k| k.starts_with(ANNOTATION_KEYS_PREFIX))
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?;
-        // A comma-separated list, one packet per recipient: the first that
-        // unwraps is used.
-        let mut private = None;
-        let mut last = ImageError::Unwrap;
-        for one in packet_value.split(',') {
-            match AnnotationPacket::from_annotation(one).and_then(|p| unwrapper.unwrap(&p)) {
-                Ok(p) => {
-                    private = Some(p);
-                    break;
-                }
-                Err(e) => last = e,
-            }
-        }
-        let private = private.ok_or(last)?;
+        let (public, private) = layer_keys(layer, unwrapper)?;
+
         let path = blob_path(to, &private.digest)?;
         let input = CheckedReader::open(from, layer)?;
         let size = if path.exists() {
@@ -442,6 +403,202 @@ pub fn decrypt_layout(
         }
         Ok(Some(new))
     })
+}
+
+/// What [`unpack_layout`] produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unpacked {
+    /// The layer directories, bottom first (an overlay's lowerdirs in
+    /// reverse), each named `<index>-<diff_id hex>` under `bundle/layers`.
+    pub layers: Vec<PathBuf>,
+    /// How many layers were encrypted.
+    pub encrypted: usize,
+}
+
+/// Unpacks the image of `from` (an OCI layout; its only manifest, or the
+/// one whose `org.opencontainers.image.ref.name` is `reference`) into
+/// `bundle`: the image config as `bundle/config.json` and every layer,
+/// decrypted when encrypted (keys through `unwrapper`, one lookup per
+/// `kid`), decompressed and untarred in one pass with its `diff_id`
+/// checked, `parallel` layers at a time. A layer directory appears only
+/// after all its checks passed.
+pub fn unpack_layout(
+    from: &Path,
+    reference: Option<&str>,
+    bundle: &Path,
+    unwrapper: &mut dyn Unwrapper,
+    parallel: usize,
+) -> Result<Unpacked, ImageError> {
+    let index = open_layout(from)?;
+    let manifests = index["manifests"]
+        .as_array()
+        .ok_or_else(|| malformed("index.json", "no manifests"))?;
+    let chosen: Vec<&Value> = manifests
+        .iter()
+        .filter(|m| match reference {
+            Some(r) => m["annotations"]["org.opencontainers.image.ref.name"] == r,
+            None => true,
+        })
+        .collect();
+    let [desc] = chosen.as_slice() else {
+        return Err(malformed(
+            "index.json",
+            format!(
+                "{} manifests match; name one with its org.opencontainers.image.ref.name",
+                chosen.len()
+            ),
+        ));
+    };
+    if desc["mediaType"] != MANIFEST {
+        return Err(ImageError::Unsupported {
+            what: "manifest media type",
+            value: desc["mediaType"].to_string(),
+        });
+    }
+    let manifest = json_of(&read_blob(from, desc)?, "manifest")?;
+    let config_bytes = read_blob(from, &manifest["config"])?;
+    let config = json_of(&config_bytes, "image config")?;
+    let layers = manifest["layers"]
+        .as_array()
+        .ok_or_else(|| malformed("manifest", "no layers"))?;
+    let diff_ids = config["rootfs"]["diff_ids"]
+        .as_array()
+        .ok_or_else(|| malformed("image config", "no rootfs.diff_ids"))?;
+    if diff_ids.len() != layers.len() {
+        return Err(malformed(
+            "image",
+            format!("{} layers but {} diff_ids", layers.len(), diff_ids.len()),
+        ));
+    }
+    let dir = bundle.join("layers");
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    // Keys first (one lookup per kid), then the layers in parallel.
+    struct Job {
+        layer: Value,
+        diff_id: String,
+        dest: PathBuf,
+        keys: Option<(PublicOptions, PrivateOptions)>,
+    }
+    let mut jobs = Vec::new();
+    let mut encrypted = 0usize;
+    for (i, (layer, diff_id)) in layers.iter().zip(diff_ids).enumerate() {
+        let diff_id = diff_id
+            .as_str()
+            .ok_or_else(|| malformed("image config", "a diff_id is not a string"))?
+            .to_string();
+        let hex = blob_path(Path::new(""), &diff_id)?
+            .file_name()
+            .map(|f| f.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let media = layer["mediaType"].as_str().unwrap_or_default();
+        let keys = if media.ends_with("+encrypted") {
+            encrypted = encrypted.saturating_add(1);
+            Some(layer_keys(layer, unwrapper)?)
+        } else {
+            None
+        };
+        jobs.push(Job {
+            layer: layer.clone(),
+            diff_id,
+            dest: dir.join(format!("{i}-{hex}")),
+            keys,
+        });
+    }
+    let parallel = parallel.max(1);
+    let mut results: Vec<Result<(), ImageError>> = Vec::new();
+    for batch in jobs.chunks(parallel) {
+        let batch_results: Vec<Result<(), ImageError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|job| {
+                    scope.spawn(move || -> Result<(), ImageError> {
+                        let media = job.layer["mediaType"].as_str().unwrap_or_default();
+                        let compression = crate::unpack::Compression::from_media_type(media)?;
+                        let input = CheckedReader::open(from, &job.layer)?;
+                        match &job.keys {
+                            Some((public, private)) => crate::unpack::decrypt_and_unpack(
+                                input,
+                                public,
+                                private,
+                                compression,
+                                &job.diff_id,
+                                &job.dest,
+                            ),
+                            None => crate::unpack::unpack_layer(
+                                input,
+                                compression,
+                                &job.diff_id,
+                                &job.dest,
+                            ),
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(ImageError::Io("a layer thread failed".into())))
+                })
+                .collect()
+        });
+        results.extend(batch_results);
+    }
+    for r in results {
+        r?;
+    }
+    let tmp = bundle.join("config.json.tmp");
+    std::fs::write(&tmp, &config_bytes).map_err(io)?;
+    std::fs::rename(&tmp, bundle.join("config.json")).map_err(io)?;
+    Ok(Unpacked {
+        layers: jobs.into_iter().map(|j| j.dest).collect(),
+        encrypted,
+    })
+}
+
+/// The public options and (unwrapped) private options of an encrypted
+/// layer descriptor.
+fn layer_keys(
+    layer: &Value,
+    unwrapper: &mut dyn Unwrapper,
+) -> Result<(PublicOptions, PrivateOptions), ImageError> {
+    let annotations = layer["annotations"]
+        .as_object()
+        .ok_or_else(|| malformed("encrypted layer", "no annotations"))?;
+    let public = PublicOptions::from_annotation(
+        annotations
+            .get(ANNOTATION_PUBOPTS)
+            .and_then(Value::as_str)
+            .ok_or_else(|| malformed("encrypted layer", "no pubopts annotation"))?,
+    )?;
+    let packet_value = annotations
+        .get(ANNOTATION_PROVIDER_AA)
+        .or_else(|| {
+            annotations
+                .iter()
+                .find(|(k, _)| k.starts_with(&format!("{ANNOTATION_KEYS_PREFIX}provider.")))
+                .map(|(_, v)| v)
+        })
+        .and_then(Value::as_str)
+        .ok_or_else(|| ImageError::Unsupported {
+            what: "layer key scheme (only key-provider packets so far)",
+            value: annotations
+                .keys()
+                .filter(|k| k.starts_with(ANNOTATION_KEYS_PREFIX))
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    // A comma-separated list, one packet per recipient: the first that
+    // unwraps is used.
+    let mut last = ImageError::Unwrap;
+    for one in packet_value.split(',') {
+        match AnnotationPacket::from_annotation(one).and_then(|p| unwrapper.unwrap(&p)) {
+            Ok(p) => return Ok((public, p)),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 #[cfg(test)]
@@ -610,5 +767,108 @@ mod tests {
         )
         .unwrap();
         assert!(encrypt_layout(&dir, &t.path().join("arr-out"), "veil", &r).is_err());
+    }
+
+    /// A layout whose layers are real gzip tars, with matching diff_ids.
+    fn image_layout(dir: &Path, diff_ids_override: Option<Vec<String>>) {
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        let tars = [
+            crate::unpack::tar_of(&[("etc/os-release", b"ID=veil\n")]).unwrap(),
+            crate::unpack::tar_of(&[("app/run", b"#!/bin/sh\n"), ("app/data", &[7u8; 5000])])
+                .unwrap(),
+        ];
+        let diff_ids: Vec<String> = diff_ids_override.unwrap_or_else(|| {
+            tars.iter()
+                .map(|t| {
+                    format!(
+                        "sha256:{}",
+                        hex::encode(digest::digest(&digest::SHA256, t).as_ref())
+                    )
+                })
+                .collect()
+        });
+        let config = serde_json::json!({"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":diff_ids}});
+        let (cd, cs) = write_blob(dir, config.to_string().as_bytes()).unwrap();
+        let layers: Vec<Value> = tars
+            .iter()
+            .map(|t| {
+                let (d, s) = write_blob(dir, &crate::unpack::gzip(t).unwrap()).unwrap();
+                serde_json::json!({"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":d,"size":s})
+            })
+            .collect();
+        let manifest = serde_json::json!({"schemaVersion":2,"mediaType":MANIFEST,
+            "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":cd,"size":cs},"layers":layers});
+        let (md, ms) = write_blob(dir, manifest.to_string().as_bytes()).unwrap();
+        let index = serde_json::json!({"schemaVersion":2,"manifests":[{"mediaType":MANIFEST,"digest":md,"size":ms,
+            "annotations":{"org.opencontainers.image.ref.name":"v1"}}]});
+        std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    }
+
+    #[test]
+    fn unpack_an_encrypted_image() {
+        let t = tempfile::tempdir().unwrap();
+        let (plain, enc) = (t.path().join("p"), t.path().join("e"));
+        image_layout(&plain, None);
+        let r = ProviderRecipient {
+            kid: "kbs:///default/key/1".into(),
+            kek: [5; 32],
+        };
+        encrypt_layout(&plain, &enc, "attestation-agent", &r).unwrap();
+        let mut keys = KeyCache::new(|_: &str| Ok(vec![5u8; 32]));
+        let bundle = t.path().join("bundle");
+        let u = unpack_layout(&enc, Some("v1"), &bundle, &mut keys, 4).unwrap();
+        assert_eq!(u.encrypted, 2);
+        assert_eq!(keys.fetched(), 1);
+        assert_eq!(
+            std::fs::read(u.layers[0].join("etc/os-release")).unwrap(),
+            b"ID=veil\n"
+        );
+        assert_eq!(
+            std::fs::read(u.layers[1].join("app/data")).unwrap(),
+            vec![7u8; 5000]
+        );
+        assert!(bundle.join("config.json").is_file());
+        // Unencrypted images unpack the same way.
+        let u = unpack_layout(&plain, None, &t.path().join("b2"), &mut keys, 1).unwrap();
+        assert_eq!(u.encrypted, 0);
+        // An unknown reference, and a wrong KEK.
+        assert!(unpack_layout(&enc, Some("v2"), &t.path().join("b3"), &mut keys, 1).is_err());
+        let mut wrong = KeyCache::new(|_: &str| Ok(vec![6u8; 32]));
+        assert_eq!(
+            unpack_layout(&enc, None, &t.path().join("b4"), &mut wrong, 2),
+            Err(ImageError::Unwrap)
+        );
+    }
+
+    #[test]
+    fn a_wrong_diff_id_leaves_no_layer() {
+        let t = tempfile::tempdir().unwrap();
+        let (plain, enc) = (t.path().join("p"), t.path().join("e"));
+        image_layout(
+            &plain,
+            Some(vec![
+                format!("sha256:{}", "ab".repeat(32)),
+                format!("sha256:{}", "cd".repeat(32)),
+            ]),
+        );
+        let r = ProviderRecipient {
+            kid: "kbs:///default/key/1".into(),
+            kek: [5; 32],
+        };
+        encrypt_layout(&plain, &enc, "veil", &r).unwrap();
+        let mut keys = KeyCache::new(|_: &str| Ok(vec![5u8; 32]));
+        let bundle = t.path().join("bundle");
+        let e = unpack_layout(&enc, None, &bundle, &mut keys, 2).unwrap_err();
+        assert!(matches!(e, ImageError::Digest { .. }), "{e}");
+        assert_eq!(std::fs::read_dir(bundle.join("layers")).unwrap().count(), 0);
+        assert!(!bundle.join("config.json").exists());
+        // A diff_id that is not a digest never becomes a path.
+        let odd = t.path().join("odd");
+        image_layout(
+            &odd,
+            Some(vec!["sha256:../../x".into(), "sha256:00".into()]),
+        );
+        assert!(unpack_layout(&odd, None, &t.path().join("b5"), &mut keys, 1).is_err());
     }
 }
