@@ -122,11 +122,11 @@ fn encrypt(a: &EncryptArgs) -> Result<String, String> {
     ))
 }
 
+/// Fetches the KEK of a `kid`.
+type KeySource = Box<dyn FnMut(&str) -> Result<Vec<u8>, ImageError> + Send>;
+
 /// Where KEKs come from: a file (offline) or the agent (after attestation).
-fn key_source(
-    key: &str,
-    agent: &str,
-) -> Result<Box<dyn FnMut(&str) -> Result<Vec<u8>, ImageError> + Send>, String> {
+fn key_source(key: &str, agent: &str) -> Result<KeySource, String> {
     let (_, params) = provider_key(key)?;
     if let Some(p) = params {
         let path = p
