@@ -3,11 +3,26 @@
 //! a fixed KEK), key-provider requests, and layer decryption with options
 //! and ciphertext both from the input.
 #![no_main]
+use std::sync::OnceLock;
+
+use veil_image::jwe::PrivateJweKey;
 use veil_image::keyprovider::Request;
 use veil_image::layer::{PrivateOptions, PublicOptions, VecStage, decrypt_to};
 use veil_image::packet::AnnotationPacket;
 
+/// A fixed P-256 key (PKCS#8), so JWE recipients reach the ECDH path.
+const EC_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgpG068+VsW1cLM2wF
+Dbd/AyaKsL3oNnpTay3OhWR4Z+WhRANCAATRw4HeiKZlrFREMcfHDqJYjU6wWXdJ
+vQ5pFdHlqHki5TTeto194EX4zOQ7du4kWL0NdL7bQ4yCdENXl38UUcOH
+-----END PRIVATE KEY-----
+";
+
+static KEYS: OnceLock<Vec<PrivateJweKey>> = OnceLock::new();
+
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let keys = KEYS.get_or_init(|| PrivateJweKey::from_pem(EC_KEY.as_bytes()).into_iter().collect());
+    let _ = veil_image::jwe::decrypt(data, keys);
     let text = String::from_utf8_lossy(data);
     let _ = PublicOptions::from_annotation(&text);
     let _ = Request::parse(data, "veil");

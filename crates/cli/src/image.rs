@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use veil_image::ImageError;
 use veil_image::keyprovider::WrapSpec;
-use veil_image::oci::{KeyCache, ProviderRecipient, decrypt_layout, encrypt_layout};
+use veil_image::oci::{
+    JweKeys, KeyCache, ProviderRecipient, Unwrapper, decrypt_layout, encrypt_layout,
+};
 
 use crate::EXIT_ERROR;
 
@@ -34,10 +36,10 @@ pub struct UnpackArgs {
     /// layout holds several).
     #[arg(long = "ref")]
     pub reference: Option<String>,
-    /// For encrypted layers: `provider:NAME` (keys through the agent) or
-    /// `provider:NAME:keypath=KEK_FILE`.
-    #[arg(long, default_value = "provider:attestation-agent")]
-    pub decryption_key: String,
+    /// For encrypted layers: `provider:NAME` (keys through the agent),
+    /// `provider:NAME:keypath=KEK_FILE`, or `PRIVATE.pem` (repeatable).
+    #[arg(long, default_values_t = vec!["provider:attestation-agent".to_string()])]
+    pub decryption_key: Vec<String>,
     /// The Veil agent's workload API.
     #[arg(long, env = "VEIL_AGENT_URL", default_value = "http://127.0.0.1:8006")]
     pub agent: String,
@@ -48,11 +50,12 @@ pub struct UnpackArgs {
 
 #[derive(Debug, Args)]
 pub struct EncryptArgs {
-    /// `provider:NAME:keypath=KEK_FILE::keyid=kbs:///REPO/TYPE/TAG`: the
-    /// layer keys are wrapped under the 32-byte KEK that the broker holds
-    /// as the resource `keyid`.
-    #[arg(long)]
-    pub encryption_key: String,
+    /// `provider:NAME:keypath=KEK_FILE::keyid=kbs:///REPO/TYPE/TAG` (the
+    /// layer keys wrapped under the 32-byte KEK that the broker holds as
+    /// the resource `keyid`), or `jwe:PUBLIC.pem` (repeatable: one JWE for
+    /// all such recipients, readable by skopeo/ocicrypt).
+    #[arg(long, required = true)]
+    pub encryption_key: Vec<String>,
     pub input: PathBuf,
     pub output: PathBuf,
 }
@@ -60,9 +63,10 @@ pub struct EncryptArgs {
 #[derive(Debug, Args)]
 pub struct DecryptArgs {
     /// `provider:NAME` (the KEKs come from the Veil agent, after
-    /// attestation) or `provider:NAME:keypath=KEK_FILE` (offline).
-    #[arg(long)]
-    pub decryption_key: String,
+    /// attestation), `provider:NAME:keypath=KEK_FILE` (offline), or
+    /// `PRIVATE.pem` (a JWE recipient's key; repeatable).
+    #[arg(long, required = true)]
+    pub decryption_key: Vec<String>,
     /// The Veil agent's workload API.
     #[arg(long, env = "VEIL_AGENT_URL", default_value = "http://127.0.0.1:8006")]
     pub agent: String,
@@ -73,7 +77,7 @@ pub struct DecryptArgs {
 /// `provider:NAME[:PARAMS]` → (NAME, PARAMS).
 fn provider_key(s: &str) -> Result<(&str, Option<&str>), String> {
     let rest = s.strip_prefix("provider:").ok_or_else(|| {
-        format!("{s:?}: only key-provider keys (provider:NAME:…) are supported so far; JWE, PKCS7 and PGP recipients are not")
+        format!("{s:?}: expected provider:NAME:… here (PKCS7 and PGP recipients are not supported)")
     })?;
     Ok(match rest.split_once(':') {
         Some((name, params)) => (name, Some(params)),
@@ -99,7 +103,28 @@ fn read_kek(path: &Path) -> Result<Vec<u8>, String> {
 }
 
 fn encrypt(a: &EncryptArgs) -> Result<String, String> {
-    let (name, params) = provider_key(&a.encryption_key)?;
+    if a.encryption_key.iter().all(|k| k.starts_with("jwe:")) {
+        let keys = a
+            .encryption_key
+            .iter()
+            .map(|k| {
+                let path = k.trim_start_matches("jwe:");
+                let pem = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+                veil_image::jwe::RecipientKey::from_pem(&pem).map_err(|e| format!("{path}: {e}"))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let n = veil_image::oci::encrypt_layout_jwe(&a.input, &a.output, &keys)
+            .map_err(|e| e.to_string())?;
+        return Ok(format!(
+            "encrypted {n} layer(s) for {} JWE recipient(s) into {}",
+            keys.len(),
+            a.output.display()
+        ));
+    }
+    let [key] = a.encryption_key.as_slice() else {
+        return Err("one provider key per run (or only jwe: keys)".into());
+    };
+    let (name, params) = provider_key(key)?;
     let spec = WrapSpec::parse(params.ok_or("provider key without keypath=…::keyid=…")?)
         .map_err(|e| e.to_string())?;
     let kek: [u8; 32] = read_kek(Path::new(&spec.keypath))?
@@ -120,6 +145,25 @@ fn encrypt(a: &EncryptArgs) -> Result<String, String> {
         spec.keyid,
         a.output.display()
     ))
+}
+
+/// The unwrapper for `--decryption-key` values: private key files (JWE),
+/// or one provider key.
+fn unwrapper(keys: &[String], agent: &str) -> Result<Box<dyn Unwrapper>, String> {
+    if keys.iter().all(|k| !k.starts_with("provider:")) {
+        let keys = keys
+            .iter()
+            .map(|path| {
+                let pem = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+                veil_image::jwe::PrivateJweKey::from_pem(&pem).map_err(|e| format!("{path}: {e}"))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        return Ok(Box::new(JweKeys(keys)));
+    }
+    let [key] = keys else {
+        return Err("one provider key per run (or only private key files)".into());
+    };
+    Ok(Box::new(KeyCache::new(key_source(key, agent)?)))
 }
 
 /// Fetches the KEK of a `kid`.
@@ -160,8 +204,8 @@ fn key_source(key: &str, agent: &str) -> Result<KeySource, String> {
 }
 
 fn decrypt(a: &DecryptArgs) -> Result<String, String> {
-    let mut keys = KeyCache::new(key_source(&a.decryption_key, &a.agent)?);
-    let n = tokio::task::block_in_place(|| decrypt_layout(&a.input, &a.output, &mut keys))
+    let mut keys = unwrapper(&a.decryption_key, &a.agent)?;
+    let n = tokio::task::block_in_place(|| decrypt_layout(&a.input, &a.output, keys.as_mut()))
         .map_err(|e| e.to_string())?;
     Ok(format!(
         "decrypted {n} layer(s) into {}",
@@ -170,14 +214,14 @@ fn decrypt(a: &DecryptArgs) -> Result<String, String> {
 }
 
 fn unpack(a: &UnpackArgs) -> Result<String, String> {
-    let mut keys = KeyCache::new(key_source(&a.decryption_key, &a.agent)?);
+    let mut keys = unwrapper(&a.decryption_key, &a.agent)?;
     let start = std::time::Instant::now();
     let u = tokio::task::block_in_place(|| {
         veil_image::oci::unpack_layout(
             &a.layout,
             a.reference.as_deref(),
             &a.bundle,
-            &mut keys,
+            keys.as_mut(),
             a.parallel,
         )
     })

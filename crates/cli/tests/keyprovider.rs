@@ -336,7 +336,7 @@ async fn image_encrypt_then_decrypt_through_the_attested_agent() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!d.join("dec3/index.json").exists());
-    // JWE recipients are not supported yet, and say so.
+    // A JWE recipient whose key file is missing: a clear error naming it.
     let out = Command::new(VEIL)
         .args([
             "image",
@@ -349,7 +349,7 @@ async fn image_encrypt_then_decrypt_through_the_attested_agent() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("JWE"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pub.pem"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -13,6 +13,8 @@
 //! * [`unpack`]: decrypt → decompress (gzip, zstd) → untar in one pass,
 //!   hashing for the `diff_id`, into a staging directory renamed into place
 //!   only when every check passed.
+//! * [`jwe`]: ocicrypt's JWE recipients (`…enc.keys.jwe`), as Go
+//!   ocicrypt writes them.
 //! * [`keyprovider`]: the ocicrypt key-provider protocol messages (the
 //!   `cmd` transport's JSON), accepting `optsdata` both as a JSON byte array
 //!   (ocicrypt-rs) and as a base64 string (Go).
@@ -23,6 +25,7 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
+pub mod jwe;
 pub mod keyprovider;
 pub mod layer;
 // JSON reads by `v["key"]` (never panicking on serde_json values); see oci.rs.

@@ -17,8 +17,8 @@ use aws_lc_rs::digest;
 use serde_json::{Map, Value};
 
 use crate::layer::{
-    self, ANNOTATION_KEYS_PREFIX, ANNOTATION_PROVIDER_AA, ANNOTATION_PUBOPTS, FileStage,
-    PrivateOptions, PublicOptions,
+    self, ANNOTATION_JWE, ANNOTATION_KEYS_PREFIX, ANNOTATION_PROVIDER_AA, ANNOTATION_PUBOPTS,
+    FileStage, PrivateOptions, PublicOptions,
 };
 use crate::packet::AnnotationPacket;
 use crate::{ImageError, malformed};
@@ -268,6 +268,34 @@ pub fn encrypt_layout(
         return Err(malformed("provider name", provider));
     }
     let annotation = format!("{ANNOTATION_KEYS_PREFIX}provider.{provider}");
+    encrypt_with(from, to, |private| {
+        let packet = AnnotationPacket::wrap(&recipient.kid, &recipient.kek, private)?;
+        Ok((annotation.clone(), packet.to_annotation()?))
+    })
+}
+
+/// Encrypts every not yet encrypted layer of `from` into `to` for JWE
+/// recipients (`org.opencontainers.image.enc.keys.jwe`), as
+/// `skopeo copy --encryption-key jwe:PUBLIC.pem` does.
+pub fn encrypt_layout_jwe(
+    from: &Path,
+    to: &Path,
+    recipients: &[crate::jwe::RecipientKey],
+) -> Result<usize, ImageError> {
+    use base64::Engine;
+    encrypt_with(from, to, |private| {
+        let jwe = crate::jwe::encrypt(recipients, &private.to_json()?)?;
+        Ok((ANNOTATION_JWE.to_string(), crate::b64().encode(jwe)))
+    })
+}
+
+/// Encrypts each layer and adds the key annotation `wrap` makes from its
+/// private options.
+fn encrypt_with(
+    from: &Path,
+    to: &Path,
+    wrap: impl Fn(&PrivateOptions) -> Result<(String, String), ImageError>,
+) -> Result<usize, ImageError> {
     rewrite(from, to, |from, to, layer| {
         let media = layer["mediaType"].as_str().unwrap_or_default();
         if media.ends_with("+encrypted") {
@@ -285,7 +313,7 @@ pub fn encrypt_layout(
             }
         };
         std::fs::rename(&tmp, blob_path(to, &enc.digest)?).map_err(io)?;
-        let packet = AnnotationPacket::wrap(&recipient.kid, &recipient.kek, &enc.private)?;
+        let (key_annotation, key_value) = wrap(&enc.private)?;
         let mut new = layer.clone();
         set(&mut new, "mediaType", Value::String(encrypted_media))?;
         set(&mut new, "digest", Value::String(enc.digest))?;
@@ -302,7 +330,7 @@ pub fn encrypt_layout(
             ANNOTATION_PUBOPTS.into(),
             Value::String(enc.public.to_annotation()?),
         );
-        a.insert(annotation.clone(), Value::String(packet.to_annotation()?));
+        a.insert(key_annotation, Value::String(key_value));
         Ok(Some(new))
     })
 }
@@ -312,6 +340,34 @@ pub fn encrypt_layout(
 /// distinct `kid` is the caller's business (see [`KeyCache`]).
 pub trait Unwrapper {
     fn unwrap(&mut self, packet: &AnnotationPacket) -> Result<PrivateOptions, ImageError>;
+    /// Opens a JWE recipient annotation's JWE (JSON); by default this
+    /// unwrapper has no private keys.
+    fn unwrap_jwe(&mut self, _jwe: &[u8]) -> Result<PrivateOptions, ImageError> {
+        Err(ImageError::Unsupported {
+            what: "layer key scheme for these keys",
+            value: "jwe (give a private key)".into(),
+        })
+    }
+    /// How many keys were fetched from outside (0 for local keys).
+    fn fetched(&self) -> usize {
+        0
+    }
+}
+
+/// Private keys for JWE recipients (`--decryption-key PRIVATE.pem`).
+#[derive(Debug)]
+pub struct JweKeys(pub Vec<crate::jwe::PrivateJweKey>);
+
+impl Unwrapper for JweKeys {
+    fn unwrap(&mut self, _packet: &AnnotationPacket) -> Result<PrivateOptions, ImageError> {
+        Err(ImageError::Unsupported {
+            what: "layer key scheme for these keys",
+            value: "key-provider packet (use provider:NAME)".into(),
+        })
+    }
+    fn unwrap_jwe(&mut self, jwe: &[u8]) -> Result<PrivateOptions, ImageError> {
+        PrivateOptions::from_json(&crate::jwe::decrypt(jwe, &self.0)?)
+    }
 }
 
 /// Unwraps with KEKs fetched once per `kid` by `fetch`.
@@ -335,14 +391,13 @@ impl<F: FnMut(&str) -> Result<Vec<u8>, ImageError>> KeyCache<F> {
             keys: BTreeMap::new(),
         }
     }
-
-    /// How many keys were fetched.
-    pub fn fetched(&self) -> usize {
-        self.keys.len()
-    }
 }
 
 impl<F: FnMut(&str) -> Result<Vec<u8>, ImageError>> Unwrapper for KeyCache<F> {
+    fn fetched(&self) -> usize {
+        self.keys.len()
+    }
+
     fn unwrap(&mut self, packet: &AnnotationPacket) -> Result<PrivateOptions, ImageError> {
         if !self.keys.contains_key(&packet.kid) {
             let kek = (self.fetch)(&packet.kid)?;
@@ -571,6 +626,25 @@ fn layer_keys(
             .and_then(Value::as_str)
             .ok_or_else(|| malformed("encrypted layer", "no pubopts annotation"))?,
     )?;
+    if let Some(jwe) = annotations.get(ANNOTATION_JWE).and_then(Value::as_str) {
+        use base64::Engine;
+        let mut last = ImageError::Unwrap;
+        for one in jwe.split(',') {
+            let bytes = crate::b64()
+                .decode(one.trim())
+                .map_err(|_| malformed("JWE annotation", "not base64"))?;
+            match unwrapper.unwrap_jwe(&bytes) {
+                Ok(p) => return Ok((public, p)),
+                Err(e) => last = e,
+            }
+        }
+        let has_provider = annotations
+            .keys()
+            .any(|k| k.starts_with(&format!("{ANNOTATION_KEYS_PREFIX}provider.")));
+        if !has_provider {
+            return Err(last);
+        }
+    }
     let packet_value = annotations
         .get(ANNOTATION_PROVIDER_AA)
         .or_else(|| {
