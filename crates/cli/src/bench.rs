@@ -26,6 +26,9 @@ pub enum BenchCommand {
     Broker(BrokerBench),
     /// The agent: time from start to first secret served, and peak RSS.
     Agent(AgentBench),
+    /// Decryption throughput of a large encrypted layer against the
+    /// AES-CTR + HMAC floor and skopeo.
+    Image(crate::bench_image::ImageBench),
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +133,7 @@ pub async fn run(cmd: BenchCommand) -> ExitCode {
     let result = match cmd {
         BenchCommand::Broker(a) => broker_bench(a).await,
         BenchCommand::Agent(a) => agent_bench(a).await,
+        BenchCommand::Image(a) => crate::bench_image::run(a).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -232,7 +232,10 @@ pub fn decrypt_and_unpack(
         let _ = std::io::copy(&mut reader, &mut std::io::sink());
         r
     });
-    let decrypted = layer::decrypt_to(ciphertext, public, private, PipeStage { tx: Some(tx) });
+    // The diff_id of the tar authenticates the plaintext further down; the
+    // HMAC authenticates the ciphertext.
+    let decrypted =
+        layer::decrypt_to_hmac_only(ciphertext, public, private, PipeStage { tx: Some(tx) });
     let unpacked = unpacker
         .join()
         .map_err(|_| ImageError::Io("the unpacking thread failed".into()))

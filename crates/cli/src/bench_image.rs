@@ -1,0 +1,288 @@
+//! `veil bench image`: decryption throughput of one large encrypted layer,
+//! side by side in one run with the single-pass floor (AES-256-CTR and
+//! HMAC-SHA256 over the same bytes, aws-lc-rs, one core), `openssl speed`
+//! for the same primitives when openssl is installed, and skopeo (Go
+//! ocicrypt) decrypting the same image as a whole command when skopeo is
+//! installed, next to `veil image decrypt` as a whole command.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use aws_lc_rs::cipher::{AES_256, EncryptionContext, StreamingEncryptingKey, UnboundCipherKey};
+use aws_lc_rs::hmac;
+use aws_lc_rs::iv::FixedLength;
+use clap::Args;
+use serde_json::json;
+
+#[derive(Debug, Args)]
+pub struct ImageBench {
+    /// Size of the layer, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub size_mib: usize,
+    /// Working directory (needs about 3× the layer size); a temporary one
+    /// by default.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+fn p(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn timed(mut cmd: Command) -> Result<f64, String> {
+    let t = Instant::now();
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// `openssl speed -evp ALG -bytes 16384 -seconds 2`: bytes per second.
+fn openssl_speed(alg: &str) -> Option<f64> {
+    let out = Command::new("taskset")
+        .args([
+            "-c", "0", "openssl", "speed", "-evp", alg, "-bytes", "16384", "-seconds", "2",
+        ])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().to_lowercase().starts_with(alg))?;
+    let kbps: f64 = line
+        .split_whitespace()
+        .last()?
+        .trim_end_matches('k')
+        .parse()
+        .ok()?;
+    Some(kbps * 1000.0)
+}
+
+pub async fn run(a: ImageBench) -> Result<(), String> {
+    let tmp;
+    let dir = match &a.dir {
+        Some(d) => d.clone(),
+        None => {
+            tmp = tempdir()?;
+            tmp.0.clone()
+        }
+    };
+    let size = a.size_mib.max(1) * 1024 * 1024;
+    println!(
+        "layer: {} MiB of pseudo-random bytes (already compressed data does not compress)",
+        a.size_mib
+    );
+    // The layer, as a gzip-media-type blob of random bytes (decryption
+    // does not decompress; unpack is measured separately by `image unpack`).
+    let plain = dir.join("plain");
+    std::fs::create_dir_all(plain.join("blobs/sha256")).map_err(|e| e.to_string())?;
+    std::fs::write(
+        plain.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut data = vec![0u8; size];
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for chunk in data.chunks_mut(8) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let b = state.to_le_bytes();
+        chunk.copy_from_slice(b.get(..chunk.len()).unwrap_or_default());
+    }
+    let blob = |bytes: &[u8]| -> Result<(String, usize), String> {
+        let hex = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes));
+        std::fs::write(plain.join("blobs/sha256").join(&hex), bytes).map_err(|e| e.to_string())?;
+        Ok((format!("sha256:{hex}"), bytes.len()))
+    };
+    let (ld, ls) = blob(&data)?;
+    let (cd, cs) = blob(json!({"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[ld]}}).to_string().as_bytes())?;
+    let manifest = json!({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+        "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":cd,"size":cs},
+        "layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":ld,"size":ls}]});
+    let (md, ms) = blob(manifest.to_string().as_bytes())?;
+    std::fs::write(
+        plain.join("index.json"),
+        json!({"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":md,"size":ms,"annotations":{"org.opencontainers.image.ref.name":"v1"}}]}).to_string(),
+    )
+    .map_err(|e| e.to_string())?;
+
+    // The floor: one pass of AES-256-CTR and HMAC-SHA256 over the bytes in
+    // memory, 64 KiB at a time, this thread only.
+    let key = [7u8; 32];
+    let t = Instant::now();
+    let mut cipher = StreamingEncryptingKey::less_safe_ctr(
+        UnboundCipherKey::new(&AES_256, &key).map_err(|_| "aes")?,
+        EncryptionContext::Iv128(FixedLength::from([0u8; 16])),
+    )
+    .map_err(|_| "ctr")?;
+    let mut mac = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA256, &key));
+    let mut out = vec![0u8; 65536 + 16];
+    for chunk in data.chunks(65536) {
+        let u = cipher.update(chunk, &mut out).map_err(|_| "update")?;
+        mac.update(u.written());
+    }
+    let _ = mac.sign();
+    let floor = size as f64 / t.elapsed().as_secs_f64();
+
+    // Veil's layer decryption in this process, this thread, from memory to
+    // a sink: as unpacking uses it (HMAC; the diff_id is checked later),
+    // and with the digest of the compressed plaintext checked too.
+    let mut ct = Vec::with_capacity(size);
+    let e = veil_image::layer::encrypt_to(data.as_slice(), &mut ct).map_err(|e| e.to_string())?;
+    drop(data);
+    let t = Instant::now();
+    veil_image::layer::decrypt_to_hmac_only(ct.as_slice(), &e.public, &e.private, Sink)
+        .map_err(|e| e.to_string())?;
+    let hmac_only = size as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    veil_image::layer::decrypt_to(ct.as_slice(), &e.public, &e.private, Sink)
+        .map_err(|e| e.to_string())?;
+    let with_digest = size as f64 / t.elapsed().as_secs_f64();
+    drop(ct);
+
+    // Keys and the encrypted image.
+    let key_pem = dir.join("ec.pem");
+    let pub_pem = dir.join("ec-pub.pem");
+    {
+        use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
+        let k = aws_lc_rs::agreement::PrivateKey::generate(&aws_lc_rs::agreement::ECDH_P256)
+            .map_err(|_| "keygen")?;
+        let pk8: Pkcs8V1Der = k.as_der().map_err(|_| "pkcs8")?;
+        let spki: PublicKeyX509Der = k
+            .compute_public_key()
+            .map_err(|_| "public key")?
+            .as_der()
+            .map_err(|_| "spki")?;
+        let pem = |label: &str, der: &[u8]| {
+            der::pem::encode_string(label, der::pem::LineEnding::LF, der).unwrap_or_default()
+        };
+        std::fs::write(&key_pem, pem("PRIVATE KEY", pk8.as_ref())).map_err(|e| e.to_string())?;
+        std::fs::write(&pub_pem, pem("PUBLIC KEY", spki.as_ref())).map_err(|e| e.to_string())?;
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let enc = dir.join("enc");
+    let mut c = Command::new(&exe);
+    c.args([
+        "image",
+        "encrypt",
+        "--encryption-key",
+        &format!("jwe:{}", p(&pub_pem)),
+        &p(&plain),
+        &p(&enc),
+    ]);
+    let enc_secs = timed(c)?;
+
+    // Veil's decryption in this process, one core: read, verify the
+    // descriptor digest, decrypt, HMAC, plaintext digest (no disk writes).
+    let mut c = Command::new("taskset");
+    c.args(["-c", "0"]).arg(&exe).args([
+        "image",
+        "decrypt",
+        "--decryption-key",
+        &p(&key_pem),
+        &p(&enc),
+        &p(&dir.join("dec-veil")),
+    ]);
+    let veil_secs = timed(c)?;
+    let skopeo_secs = if Command::new("skopeo")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        let mut c = Command::new("taskset");
+        c.args([
+            "-c",
+            "0",
+            "skopeo",
+            "copy",
+            "--decryption-key",
+            &p(&key_pem),
+        ])
+        .arg(format!("oci:{}:v1", p(&enc)))
+        .arg(format!("oci:{}:v1", p(&dir.join("dec-skopeo"))));
+        Some(timed(c)?)
+    } else {
+        None
+    };
+    let mbs = |b: f64| b / MIB;
+    println!(
+        "single-pass floor (aws-lc-rs AES-256-CTR + HMAC-SHA256, in memory, 1 core): {:.0} MiB/s",
+        mbs(floor)
+    );
+    if let (Some(aes), Some(sha)) = (openssl_speed("aes-256-ctr"), openssl_speed("sha256")) {
+        let combined = 1.0 / (1.0 / aes + 1.0 / sha);
+        println!(
+            "openssl speed (1 core, 16 KiB blocks): aes-256-ctr {:.0} MiB/s, sha256 {:.0} MiB/s, one pass of both {:.0} MiB/s",
+            mbs(aes),
+            mbs(sha),
+            mbs(combined)
+        );
+    }
+    println!(
+        "veil image encrypt (whole command): {enc_secs:.2} s ({:.0} MiB/s)",
+        a.size_mib as f64 / enc_secs
+    );
+    println!(
+        "veil layer decryption (in process, 1 thread, memory to sink), HMAC as for unpacking: {:.0} MiB/s = {:.2}x the floor",
+        mbs(hmac_only),
+        hmac_only / floor
+    );
+    println!(
+        "veil layer decryption, HMAC + plaintext digest (as for image decrypt): {:.0} MiB/s = {:.2}x the floor",
+        mbs(with_digest),
+        with_digest / floor
+    );
+    let veil_rate = size as f64 / veil_secs;
+    println!(
+        "veil image decrypt (whole command, 1 core: JWE unwrap, HMAC, plaintext digest, writing and fsync of the plaintext layout): {veil_secs:.2} s = {:.0} MiB/s = {:.2}x the floor",
+        mbs(veil_rate),
+        veil_rate / floor
+    );
+    match skopeo_secs {
+        Some(s) => println!(
+            "skopeo copy --decryption-key (whole command, 1 core): {s:.2} s = {:.0} MiB/s; veil / skopeo = {:.2}x",
+            a.size_mib as f64 / s,
+            s / veil_secs
+        ),
+        None => println!("skopeo: not installed (apt-get install skopeo) — no peer row"),
+    }
+    Ok(())
+}
+
+/// Discards plaintext (the throughput rows measure decryption alone).
+struct Sink;
+
+impl veil_image::layer::Stage for Sink {
+    fn write(&mut self, _plain: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn commit(self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn abort(self) {}
+}
+
+struct TmpDir(PathBuf);
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir() -> Result<TmpDir, String> {
+    let mut rnd = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut rnd).map_err(|_| "no randomness".to_string())?;
+    let dir = std::env::temp_dir().join(format!("veil-bench-image-{}", hex::encode(rnd)));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    Ok(TmpDir(dir))
+}
