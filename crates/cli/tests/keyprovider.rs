@@ -89,7 +89,7 @@ fn bytes(v: &Value) -> Vec<u8> {
 /// returned file), and an agent on the simulated SNP TEE attesting to it.
 struct Setup {
     dir: tempfile::TempDir,
-    _broker: Proc,
+    broker: Proc,
     _agent: Proc,
     kek: std::path::PathBuf,
     agent_url: String,
@@ -157,7 +157,7 @@ fn setup() -> Setup {
     );
     let agent_url = format!("http://{}", agent.1);
     Setup {
-        _broker: broker,
+        broker,
         _agent: agent,
         kek,
         agent_url,
@@ -441,4 +441,15 @@ async fn image_unpack_through_the_attested_agent() {
         vec![3u8; 200_000]
     );
     assert!(d.join("bundle/config.json").is_file());
+    // One attestation for the whole image, counted by the broker.
+    let metrics = reqwest::get(format!("http://{}/metrics", s.broker.1))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("veil_attestations_total{outcome=\"affirming\",tee=\"snp\"} 1\n"),
+        "{metrics}"
+    );
 }
