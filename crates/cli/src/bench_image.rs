@@ -13,7 +13,6 @@ use aws_lc_rs::cipher::{AES_256, EncryptionContext, StreamingEncryptingKey, Unbo
 use aws_lc_rs::hmac;
 use aws_lc_rs::iv::FixedLength;
 use clap::Args;
-use serde_json::json;
 
 #[derive(Debug, Args)]
 pub struct ImageBench {
@@ -83,12 +82,6 @@ pub async fn run(a: ImageBench) -> Result<(), String> {
     // The layer, as a gzip-media-type blob of random bytes (decryption
     // does not decompress; unpack is measured separately by `image unpack`).
     let plain = dir.join("plain");
-    std::fs::create_dir_all(plain.join("blobs/sha256")).map_err(|e| e.to_string())?;
-    std::fs::write(
-        plain.join("oci-layout"),
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .map_err(|e| e.to_string())?;
     let mut data = vec![0u8; size];
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     for chunk in data.chunks_mut(8) {
@@ -98,20 +91,15 @@ pub async fn run(a: ImageBench) -> Result<(), String> {
         let b = state.to_le_bytes();
         chunk.copy_from_slice(b.get(..chunk.len()).unwrap_or_default());
     }
-    let blob = |bytes: &[u8]| -> Result<(String, usize), String> {
-        let hex = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes));
-        std::fs::write(plain.join("blobs/sha256").join(&hex), bytes).map_err(|e| e.to_string())?;
-        Ok((format!("sha256:{hex}"), bytes.len()))
-    };
-    let (ld, ls) = blob(&data)?;
-    let (cd, cs) = blob(json!({"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[ld]}}).to_string().as_bytes())?;
-    let manifest = json!({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
-        "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":cd,"size":cs},
-        "layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":ld,"size":ls}]});
-    let (md, ms) = blob(manifest.to_string().as_bytes())?;
-    std::fs::write(
-        plain.join("index.json"),
-        json!({"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":md,"size":ms,"annotations":{"org.opencontainers.image.ref.name":"v1"}}]}).to_string(),
+    let diff_id = format!(
+        "sha256:{}",
+        hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &data))
+    );
+    veil_image::oci::write_image_layout(
+        &plain,
+        Some("v1"),
+        &[("application/vnd.oci.image.layer.v1.tar+gzip", &data)],
+        &[diff_id],
     )
     .map_err(|e| e.to_string())?;
 

@@ -12,6 +12,7 @@ use veil_image::oci::{
 };
 
 use crate::EXIT_ERROR;
+use crate::keyprovider::{kek_from_agent, read_kek};
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
@@ -85,23 +86,6 @@ fn provider_key(s: &str) -> Result<(&str, Option<&str>), String> {
     })
 }
 
-fn read_kek(path: &Path) -> Result<Vec<u8>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if bytes.len() == 32 {
-        return Ok(bytes);
-    }
-    std::str::from_utf8(&bytes)
-        .ok()
-        .and_then(|t| hex::decode(t.trim()).ok())
-        .filter(|k| k.len() == 32)
-        .ok_or_else(|| {
-            format!(
-                "{}: not a 32-byte key (raw, or 64 hex digits)",
-                path.display()
-            )
-        })
-}
-
 fn encrypt(a: &EncryptArgs) -> Result<String, String> {
     if a.encryption_key.iter().all(|k| k.starts_with("jwe:")) {
         let keys = a
@@ -127,9 +111,7 @@ fn encrypt(a: &EncryptArgs) -> Result<String, String> {
     let (name, params) = provider_key(key)?;
     let spec = WrapSpec::parse(params.ok_or("provider key without keypath=…::keyid=…")?)
         .map_err(|e| e.to_string())?;
-    let kek: [u8; 32] = read_kek(Path::new(&spec.keypath))?
-        .try_into()
-        .map_err(|_| "KEK must be 32 bytes".to_string())?;
+    let kek = read_kek(Path::new(&spec.keypath))?;
     let n = encrypt_layout(
         &a.input,
         &a.output,
@@ -177,29 +159,14 @@ fn key_source(key: &str, agent: &str) -> Result<KeySource, String> {
             .strip_prefix("keypath=")
             .ok_or("expected provider:NAME:keypath=KEK_FILE")?;
         let kek = read_kek(Path::new(path))?;
-        return Ok(Box::new(move |_kid: &str| Ok(kek.clone())));
+        return Ok(Box::new(move |_kid: &str| Ok(kek.to_vec())));
     }
     let agent = agent.trim_end_matches('/').to_string();
     let handle = tokio::runtime::Handle::current();
     Ok(Box::new(move |kid: &str| {
-        let path = veil_image::packet::resource_path(kid)?;
-        let url = format!("{agent}/cdh/resource/{path}");
-        handle.block_on(async {
-            let r = reqwest::get(&url)
-                .await
-                .map_err(|e| ImageError::Io(format!("agent at {agent}: {e}")))?;
-            let status = r.status();
-            let body = r
-                .bytes()
-                .await
-                .map_err(|e| ImageError::Io(format!("agent: {e}")))?;
-            if !status.is_success() {
-                return Err(ImageError::Io(format!(
-                    "the agent could not get the key {kid}: {status}"
-                )));
-            }
-            Ok(body.to_vec())
-        })
+        handle
+            .block_on(kek_from_agent(&agent, kid))
+            .map_err(ImageError::Io)
     }))
 }
 

@@ -32,7 +32,7 @@ pub struct KeyProviderArgs {
 }
 
 /// A KEK file: 32 raw bytes, or 64 hex digits (a trailing newline allowed).
-fn read_kek(path: &Path) -> Result<[u8; 32], String> {
+pub(crate) fn read_kek(path: &Path) -> Result<[u8; 32], String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if let Ok(k) = <[u8; 32]>::try_from(bytes.as_slice()) {
         return Ok(k);
@@ -64,28 +64,34 @@ async fn handle(a: &KeyProviderArgs, input: &[u8]) -> Result<serde_json::Value, 
             Ok(wrap_response(packet.to_json().map_err(|e| e.to_string())?))
         }
         Op::Unwrap(packet) => {
-            let path = packet.resource_path().map_err(|e| e.to_string())?;
-            let url = format!("{}/cdh/resource/{path}", a.agent.trim_end_matches('/'));
-            let r = reqwest::get(&url)
-                .await
-                .map_err(|e| format!("agent at {}: {e}", a.agent))?;
-            let status = r.status();
-            let body = r.bytes().await.map_err(|e| format!("agent: {e}"))?;
-            if !status.is_success() {
-                let detail: serde_json::Value =
-                    serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-                return Err(format!(
-                    "the agent could not get the key {}: {status} {}",
-                    packet.kid,
-                    detail["error"].as_str().unwrap_or("")
-                ));
-            }
+            let body = kek_from_agent(&a.agent, &packet.kid).await?;
             let private = packet.unwrap(&body).map_err(|e| e.to_string())?;
             Ok(unwrap_response(
                 private.to_json().map_err(|e| e.to_string())?,
             ))
         }
     }
+}
+
+/// The KEK named by a `kbs:///` key id, through the Veil agent's workload
+/// API (which attests to the broker when it has no valid token).
+pub(crate) async fn kek_from_agent(agent: &str, kid: &str) -> Result<Vec<u8>, String> {
+    let path = veil_image::packet::resource_path(kid).map_err(|e| e.to_string())?;
+    let agent = agent.trim_end_matches('/');
+    let r = reqwest::get(format!("{agent}/cdh/resource/{path}"))
+        .await
+        .map_err(|e| format!("agent at {agent}: {e}"))?;
+    let status = r.status();
+    let body = r.bytes().await.map_err(|e| format!("agent: {e}"))?;
+    if !status.is_success() {
+        let detail: serde_json::Value =
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        return Err(format!(
+            "the agent could not get the key {kid}: {status} {}",
+            detail["error"].as_str().unwrap_or("")
+        ));
+    }
+    Ok(body.to_vec())
 }
 
 pub async fn run(a: KeyProviderArgs) -> ExitCode {

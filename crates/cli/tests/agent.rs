@@ -2,57 +2,11 @@
 //! simulated SNP TEE serving secrets through the workload API.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-const VEIL: &str = env!("CARGO_BIN_EXE_veil");
+mod common;
 
-struct Proc {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(args: &[&str], prefix: &str) -> Proc {
-    let mut child = Command::new(VEIL)
-        .args(args)
-        .env("VEIL_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix(prefix)
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    Proc { child, addr }
-}
-
-fn veil(args: &[&str]) -> std::process::Output {
-    let out = Command::new(VEIL).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "veil {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+use common::{VEIL, p, spawn, veil};
 
 #[tokio::test]
 async fn broker_and_agent_end_to_end() {

@@ -5,53 +5,17 @@
 //! clients send.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use base64::Engine;
 use serde_json::{Value, json};
 use veil_image::layer::{PrivateOptions, VecStage, decrypt_to, encrypt_to};
 
-const VEIL: &str = env!("CARGO_BIN_EXE_veil");
+mod common;
 
-struct Proc(Child, String);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(args: &[&str], prefix: &str) -> Proc {
-    let mut child = Command::new(VEIL)
-        .args(args)
-        .env("VEIL_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.trim().strip_prefix(prefix).unwrap().to_string();
-    Proc(child, addr)
-}
-
-fn veil(args: &[&str]) {
-    let out = Command::new(VEIL).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+use common::{Proc, VEIL, p, spawn, veil};
 
 /// Runs `veil keyprovider ARGS` with `request` on stdin.
 fn keyprovider(args: &[&str], request: &Value) -> (bool, Value, String) {
@@ -125,7 +89,7 @@ fn setup() -> Setup {
         ],
         "veil broker listening on ",
     );
-    let url = format!("http://{}", broker.1);
+    let url = format!("http://{}", broker.addr);
     // The image KEK: a file on the build side, a resource in the broker.
     let kek = d.join("image-kek.bin");
     std::fs::write(&kek, [0x42u8; 32]).unwrap();
@@ -155,7 +119,7 @@ fn setup() -> Setup {
         ],
         "veil agent listening on ",
     );
-    let agent_url = format!("http://{}", agent.1);
+    let agent_url = format!("http://{}", agent.addr);
     Setup {
         broker,
         _agent: agent,
@@ -222,28 +186,22 @@ async fn wrap_with_a_kek_file_unwrap_through_the_attested_agent() {
     assert!(!ok && err.contains("32-byte"), "{err}");
 }
 
-/// An OCI layout with one gzip layer.
+/// An OCI layout with one gzip-typed layer (its bytes as given).
 fn layout(dir: &Path, layer: &[u8]) {
-    let blob = |bytes: &[u8]| {
-        let hex = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes));
-        std::fs::write(dir.join("blobs/sha256").join(&hex), bytes).unwrap();
-        json!({"digest": format!("sha256:{hex}"), "size": bytes.len()})
-    };
-    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    let mut config =
-        blob(br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#);
-    config["mediaType"] = "application/vnd.oci.image.config.v1+json".into();
-    let mut l = blob(layer);
-    l["mediaType"] = "application/vnd.oci.image.layer.v1.tar+gzip".into();
-    let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": config, "layers": [l]});
-    let mut m = blob(manifest.to_string().as_bytes());
-    m["mediaType"] = "application/vnd.oci.image.manifest.v1+json".into();
-    std::fs::write(
-        dir.join("index.json"),
-        json!({"schemaVersion": 2, "manifests": [m]}).to_string(),
+    veil_image::oci::write_image_layout(
+        dir,
+        None,
+        &[("application/vnd.oci.image.layer.v1.tar+gzip", layer)],
+        &[],
     )
     .unwrap();
+}
+
+fn sha256(b: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b))
+    )
 }
 
 fn first_layer(dir: &Path) -> (Value, Vec<u8>) {
@@ -359,38 +317,17 @@ async fn image_unpack_through_the_attested_agent() {
     let d = s.dir.path();
     // A two-layer image with real gzip tars and their diff_ids.
     let plain = d.join("plain");
-    std::fs::create_dir_all(plain.join("blobs/sha256")).unwrap();
-    std::fs::write(
-        plain.join("oci-layout"),
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .unwrap();
-    let blob = |bytes: &[u8]| {
-        let hex = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes));
-        std::fs::write(plain.join("blobs/sha256").join(&hex), bytes).unwrap();
-        (format!("sha256:{hex}"), bytes.len())
-    };
     let tars = [
         tar_of(&[("etc/hostname", b"guest\n")]).unwrap(),
         tar_of(&[("srv/model.bin", &[3u8; 200_000])]).unwrap(),
     ];
-    let diff_ids: Vec<String> = tars.iter().map(|t| blob(t).0).collect();
-    let layers: Vec<Value> = tars
+    let diff_ids: Vec<String> = tars.iter().map(|t| sha256(t)).collect();
+    let gz: Vec<Vec<u8>> = tars.iter().map(|t| gzip(t).unwrap()).collect();
+    let layers: Vec<(&str, &[u8])> = gz
         .iter()
-        .map(|t| {
-            let (digest, size) = blob(&gzip(t).unwrap());
-            json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": size})
-        })
+        .map(|b| ("application/vnd.oci.image.layer.v1.tar+gzip", b.as_slice()))
         .collect();
-    let (cd, cs) = blob(json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}}).to_string().as_bytes());
-    let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs}, "layers": layers});
-    let (md, ms) = blob(manifest.to_string().as_bytes());
-    std::fs::write(
-        plain.join("index.json"),
-        json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms}]}).to_string(),
-    )
-    .unwrap();
+    veil_image::oci::write_image_layout(&plain, None, &layers, &diff_ids).unwrap();
     let key = format!(
         "provider:attestation-agent:keypath={}::keyid=kbs:///default/image-kek/app",
         p(&s.kek)
@@ -442,7 +379,7 @@ async fn image_unpack_through_the_attested_agent() {
     );
     assert!(d.join("bundle/config.json").is_file());
     // One attestation for the whole image, counted by the broker.
-    let metrics = reqwest::get(format!("http://{}/metrics", s.broker.1))
+    let metrics = reqwest::get(format!("http://{}/metrics", s.broker.addr))
         .await
         .unwrap()
         .text()

@@ -305,6 +305,68 @@ async fn a_replica_killed_under_load_loses_nothing() {
     }
 }
 
+/// While the database is unreachable: not ready, /attest (which must
+/// record the challenge's use) and admin writes answer 503.
+async fn while_down(url: &str, g: &Hop, cookie: &str, nonce: &str) -> Value {
+    let http = reqwest::Client::new();
+    let r = http.get(format!("{url}/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let (s, body) = g.attest(url, cookie, &g.attest_body(nonce)).await.unwrap();
+    assert_eq!(s, 503, "{body}");
+    assert_eq!(body["type"], "veil:unavailable", "{body}");
+    // An admin write during the outage is refused, not half-written.
+    let r = http
+        .post(format!("{url}/kbs/v0/resource/default/key/2"))
+        .bearer_auth(admin_token(&[]))
+        .body("lost?")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    body
+}
+
+/// Once the database is back: ready again within `within` without a
+/// restart; the challenge issued before (its use was never recorded)
+/// still works, new handshakes work, `default/key/1` still holds `kept`
+/// and the write refused during the outage is absent.
+async fn after_recovery(
+    url: &str,
+    g: &Hop,
+    cookie: &str,
+    nonce: &str,
+    kept: &[u8],
+    within: Duration,
+) {
+    let http = reqwest::Client::new();
+    let t = Instant::now();
+    while http
+        .get(format!("{url}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(t.elapsed() < within, "never ready again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (s, _) = g.attest(url, cookie, &g.attest_body(nonce)).await.unwrap();
+    assert_eq!(s, 200);
+    let (_, token) = g.handshake(url, url).await.unwrap();
+    let (s, v) = g
+        .resource(url, "default/key/1", None, Some(&token))
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(g.open(v), kept);
+    let (s, _) = g
+        .resource(url, "default/key/2", None, Some(&token))
+        .await
+        .unwrap();
+    assert_eq!(s, 404);
+}
+
 #[tokio::test]
 async fn database_outage_gives_503_then_recovers() {
     let Some(StoreKind::Postgres(url)) = StoreKind::postgres().await else {
@@ -348,67 +410,29 @@ async fn database_outage_gives_503_then_recovers() {
     g.handshake(&b.url, &b.url).await.unwrap();
 
     proxy.cut();
-    let http = reqwest::Client::new();
     let t = Instant::now();
-    let r = http.get(format!("{}/readyz", b.url)).send().await.unwrap();
-    assert_eq!(r.status(), 503);
     // /auth needs no database (the challenge travels sealed in the
     // cookie); /attest must record the challenge's use, and cannot.
     let (cookie, nonce) = g.auth(&b.url).await.unwrap();
-    let (s, body) = g
-        .attest(&b.url, &cookie, &g.attest_body(&nonce))
-        .await
-        .unwrap();
-    assert_eq!(s, 503, "{body}");
-    assert_eq!(body["type"], "veil:unavailable", "{body}");
+    let body = while_down(&b.url, &g, &cookie, &nonce).await;
     assert!(
         !body.to_string().contains("postgres"),
         "no internals: {body}"
     );
-    // An admin write during the outage is refused, not half-written.
-    let r = http
-        .post(format!("{}/kbs/v0/resource/default/key/2", b.url))
-        .bearer_auth(admin_token(&[]))
-        .body("lost?")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 503);
     assert!(t.elapsed() < Duration::from_secs(5), "fails fast");
     // Liveness is not readiness: the process is alive.
     assert_eq!(get_text(&format!("{}/healthz", b.url)).await, "ok");
 
     proxy.restore();
-    let t = Instant::now();
-    loop {
-        let r = http.get(format!("{}/readyz", b.url)).send().await.unwrap();
-        if r.status() == 200 {
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(10), "never ready again");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // The challenge issued during the outage was not used up by the attempt
-    // that failed (its use was never recorded), so it still works.
-    let (s, _) = g
-        .attest(&b.url, &cookie, &g.attest_body(&nonce))
-        .await
-        .unwrap();
-    assert_eq!(s, 200);
-    // Recovered without a restart: handshakes and the old resource work;
-    // the write refused during the outage was not stored.
-    let (_, token) = g.handshake(&b.url, &b.url).await.unwrap();
-    let (s, v) = g
-        .resource(&b.url, "default/key/1", None, Some(&token))
-        .await
-        .unwrap();
-    assert_eq!(s, 200, "{v}");
-    assert_eq!(g.open(v), b"kept");
-    let (s, _) = g
-        .resource(&b.url, "default/key/2", None, Some(&token))
-        .await
-        .unwrap();
-    assert_eq!(s, 404);
+    after_recovery(
+        &b.url,
+        &g,
+        &cookie,
+        &nonce,
+        b"kept",
+        Duration::from_secs(10),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -434,56 +458,18 @@ async fn database_stopped_and_restarted() {
     let (cookie, nonce) = g.auth(&b.url).await.unwrap();
 
     pg.stop();
-    let http = reqwest::Client::new();
-    let r = http.get(format!("{}/readyz", b.url)).send().await.unwrap();
-    assert_eq!(r.status(), 503);
-    let (s, body) = g
-        .attest(&b.url, &cookie, &g.attest_body(&nonce))
-        .await
-        .unwrap();
-    assert_eq!(s, 503, "{body}");
-    assert_eq!(body["type"], "veil:unavailable");
-    let r = http
-        .post(format!("{}/kbs/v0/resource/default/key/2", b.url))
-        .bearer_auth(admin_token(&[]))
-        .body("refused")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 503);
+    while_down(&b.url, &g, &cookie, &nonce).await;
 
     pg.start_again();
-    let t = Instant::now();
-    while http
-        .get(format!("{}/readyz", b.url))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        != 200
-    {
-        assert!(t.elapsed() < Duration::from_secs(15), "never ready again");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // No restart of the broker: the challenge from before the stop, a new
-    // handshake and the resource all work; the refused write is absent.
-    let (s, _) = g
-        .attest(&b.url, &cookie, &g.attest_body(&nonce))
-        .await
-        .unwrap();
-    assert_eq!(s, 200);
-    let (_, token) = g.handshake(&b.url, &b.url).await.unwrap();
-    let (s, v) = g
-        .resource(&b.url, "default/key/1", None, Some(&token))
-        .await
-        .unwrap();
-    assert_eq!(s, 200, "{v}");
-    assert_eq!(g.open(v), b"survives");
-    let (s, _) = g
-        .resource(&b.url, "default/key/2", None, Some(&token))
-        .await
-        .unwrap();
-    assert_eq!(s, 404);
+    after_recovery(
+        &b.url,
+        &g,
+        &cookie,
+        &nonce,
+        b"survives",
+        Duration::from_secs(15),
+    )
+    .await;
 }
 
 #[tokio::test]

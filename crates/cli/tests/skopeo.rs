@@ -7,9 +7,11 @@
 use std::path::Path;
 use std::process::Command;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-const VEIL: &str = env!("CARGO_BIN_EXE_veil");
+mod common;
+
+use common::{VEIL, p};
 
 fn have_skopeo() -> bool {
     if Command::new("skopeo")
@@ -36,28 +38,21 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
 
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
 /// A one-layer gzip image tagged `v1`.
 fn layout(dir: &Path) {
-    let blob = |bytes: &[u8]| {
-        let hex = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes));
-        std::fs::write(dir.join("blobs/sha256").join(&hex), bytes).unwrap();
-        (format!("sha256:{hex}"), bytes.len())
-    };
-    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     let tar = veil_image::unpack::tar_of(&[("etc/motd", &b"confidential\n".repeat(5000))]).unwrap();
-    let (diff_id, _) = blob(&tar);
-    let (ld, ls) = blob(&veil_image::unpack::gzip(&tar).unwrap());
-    let (cd, cs) = blob(json!({"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[diff_id]}}).to_string().as_bytes());
-    let manifest = json!({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
-        "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":cd,"size":cs},
-        "layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":ld,"size":ls}]});
-    let (md, ms) = blob(manifest.to_string().as_bytes());
-    std::fs::write(dir.join("index.json"), json!({"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":md,"size":ms,"annotations":{"org.opencontainers.image.ref.name":"v1"}}]}).to_string()).unwrap();
+    let diff_id = format!(
+        "sha256:{}",
+        hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &tar))
+    );
+    let gz = veil_image::unpack::gzip(&tar).unwrap();
+    veil_image::oci::write_image_layout(
+        dir,
+        Some("v1"),
+        &[("application/vnd.oci.image.layer.v1.tar+gzip", &gz)],
+        &[diff_id],
+    )
+    .unwrap();
 }
 
 fn layer(dir: &Path) -> Value {

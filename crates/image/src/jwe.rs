@@ -22,6 +22,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde_json::{Map, Value, json};
 
+use veil_protocol::jwe::concat_kdf;
+
 use crate::{ImageError, malformed};
 
 const ECDH_ES_A256KW: &str = "ECDH-ES+A256KW";
@@ -177,22 +179,6 @@ impl PrivateJweKey {
             "not an EC (P-256/384/521) or RSA private key",
         ))
     }
-}
-
-/// Concat KDF (RFC 7518 §4.6.2) for ECDH-ES+A256KW.
-fn concat_kdf(z: &[u8]) -> [u8; 32] {
-    let alg = ECDH_ES_A256KW.as_bytes();
-    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    ctx.update(&1u32.to_be_bytes());
-    ctx.update(z);
-    ctx.update(&u32::try_from(alg.len()).unwrap_or(0).to_be_bytes());
-    ctx.update(alg);
-    ctx.update(&0u32.to_be_bytes());
-    ctx.update(&0u32.to_be_bytes());
-    ctx.update(&256u32.to_be_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref().get(..32).unwrap_or(&[0u8; 32]));
-    out
 }
 
 /// Encrypts `plaintext` (the private options JSON) to every recipient;

@@ -200,6 +200,40 @@ fn create_layout(dir: &Path) -> Result<(), ImageError> {
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io)
 }
 
+/// Writes a new OCI layout at `dir` holding one image: `layers` (media
+/// type, blob) with the config's `rootfs.diff_ids`, tagged `reference`
+/// when given. For build tools, benchmarks and tests.
+pub fn write_image_layout(
+    dir: &Path,
+    reference: Option<&str>,
+    layers: &[(&str, &[u8])],
+    diff_ids: &[String],
+) -> Result<(), ImageError> {
+    create_layout(dir)?;
+    let config = serde_json::json!({"architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids}});
+    let (cd, cs) = write_blob(dir, config.to_string().as_bytes())?;
+    let mut descs = Vec::new();
+    for (media, blob) in layers {
+        let (d, sz) = write_blob(dir, blob)?;
+        descs.push(serde_json::json!({"mediaType": media, "digest": d, "size": sz}));
+    }
+    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+        "layers": descs});
+    let (md, ms) = write_blob(dir, manifest.to_string().as_bytes())?;
+    let mut desc = serde_json::json!({"mediaType": MANIFEST, "digest": md, "size": ms});
+    if let Some(r) = reference {
+        set(
+            &mut desc,
+            "annotations",
+            serde_json::json!({"org.opencontainers.image.ref.name": r}),
+        )?;
+    }
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [desc]});
+    std::fs::write(dir.join("index.json"), index.to_string()).map_err(io)
+}
+
 /// Rewrites every manifest of the layout at `from` into `to`, layer by
 /// layer through `edit` (which returns the new descriptor, having written
 /// any new blob into `to`), copying everything else.

@@ -230,8 +230,9 @@ fn x509_spki(spki: &[u8]) -> Result<Vec<u8>, JweError> {
 }
 
 /// Concat KDF (NIST SP 800-56A, RFC 7518 §4.6.2) for ECDH-ES+A256KW:
-/// one SHA-256 round, 256-bit output.
-fn concat_kdf(z: &[u8]) -> [u8; 32] {
+/// one SHA-256 round, 256-bit output, empty PartyU/PartyV. Also used by
+/// `veil-image` for ocicrypt's JWE recipients.
+pub fn concat_kdf(z: &[u8]) -> [u8; 32] {
     let alg = ALG_ECDH_ES_A256KW.as_bytes();
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     ctx.update(&1u32.to_be_bytes());

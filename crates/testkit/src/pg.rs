@@ -114,15 +114,20 @@ impl CutProxy {
                 let Ok(server) = TcpStream::connect(target) else {
                     continue;
                 };
-                {
-                    let mut open = o.lock().unwrap();
-                    open.push(client.try_clone().unwrap());
-                    open.push(server.try_clone().unwrap());
+                // A failed clone drops this connection, never the proxy.
+                let (Ok(c1), Ok(s1), Ok(c2), Ok(s2)) = (
+                    client.try_clone(),
+                    server.try_clone(),
+                    client.try_clone(),
+                    server.try_clone(),
+                ) else {
+                    continue;
+                };
+                if let Ok(mut open) = o.lock() {
+                    open.push(c1);
+                    open.push(s1);
                 }
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
-                ] {
+                for (mut from, mut to) in [(c2, s2), (server, client)] {
                     std::thread::spawn(move || {
                         let mut buf = [0u8; 16384];
                         loop {
@@ -148,8 +153,10 @@ impl CutProxy {
     /// new ones are refused.
     pub fn cut(&self) {
         self.down.store(true, Ordering::SeqCst);
-        for s in self.open.lock().unwrap().drain(..) {
-            let _ = s.shutdown(Shutdown::Both);
+        if let Ok(mut open) = self.open.lock() {
+            for s in open.drain(..) {
+                let _ = s.shutdown(Shutdown::Both);
+            }
         }
     }
 

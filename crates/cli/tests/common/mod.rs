@@ -259,3 +259,51 @@ pub async fn put_resource(url: &str, path: &str, value: &[u8]) {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
 }
+
+/// A `veil` process that prints its address on its first line; killed
+/// when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn spawn(args: &[&str], prefix: &str) -> Proc {
+    let mut child = Command::new(VEIL)
+        .args(args)
+        .env("VEIL_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    Proc { child, addr }
+}
+
+pub fn veil(args: &[&str]) -> std::process::Output {
+    let out = Command::new(VEIL).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "veil {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
