@@ -3,7 +3,11 @@
 //! HMAC-SHA256 over the same bytes, aws-lc-rs, one core), `openssl speed`
 //! for the same primitives when openssl is installed, and skopeo (Go
 //! ocicrypt) decrypting the same image as a whole command when skopeo is
-//! installed, next to `veil image decrypt` as a whole command.
+//! installed, next to `veil image decrypt` as a whole command. With
+//! `--registry`, also a pull: the same bytes as a multi-layer encrypted
+//! image pushed to that registry, pulled and unpacked by `veil image pull`,
+//! next to the disk's write rate (the floor a pull cannot beat) and to
+//! `skopeo copy` pulling and decrypting the same image.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,6 +27,13 @@ pub struct ImageBench {
     /// by default.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// A registry to measure pulls against (`127.0.0.1:5000`, plain HTTP;
+    /// e.g. Debian's `docker-registry serve CONFIG`).
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// Layers of the pulled image (the size split among them).
+    #[arg(long, default_value_t = 4)]
+    pub layers: usize,
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -242,6 +253,140 @@ pub async fn run(a: ImageBench) -> Result<(), String> {
             s / veil_secs
         ),
         None => println!("skopeo: not installed (apt-get install skopeo) — no peer row"),
+    }
+    if let Some(registry) = &a.registry {
+        pull_bench(&a, &dir, registry, &exe, &pub_pem, &key_pem)?;
+    }
+    Ok(())
+}
+
+/// The disk's buffered write rate: `size` bytes written in 1 MiB blocks
+/// then fsynced (what unpacking a layer ends in).
+fn disk_floor(path: &Path, size: usize) -> Result<(f64, f64), String> {
+    use std::io::Write;
+    let block = vec![0x5au8; 1024 * 1024];
+    let t = Instant::now();
+    let mut f = std::fs::File::create(path).map_err(|e| e.to_string())?;
+    for _ in 0..size / block.len() {
+        f.write_all(&block).map_err(|e| e.to_string())?;
+    }
+    let buffered = t.elapsed().as_secs_f64();
+    f.sync_all().map_err(|e| e.to_string())?;
+    let synced = t.elapsed().as_secs_f64();
+    drop(f);
+    let _ = std::fs::remove_file(path);
+    Ok((size as f64 / buffered, size as f64 / synced))
+}
+
+fn pull_bench(
+    a: &ImageBench,
+    dir: &Path,
+    registry: &str,
+    exe: &Path,
+    pub_pem: &Path,
+    key_pem: &Path,
+) -> Result<(), String> {
+    let n = a.layers.max(1);
+    let per = (a.size_mib.max(1) * 1024 * 1024) / n;
+    println!(
+        "\npull: {n} uncompressed tar layers of {} MiB, each one file of pseudo-random bytes, JWE-encrypted, from {registry}",
+        per / (1024 * 1024)
+    );
+    let mut tars = Vec::new();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..n {
+        let mut body = vec![0u8; per];
+        for chunk in body.chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let b = state.to_le_bytes();
+            chunk.copy_from_slice(b.get(..chunk.len()).unwrap_or_default());
+        }
+        let name = format!("data/part{i}.bin");
+        tars.push(
+            veil_image::unpack::tar_of(&[(name.as_str(), body.as_slice())])
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let diff_ids: Vec<String> = tars.iter().map(|t| veil_image::blob_digest(t)).collect();
+    let layers: Vec<(&str, &[u8])> = tars
+        .iter()
+        .map(|t| ("application/vnd.oci.image.layer.v1.tar", t.as_slice()))
+        .collect();
+    let plain = dir.join("pull-plain");
+    veil_image::oci::write_image_layout(&plain, Some("v1"), &layers, &diff_ids)
+        .map_err(|e| e.to_string())?;
+    drop(tars);
+    let enc = dir.join("pull-enc");
+    let mut c = Command::new(exe);
+    c.args(["image", "encrypt", "--encryption-key"])
+        .arg(format!("jwe:{}", p(pub_pem)))
+        .arg(&plain)
+        .arg(&enc);
+    timed(c)?;
+    let _ = std::fs::remove_dir_all(&plain);
+    let image = format!("{registry}/veil-bench/pull:v1");
+    let mut c = Command::new(exe);
+    c.args(["image", "push"])
+        .arg(&enc)
+        .arg(&image)
+        .arg("--plain-http");
+    let push_secs = timed(c)?;
+    let _ = std::fs::remove_dir_all(&enc);
+    let policy = dir.join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    )
+    .map_err(|e| e.to_string())?;
+    let size = (per * n) as f64;
+    let (buffered, synced) = disk_floor(&dir.join("disk-floor.bin"), per * n)?;
+    let bundle = dir.join("bundle");
+    let mut c = Command::new(exe);
+    c.args(["image", "pull", &image, "--bundle"])
+        .arg(&bundle)
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--decryption-key")
+        .arg(key_pem)
+        .arg("--plain-http");
+    let pull_secs = timed(c)?;
+    let _ = std::fs::remove_dir_all(&bundle);
+    println!("veil image push (whole command): {push_secs:.2} s");
+    println!(
+        "disk floor (1 MiB writes to one file on the same disk): {:.0} MiB/s buffered, {:.0} MiB/s with fsync",
+        buffered / MIB,
+        synced / MIB
+    );
+    println!(
+        "veil image pull (whole command: manifest, digest checks, JWE unwrap, decrypt + HMAC + untar + diff_id of every layer, {} at a time): {pull_secs:.2} s = {:.0} MiB/s = {:.2}x the buffered disk rate",
+        4,
+        size / pull_secs / MIB,
+        size / pull_secs / buffered
+    );
+    if Command::new("skopeo")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        let mut c = Command::new("skopeo");
+        c.args([
+            "--insecure-policy",
+            "copy",
+            "--src-tls-verify=false",
+            "--decryption-key",
+        ])
+        .arg(key_pem)
+        .arg(format!("docker://{image}"))
+        .arg(format!("oci:{}:v1", p(&dir.join("pull-skopeo"))));
+        let s = timed(c)?;
+        let _ = std::fs::remove_dir_all(dir.join("pull-skopeo"));
+        println!(
+            "skopeo copy docker:// → oci: --decryption-key (pull + decrypt, no unpack): {s:.2} s = {:.0} MiB/s; veil pull / skopeo = {:.2}x",
+            size / s / MIB,
+            s / pull_secs
+        );
     }
     Ok(())
 }

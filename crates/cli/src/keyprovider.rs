@@ -64,7 +64,7 @@ async fn handle(a: &KeyProviderArgs, input: &[u8]) -> Result<serde_json::Value, 
             Ok(wrap_response(packet.to_json().map_err(|e| e.to_string())?))
         }
         Op::Unwrap(packet) => {
-            let body = kek_from_agent(&a.agent, &packet.kid).await?;
+            let body = resource_from_agent(&a.agent, &packet.kid).await?;
             let private = packet.unwrap(&body).map_err(|e| e.to_string())?;
             Ok(unwrap_response(
                 private.to_json().map_err(|e| e.to_string())?,
@@ -73,9 +73,10 @@ async fn handle(a: &KeyProviderArgs, input: &[u8]) -> Result<serde_json::Value, 
     }
 }
 
-/// The KEK named by a `kbs:///` key id, through the Veil agent's workload
-/// API (which attests to the broker when it has no valid token).
-pub(crate) async fn kek_from_agent(agent: &str, kid: &str) -> Result<Vec<u8>, String> {
+/// The broker resource named by a `kbs:///` URI (a KEK, a policy, a key),
+/// through the Veil agent's workload API (which attests to the broker when
+/// it has no valid token).
+pub(crate) async fn resource_from_agent(agent: &str, kid: &str) -> Result<Vec<u8>, String> {
     let path = veil_image::packet::resource_path(kid).map_err(|e| e.to_string())?;
     let agent = agent.trim_end_matches('/');
     let r = reqwest::get(format!("{agent}/cdh/resource/{path}"))
@@ -87,7 +88,7 @@ pub(crate) async fn kek_from_agent(agent: &str, kid: &str) -> Result<Vec<u8>, St
         let detail: serde_json::Value =
             serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
         return Err(format!(
-            "the agent could not get the key {kid}: {status} {}",
+            "the agent could not get {kid}: {status} {}",
             detail["error"].as_str().unwrap_or("")
         ));
     }

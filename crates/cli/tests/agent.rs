@@ -6,7 +6,7 @@ use std::process::Command;
 
 mod common;
 
-use common::{VEIL, p, spawn, veil};
+use common::{VEIL, p, spawn, spawn_dev_broker, veil};
 
 #[tokio::test]
 async fn broker_and_agent_end_to_end() {
@@ -25,21 +25,12 @@ async fn broker_and_agent_end_to_end() {
     ]);
     veil(&["admin", "keygen", "--out", p(d)]);
     veil(&["seal", "keygen", "--kid", "app-key", "--out", p(d)]);
-    let broker = spawn(
+    let broker = spawn_dev_broker(
+        d,
         &[
-            "broker",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--insecure-http",
-            "--data-dir",
-            p(&d.join("data")),
-            "--admin-key",
-            p(&d.join("admin.pub")),
             "--dangerous-trust-simulated-tee",
             p(&d.join("certs/ark.pem")),
         ],
-        "veil broker listening on ",
     );
     let url = format!("http://{}", broker.addr);
     let admin_key = d.join("admin.key");
@@ -293,23 +284,14 @@ async fn tdx_broker_and_agent_end_to_end() {
         p(&d.join("intel-root.pem")),
     ]);
     veil(&["admin", "keygen", "--out", p(d)]);
-    let broker = spawn(
+    let broker = spawn_dev_broker(
+        d,
         &[
-            "broker",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--insecure-http",
-            "--data-dir",
-            p(&d.join("data")),
-            "--admin-key",
-            p(&d.join("admin.pub")),
             "--dangerous-trust-simulated-tdx",
             p(&d.join("intel-root.pem")),
             "--dcap-collateral",
             p(&d.join("collateral.json")),
         ],
-        "veil broker listening on ",
     );
     let url = format!("http://{}", broker.addr);
     veil(&[
@@ -443,17 +425,9 @@ async fn tdx_collateral_fetched_from_a_pccs() {
         serde_json::from_slice(&std::fs::read(d.join("collateral.json")).unwrap()).unwrap();
     let pccs = veil_testkit::pccs_stub(&c, "tdx", "00806f050000");
     veil(&["admin", "keygen", "--out", p(d)]);
-    let broker = spawn(
+    let broker = spawn_dev_broker(
+        d,
         &[
-            "broker",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--insecure-http",
-            "--data-dir",
-            p(&d.join("data")),
-            "--admin-key",
-            p(&d.join("admin.pub")),
             "--dangerous-trust-simulated-tdx",
             p(&d.join("intel-root.pem")),
             "--pcs-url",
@@ -461,7 +435,6 @@ async fn tdx_collateral_fetched_from_a_pccs() {
             "--cache-dir",
             p(&d.join("cache")),
         ],
-        "veil broker listening on ",
     );
     let url = format!("http://{}", broker.addr);
     veil(&[

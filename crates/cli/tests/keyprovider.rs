@@ -15,7 +15,7 @@ use veil_image::layer::{PrivateOptions, VecStage, decrypt_to, encrypt_to};
 
 mod common;
 
-use common::{Proc, VEIL, p, spawn, veil};
+use common::{VEIL, p, setup_broker_and_agent as setup, veil};
 
 /// Runs `veil keyprovider ARGS` with `request` on stdin.
 fn keyprovider(args: &[&str], request: &Value) -> (bool, Value, String) {
@@ -47,86 +47,6 @@ fn bytes(v: &Value) -> Vec<u8> {
         .iter()
         .map(|b| u8::try_from(b.as_u64().unwrap()).unwrap())
         .collect()
-}
-
-/// A broker holding the image KEK `default/image-kek/app` (also in the
-/// returned file), and an agent on the simulated SNP TEE attesting to it.
-struct Setup {
-    dir: tempfile::TempDir,
-    broker: Proc,
-    _agent: Proc,
-    kek: std::path::PathBuf,
-    agent_url: String,
-}
-
-fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    veil(&[
-        "sim",
-        "snp",
-        "--state-dir",
-        p(&d.join("sim")),
-        "--out",
-        p(&d.join("ev.json")),
-        "--certs-dir",
-        p(&d.join("certs")),
-    ]);
-    veil(&["admin", "keygen", "--out", p(d)]);
-    let broker = spawn(
-        &[
-            "broker",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--insecure-http",
-            "--data-dir",
-            p(&d.join("data")),
-            "--admin-key",
-            p(&d.join("admin.pub")),
-            "--dangerous-trust-simulated-tee",
-            p(&d.join("certs/ark.pem")),
-        ],
-        "veil broker listening on ",
-    );
-    let url = format!("http://{}", broker.addr);
-    // The image KEK: a file on the build side, a resource in the broker.
-    let kek = d.join("image-kek.bin");
-    std::fs::write(&kek, [0x42u8; 32]).unwrap();
-    veil(&[
-        "admin",
-        "set-resource",
-        "default/image-kek/app",
-        "--file",
-        p(&kek),
-        "--url",
-        &url,
-        "--key",
-        p(&d.join("admin.key")),
-    ]);
-    let agent = spawn(
-        &[
-            "agent",
-            "run",
-            "--broker",
-            &url,
-            "--tee",
-            "sim-snp",
-            "--listen",
-            "127.0.0.1:0",
-            "--sim-state",
-            p(&d.join("sim")),
-        ],
-        "veil agent listening on ",
-    );
-    let agent_url = format!("http://{}", agent.addr);
-    Setup {
-        broker,
-        _agent: agent,
-        kek,
-        agent_url,
-        dir,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -88,15 +88,47 @@ impl std::fmt::Debug for PrivateJweKey {
     }
 }
 
-fn pem_der(pem: &[u8], what: &'static str) -> Result<(String, Vec<u8>), ImageError> {
+pub(crate) fn pem_der(pem: &[u8], what: &'static str) -> Result<(String, Vec<u8>), ImageError> {
     let text = std::str::from_utf8(pem).map_err(|_| malformed(what, "not PEM text"))?;
     let (label, der) =
         der::pem::decode_vec(text.trim().as_bytes()).map_err(|e| malformed(what, e))?;
     Ok((label.to_string(), der))
 }
 
-const OID_EC: &str = "1.2.840.10045.2.1";
-const OID_RSA: &str = "1.2.840.113549.1.1.1";
+pub(crate) const OID_EC: &str = "1.2.840.10045.2.1";
+pub(crate) const OID_RSA: &str = "1.2.840.113549.1.1.1";
+
+/// What a `PUBLIC KEY` PEM holds: its algorithm, the named curve of an EC
+/// key, and the subject public key bits.
+pub(crate) struct PublicKeyInfo {
+    pub algorithm: String,
+    pub curve: Option<String>,
+    pub bits: Vec<u8>,
+}
+
+/// Reads a `PUBLIC KEY` PEM: (the SPKI DER, what it holds).
+pub(crate) fn public_key_pem(pem: &[u8]) -> Result<(Vec<u8>, PublicKeyInfo), ImageError> {
+    use der::Decode;
+    let (label, der) = pem_der(pem, "public key")?;
+    if label != "PUBLIC KEY" {
+        return Err(malformed(
+            "public key",
+            format!("PEM label {label:?}, expected PUBLIC KEY"),
+        ));
+    }
+    let spki =
+        spki::SubjectPublicKeyInfoRef::from_der(&der).map_err(|e| malformed("public key", e))?;
+    let info = PublicKeyInfo {
+        algorithm: spki.algorithm.oid.to_string(),
+        curve: spki
+            .algorithm
+            .parameters
+            .and_then(|p| p.decode_as::<der::asn1::ObjectIdentifier>().ok())
+            .map(|o| o.to_string()),
+        bits: spki.subject_public_key.raw_bytes().to_vec(),
+    };
+    Ok((der, info))
+}
 
 fn curve_of(oid: &str) -> Option<Curve> {
     match oid {
@@ -110,28 +142,18 @@ fn curve_of(oid: &str) -> Option<Curve> {
 impl RecipientKey {
     /// From a PEM public key.
     pub fn from_pem(pem: &[u8]) -> Result<Self, ImageError> {
-        use der::Decode;
-        let (label, der) = pem_der(pem, "public key")?;
-        if label != "PUBLIC KEY" {
-            return Err(malformed(
-                "public key",
-                format!("PEM label {label:?}, expected PUBLIC KEY"),
-            ));
-        }
-        let spki = spki::SubjectPublicKeyInfoRef::from_der(&der)
-            .map_err(|e| malformed("public key", e))?;
-        match spki.algorithm.oid.to_string().as_str() {
+        let (der, key) = public_key_pem(pem)?;
+        match key.algorithm.as_str() {
             OID_EC => {
-                let params = spki
-                    .algorithm
-                    .parameters
-                    .and_then(|p| p.decode_as::<der::asn1::ObjectIdentifier>().ok())
+                let params = key
+                    .curve
                     .ok_or_else(|| malformed("public key", "EC key without a named curve"))?;
-                let curve =
-                    curve_of(&params.to_string()).ok_or_else(|| ImageError::Unsupported {
+                let Some(curve) = curve_of(&params) else {
+                    return Err(ImageError::Unsupported {
                         what: "EC curve",
-                        value: params.to_string(),
-                    })?;
+                        value: params,
+                    });
+                };
                 Ok(RecipientKey::Ec(curve, der))
             }
             OID_RSA => Ok(RecipientKey::Rsa(

@@ -45,13 +45,15 @@ pub const ANNOTATION_JWE: &str = "org.opencontainers.image.enc.keys.jwe";
 
 /// Layer media types that can be encrypted (OCI and their
 /// non-distributable variants; gzip, zstd and uncompressed).
-const LAYER_TYPES: [&str; 6] = [
+const LAYER_TYPES: [&str; 7] = [
     "application/vnd.oci.image.layer.v1.tar",
     "application/vnd.oci.image.layer.v1.tar+gzip",
     "application/vnd.oci.image.layer.v1.tar+zstd",
     "application/vnd.oci.image.layer.nondistributable.v1.tar",
     "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
     "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+    // Docker schema 2 (ocicrypt encrypts these too).
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
 ];
 
 /// The encrypted media type of a layer media type.

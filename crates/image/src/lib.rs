@@ -1,4 +1,5 @@
-//! Confidential container images, the parts that need no network:
+//! Confidential container images: encrypted layers, signatures, the
+//! signature policy, and (feature `registry`) pulling from registries.
 //!
 //! * [`layer`]: ocicrypt's `AES_256_CTR_HMAC_SHA256` layer cipher, byte for
 //!   byte compatible with Go `containers/ocicrypt` and `ocicrypt-rs`
@@ -19,6 +20,17 @@
 //!   `cmd` transport's JSON), accepting `optsdata` both as a JSON byte array
 //!   (ocicrypt-rs) and as a base64 string (Go).
 //!
+//! * [`reference`]: image references, parsed and normalised as docker's.
+//! * [`signature`]: cosign-style signatures with keys (the simple-signing
+//!   payload, the `sha256-<hex>.sig` signature image).
+//! * [`policy`]: containers-policy.json for the docker transport
+//!   (`insecureAcceptAnything`, `reject`, `sigstoreSigned`, every
+//!   `signedIdentity` rule).
+//! * `registry` and `pull` (feature `registry`): the OCI distribution API
+//!   (token auth, digests checked while streaming, push) and a pull that
+//!   applies the policy, then streams every layer into the one-pass
+//!   decrypt-and-unpack.
+//!
 //! Why hand-written: no maintained Rust crate implements ocicrypt's layer
 //! format without pulling in a whole image client; the cryptography itself
 //! is aws-lc-rs (AES-CTR, HMAC-SHA256, AES-GCM, SHA-256).
@@ -32,6 +44,15 @@ pub mod layer;
 #[allow(clippy::indexing_slicing)]
 pub mod oci;
 pub mod packet;
+pub mod policy;
+// JSON reads by `v["key"]`, as in oci.rs.
+#[cfg(feature = "registry")]
+#[allow(clippy::indexing_slicing)]
+pub mod pull;
+pub mod reference;
+#[cfg(feature = "registry")]
+pub mod registry;
+pub mod signature;
 pub mod unpack;
 
 /// Everything that can go wrong with an image layer or its keys. Messages
@@ -57,9 +78,26 @@ pub enum ImageError {
     /// Reading or writing.
     #[error("I/O: {0}")]
     Io(String),
+    /// A signature did not verify or does not cover this image.
+    #[error("signature: {0}")]
+    Signature(String),
+    /// The signature policy refused the image.
+    #[error("refused by the signature policy: {0}")]
+    Policy(String),
+    /// The registry answered with an error or broke the protocol.
+    #[error("registry: {0}")]
+    Registry(String),
     /// The crypto library failed.
     #[error("cryptographic failure")]
     Crypto,
+}
+
+/// `sha256:<hex>` of `bytes`: the digest of an OCI blob.
+pub fn blob_digest(bytes: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref())
+    )
 }
 
 pub(crate) fn b64() -> base64::engine::GeneralPurpose {

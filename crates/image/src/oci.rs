@@ -140,10 +140,7 @@ fn read_blob(dir: &Path, desc: &Value) -> Result<Vec<u8>, ImageError> {
 
 /// Writes `bytes` as a blob; its descriptor fields.
 fn write_blob(dir: &Path, bytes: &[u8]) -> Result<(String, u64), ImageError> {
-    let digest = format!(
-        "sha256:{}",
-        hex::encode(digest::digest(&digest::SHA256, bytes).as_ref())
-    );
+    let digest = crate::blob_digest(bytes);
     let path = blob_path(dir, &digest)?;
     if !path.exists() {
         let tmp = path.with_extension("tmp");
@@ -510,6 +507,141 @@ pub fn decrypt_layout(
     })
 }
 
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// Whether a layout ref name is a cosign signature tag (`sha256-<hex>.sig`).
+fn is_signature_tag(name: &str) -> bool {
+    name.strip_suffix(".sig")
+        .and_then(|d| d.strip_prefix("sha256-"))
+        .is_some_and(|h| crate::reference::valid_digest(&format!("sha256:{h}")))
+}
+
+/// An image manifest of a layout.
+#[derive(Debug, Clone)]
+pub struct LayoutImage {
+    /// Its descriptor in `index.json`.
+    pub desc: Value,
+    /// `sha256:` of the manifest bytes.
+    pub digest: String,
+    pub bytes: Vec<u8>,
+    pub manifest: Value,
+}
+
+/// The image of a layout: the one manifest whose ref name is `reference`,
+/// or the only image manifest (signature manifests aside).
+pub fn layout_image(dir: &Path, reference: Option<&str>) -> Result<LayoutImage, ImageError> {
+    let index = open_layout(dir)?;
+    let manifests = index["manifests"]
+        .as_array()
+        .ok_or_else(|| malformed("index.json", "no manifests"))?;
+    let chosen: Vec<&Value> = manifests
+        .iter()
+        .filter(|m| match reference {
+            Some(r) => m["annotations"][REF_NAME] == r,
+            None => !m["annotations"][REF_NAME]
+                .as_str()
+                .is_some_and(is_signature_tag),
+        })
+        .collect();
+    let [desc] = chosen.as_slice() else {
+        return Err(malformed(
+            "index.json",
+            format!(
+                "{} manifests match; name one with its org.opencontainers.image.ref.name",
+                chosen.len()
+            ),
+        ));
+    };
+    if !MANIFEST_TYPES.iter().any(|t| desc["mediaType"] == *t) {
+        return Err(ImageError::Unsupported {
+            what: "manifest media type",
+            value: desc["mediaType"].to_string(),
+        });
+    }
+    let bytes = read_blob(dir, desc)?;
+    Ok(LayoutImage {
+        desc: (*desc).clone(),
+        digest: desc["digest"].as_str().unwrap_or_default().to_string(),
+        manifest: json_of(&bytes, "manifest")?,
+        bytes,
+    })
+}
+
+/// Where a layout keeps the blob `digest`.
+pub fn layout_blob_path(dir: &Path, digest: &str) -> Result<PathBuf, ImageError> {
+    blob_path(dir, digest)
+}
+
+/// Reads a layout blob, checked against its descriptor.
+pub fn read_layout_blob(dir: &Path, desc: &Value) -> Result<Vec<u8>, ImageError> {
+    read_blob(dir, desc)
+}
+
+/// Signs the image of a layout cosign-style for `identity`: a signature
+/// manifest tagged `sha256-<hex>.sig` in the same layout (signatures
+/// already there are kept). Returns that tag.
+pub fn sign_layout(
+    dir: &Path,
+    reference: Option<&str>,
+    identity: &crate::reference::Reference,
+    key: &crate::signature::SigningKey,
+) -> Result<String, ImageError> {
+    use crate::signature::{Payload, signature_image, signature_tag};
+    let image = layout_image(dir, reference)?;
+    let tag = signature_tag(&image.digest)?;
+    let previous = match layout_image(dir, Some(&tag)) {
+        Ok(p) => Some(p.manifest),
+        Err(_) => None,
+    };
+    let payload = Payload::encode(identity, &image.digest)?;
+    let signature = key.sign(&payload)?;
+    let (config, manifest) = signature_image(previous.as_ref(), &payload, &signature)?;
+    write_blob(dir, &payload)?;
+    write_blob(dir, &config)?;
+    let (md, ms) = write_blob(dir, &manifest)?;
+    let mut index = open_layout(dir)?;
+    let manifests = index
+        .as_object_mut()
+        .and_then(|o| o.get_mut("manifests"))
+        .and_then(Value::as_array_mut)
+        .ok_or_else(|| malformed("index.json", "no manifests"))?;
+    manifests.retain(|m| m["annotations"][REF_NAME] != tag.as_str());
+    manifests.push(
+        serde_json::json!({"mediaType": MANIFEST, "digest": md, "size": ms,
+        "annotations": {REF_NAME: tag}}),
+    );
+    let bytes = serde_json::to_vec(&index).map_err(|e| malformed("index.json", e))?;
+    let tmp = dir.join("index.json.tmp");
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, dir.join("index.json")).map_err(io)?;
+    Ok(tag)
+}
+
+/// The cosign signatures a layout holds for the manifest `digest` (none
+/// when it has no signature manifest for it).
+pub fn layout_signatures(
+    dir: &Path,
+    digest: &str,
+) -> Result<Vec<crate::signature::Candidate>, ImageError> {
+    use crate::signature::{Candidate, signature_layers, signature_tag};
+    let tag = signature_tag(digest)?;
+    let sig = match layout_image(dir, Some(&tag)) {
+        Ok(s) => s,
+        Err(ImageError::Malformed { .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    signature_layers(&sig.manifest)?
+        .into_iter()
+        .map(|l| {
+            let desc = serde_json::json!({"digest": l.digest, "size": l.size});
+            Ok(Candidate {
+                payload: read_blob(dir, &desc)?,
+                signature_b64: l.signature_b64,
+            })
+        })
+        .collect()
+}
+
 /// What [`unpack_layout`] produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unpacked {
@@ -518,6 +650,123 @@ pub struct Unpacked {
     pub layers: Vec<PathBuf>,
     /// How many layers were encrypted.
     pub encrypted: usize,
+}
+
+/// One layer to unpack: its descriptor, its `diff_id`, where it goes, and
+/// its keys when it is encrypted (unwrapped before any layer starts).
+#[derive(Debug)]
+pub struct LayerJob {
+    layer: Value,
+    diff_id: String,
+    dest: PathBuf,
+    keys: Option<(PublicOptions, PrivateOptions)>,
+}
+
+impl LayerJob {
+    /// The blob's digest (`sha256:…`).
+    pub fn digest(&self) -> &str {
+        self.layer["digest"].as_str().unwrap_or_default()
+    }
+
+    /// The blob's size from the descriptor.
+    pub fn size(&self) -> u64 {
+        self.layer["size"].as_u64().unwrap_or_default()
+    }
+
+    pub fn is_encrypted(&self) -> bool {
+        self.keys.is_some()
+    }
+
+    /// Where the layer is unpacked.
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+
+    /// Unpacks the blob read from `input` (whose digest and size the
+    /// caller checks, or whose HMAC authenticates it) in one pass; the
+    /// directory appears only when every check passed.
+    pub fn unpack(&self, input: impl Read) -> Result<(), ImageError> {
+        let media = self.layer["mediaType"].as_str().unwrap_or_default();
+        let compression = crate::unpack::Compression::from_media_type(media)?;
+        match &self.keys {
+            Some((public, private)) => crate::unpack::decrypt_and_unpack(
+                input,
+                public,
+                private,
+                compression,
+                &self.diff_id,
+                &self.dest,
+            ),
+            None => crate::unpack::unpack_layer(input, compression, &self.diff_id, &self.dest),
+        }
+    }
+}
+
+/// Media types of single-image manifests (OCI, Docker schema 2).
+pub const MANIFEST_TYPES: [&str; 2] = [MANIFEST, DOCKER_MANIFEST];
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+/// The layers of `manifest` with the `diff_ids` of `config`, as jobs
+/// unpacking into `bundle/layers/<n>-<diff_id hex>`; the keys of encrypted
+/// layers are unwrapped here, before anything is unpacked (one lookup per
+/// `kid` with a [`KeyCache`]).
+pub fn plan_layers(
+    manifest: &Value,
+    config: &Value,
+    bundle: &Path,
+    unwrapper: &mut dyn Unwrapper,
+) -> Result<Vec<LayerJob>, ImageError> {
+    let layers = manifest["layers"]
+        .as_array()
+        .ok_or_else(|| malformed("manifest", "no layers"))?;
+    let diff_ids = config["rootfs"]["diff_ids"]
+        .as_array()
+        .ok_or_else(|| malformed("image config", "no rootfs.diff_ids"))?;
+    if diff_ids.len() != layers.len() {
+        return Err(malformed(
+            "image",
+            format!("{} layers but {} diff_ids", layers.len(), diff_ids.len()),
+        ));
+    }
+    let dir = bundle.join("layers");
+    let mut jobs = Vec::new();
+    for (i, (layer, diff_id)) in layers.iter().zip(diff_ids).enumerate() {
+        let diff_id = diff_id
+            .as_str()
+            .ok_or_else(|| malformed("image config", "a diff_id is not a string"))?
+            .to_string();
+        let hex = blob_path(Path::new(""), &diff_id)?
+            .file_name()
+            .map(|f| f.to_string_lossy().to_string())
+            .unwrap_or_default();
+        // Checked up front: a digest the blob store could not name.
+        blob_path(Path::new(""), layer["digest"].as_str().unwrap_or_default())?;
+        if layer["size"].as_u64().is_none() {
+            return Err(malformed("manifest", "a layer has no size"));
+        }
+        let media = layer["mediaType"].as_str().unwrap_or_default();
+        crate::unpack::Compression::from_media_type(media)?;
+        let keys = if media.ends_with("+encrypted") {
+            Some(layer_keys(layer, unwrapper)?)
+        } else {
+            None
+        };
+        jobs.push(LayerJob {
+            layer: layer.clone(),
+            diff_id,
+            dest: dir.join(format!("{i}-{hex}")),
+            keys,
+        });
+    }
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    Ok(jobs)
+}
+
+/// Writes the image config as `bundle/config.json` (after the layers).
+pub fn write_bundle_config(bundle: &Path, config_bytes: &[u8]) -> Result<(), ImageError> {
+    let tmp = bundle.join("config.json.tmp");
+    std::fs::write(&tmp, config_bytes).map_err(io)?;
+    std::fs::rename(&tmp, bundle.join("config.json")).map_err(io)
 }
 
 /// Unpacks the image of `from` (an OCI layout; its only manifest, or the
@@ -534,81 +783,12 @@ pub fn unpack_layout(
     unwrapper: &mut dyn Unwrapper,
     parallel: usize,
 ) -> Result<Unpacked, ImageError> {
-    let index = open_layout(from)?;
-    let manifests = index["manifests"]
-        .as_array()
-        .ok_or_else(|| malformed("index.json", "no manifests"))?;
-    let chosen: Vec<&Value> = manifests
-        .iter()
-        .filter(|m| match reference {
-            Some(r) => m["annotations"]["org.opencontainers.image.ref.name"] == r,
-            None => true,
-        })
-        .collect();
-    let [desc] = chosen.as_slice() else {
-        return Err(malformed(
-            "index.json",
-            format!(
-                "{} manifests match; name one with its org.opencontainers.image.ref.name",
-                chosen.len()
-            ),
-        ));
-    };
-    if desc["mediaType"] != MANIFEST {
-        return Err(ImageError::Unsupported {
-            what: "manifest media type",
-            value: desc["mediaType"].to_string(),
-        });
-    }
-    let manifest = json_of(&read_blob(from, desc)?, "manifest")?;
+    let image = layout_image(from, reference)?;
+    let manifest = image.manifest;
     let config_bytes = read_blob(from, &manifest["config"])?;
     let config = json_of(&config_bytes, "image config")?;
-    let layers = manifest["layers"]
-        .as_array()
-        .ok_or_else(|| malformed("manifest", "no layers"))?;
-    let diff_ids = config["rootfs"]["diff_ids"]
-        .as_array()
-        .ok_or_else(|| malformed("image config", "no rootfs.diff_ids"))?;
-    if diff_ids.len() != layers.len() {
-        return Err(malformed(
-            "image",
-            format!("{} layers but {} diff_ids", layers.len(), diff_ids.len()),
-        ));
-    }
-    let dir = bundle.join("layers");
-    std::fs::create_dir_all(&dir).map_err(io)?;
-    // Keys first (one lookup per kid), then the layers in parallel.
-    struct Job {
-        layer: Value,
-        diff_id: String,
-        dest: PathBuf,
-        keys: Option<(PublicOptions, PrivateOptions)>,
-    }
-    let mut jobs = Vec::new();
-    let mut encrypted = 0usize;
-    for (i, (layer, diff_id)) in layers.iter().zip(diff_ids).enumerate() {
-        let diff_id = diff_id
-            .as_str()
-            .ok_or_else(|| malformed("image config", "a diff_id is not a string"))?
-            .to_string();
-        let hex = blob_path(Path::new(""), &diff_id)?
-            .file_name()
-            .map(|f| f.to_string_lossy().to_string())
-            .unwrap_or_default();
-        let media = layer["mediaType"].as_str().unwrap_or_default();
-        let keys = if media.ends_with("+encrypted") {
-            encrypted = encrypted.saturating_add(1);
-            Some(layer_keys(layer, unwrapper)?)
-        } else {
-            None
-        };
-        jobs.push(Job {
-            layer: layer.clone(),
-            diff_id,
-            dest: dir.join(format!("{i}-{hex}")),
-            keys,
-        });
-    }
+    let jobs = plan_layers(&manifest, &config, bundle, unwrapper)?;
+    let encrypted = jobs.iter().filter(|j| j.is_encrypted()).count();
     let parallel = parallel.max(1);
     let mut results: Vec<Result<(), ImageError>> = Vec::new();
     for batch in jobs.chunks(parallel) {
@@ -617,29 +797,12 @@ pub fn unpack_layout(
                 .iter()
                 .map(|job| {
                     scope.spawn(move || -> Result<(), ImageError> {
-                        let media = job.layer["mediaType"].as_str().unwrap_or_default();
-                        let compression = crate::unpack::Compression::from_media_type(media)?;
-                        let input = if job.keys.is_some() {
+                        let input = if job.is_encrypted() {
                             CheckedReader::open_size_only(from, &job.layer)?
                         } else {
                             CheckedReader::open(from, &job.layer)?
                         };
-                        match &job.keys {
-                            Some((public, private)) => crate::unpack::decrypt_and_unpack(
-                                input,
-                                public,
-                                private,
-                                compression,
-                                &job.diff_id,
-                                &job.dest,
-                            ),
-                            None => crate::unpack::unpack_layer(
-                                input,
-                                compression,
-                                &job.diff_id,
-                                &job.dest,
-                            ),
-                        }
+                        job.unpack(input)
                     })
                 })
                 .collect();
@@ -656,9 +819,7 @@ pub fn unpack_layout(
     for r in results {
         r?;
     }
-    let tmp = bundle.join("config.json.tmp");
-    std::fs::write(&tmp, &config_bytes).map_err(io)?;
-    std::fs::rename(&tmp, bundle.join("config.json")).map_err(io)?;
+    write_bundle_config(bundle, &config_bytes)?;
     Ok(Unpacked {
         layers: jobs.into_iter().map(|j| j.dest).collect(),
         encrypted,

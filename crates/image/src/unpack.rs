@@ -34,7 +34,9 @@ impl Compression {
         let base = media.strip_suffix("+encrypted").unwrap_or(media);
         if base.ends_with(".tar") {
             Ok(Compression::None)
-        } else if base.ends_with(".tar+gzip") {
+        } else if base.ends_with(".tar+gzip")
+            || base == "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        {
             Ok(Compression::Gzip)
         } else if base.ends_with(".tar+zstd") {
             Ok(Compression::Zstd)

@@ -1,10 +1,12 @@
 //! Test helpers: finding the real-hardware vector corpus, and a tiny HTTP
-//! server on 127.0.0.1 that stands in for a vendor web service (AMD KDS).
+//! server on 127.0.0.1 that stands in for a vendor web service (AMD KDS),
+//! PostgreSQL helpers, and a real container registry on loopback.
 //! Used only as a dev-dependency.
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod pg;
+pub mod registry;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;

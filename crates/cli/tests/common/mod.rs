@@ -307,3 +307,95 @@ pub fn veil(args: &[&str]) -> std::process::Output {
 pub fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
+
+/// A broker (plain HTTP, admin key `dir/admin.key`) holding the image KEK
+/// `default/image-kek/app` (also in the returned file), and an agent on
+/// the simulated SNP TEE attesting to it.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub broker: Proc,
+    pub agent: Proc,
+    pub kek: PathBuf,
+    pub agent_url: String,
+}
+
+/// A broker on 127.0.0.1:0 over plain HTTP, its data under `d/data`, its
+/// admin key `d/admin.pub` (from `veil admin keygen --out d`), with
+/// `extra` arguments (what it trusts).
+pub fn spawn_dev_broker(d: &Path, extra: &[&str]) -> Proc {
+    let (data, admin) = (d.join("data"), d.join("admin.pub"));
+    let mut args = vec![
+        "broker",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--insecure-http",
+        "--data-dir",
+        p(&data),
+        "--admin-key",
+        p(&admin),
+    ];
+    args.extend_from_slice(extra);
+    spawn(&args, "veil broker listening on ")
+}
+
+pub fn setup_broker_and_agent() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    veil(&[
+        "sim",
+        "snp",
+        "--state-dir",
+        p(&d.join("sim")),
+        "--out",
+        p(&d.join("ev.json")),
+        "--certs-dir",
+        p(&d.join("certs")),
+    ]);
+    veil(&["admin", "keygen", "--out", p(d)]);
+    let broker = spawn_dev_broker(
+        d,
+        &[
+            "--dangerous-trust-simulated-tee",
+            p(&d.join("certs/ark.pem")),
+        ],
+    );
+    let url = format!("http://{}", broker.addr);
+    // The image KEK: a file on the build side, a resource in the broker.
+    let kek = d.join("image-kek.bin");
+    std::fs::write(&kek, [0x42u8; 32]).unwrap();
+    veil(&[
+        "admin",
+        "set-resource",
+        "default/image-kek/app",
+        "--file",
+        p(&kek),
+        "--url",
+        &url,
+        "--key",
+        p(&d.join("admin.key")),
+    ]);
+    let agent = spawn(
+        &[
+            "agent",
+            "run",
+            "--broker",
+            &url,
+            "--tee",
+            "sim-snp",
+            "--listen",
+            "127.0.0.1:0",
+            "--sim-state",
+            p(&d.join("sim")),
+        ],
+        "veil agent listening on ",
+    );
+    let agent_url = format!("http://{}", agent.addr);
+    Setup {
+        broker,
+        agent,
+        kek,
+        agent_url,
+        dir,
+    }
+}
