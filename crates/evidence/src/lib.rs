@@ -10,10 +10,12 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
+pub mod azure;
 pub mod dcap;
 pub mod error;
 pub mod eventlog;
 pub mod reader;
 pub mod snp;
+pub mod tpm;
 
 pub use error::ParseError;

@@ -61,6 +61,21 @@ impl<'a> Reader<'a> {
         Ok(u16::from_le_bytes(self.array(field)?))
     }
 
+    /// Reads a big-endian `u16` (TPM structures are big-endian).
+    pub fn u16_be(&mut self, field: &'static str) -> Result<u16, ParseError> {
+        Ok(u16::from_be_bytes(self.array(field)?))
+    }
+
+    /// Reads a big-endian `u32`.
+    pub fn u32_be(&mut self, field: &'static str) -> Result<u32, ParseError> {
+        Ok(u32::from_be_bytes(self.array(field)?))
+    }
+
+    /// Reads a big-endian `u64`.
+    pub fn u64_be(&mut self, field: &'static str) -> Result<u64, ParseError> {
+        Ok(u64::from_be_bytes(self.array(field)?))
+    }
+
     /// Reads a little-endian `u32`.
     pub fn u32_le(&mut self, field: &'static str) -> Result<u32, ParseError> {
         Ok(u32::from_le_bytes(self.array(field)?))

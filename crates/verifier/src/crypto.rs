@@ -26,6 +26,15 @@ pub trait P256Key: Send + Sync + Debug {
     fn verify_fixed(&self, msg: &[u8], sig: &[u8]) -> Result<(), CryptoError>;
 }
 
+/// RSA signature schemes (TPM attestation keys, RSA certificate chains).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RsaScheme {
+    Pkcs1Sha256,
+    Pkcs1Sha384,
+    PssSha256,
+    PssSha384,
+}
+
 /// The primitives the verifiers need.
 pub trait CryptoBackend: Send + Sync + Debug {
     fn sha256(&self, data: &[u8]) -> [u8; 32];
@@ -45,12 +54,32 @@ pub trait CryptoBackend: Send + Sync + Debug {
         sig: &[u8],
         fixed: bool,
     ) -> Result<(), CryptoError>;
-    /// RSASSA-PSS, SHA-384, MGF1-SHA-384, salt 48, with a PKCS#1 public key.
-    fn verify_rsa_pss_sha384(
+    /// An RSA signature with a PKCS#1 `RSAPublicKey` (2048 to 8192 bits;
+    /// PSS with MGF1 of the same hash and a salt of the hash's length, as
+    /// AMD's and TPMs' signatures use).
+    fn verify_rsa(
         &self,
         pkcs1_public_key: &[u8],
+        scheme: RsaScheme,
         msg: &[u8],
         sig: &[u8],
+    ) -> Result<(), CryptoError>;
+    /// The same with the key as big-endian modulus and exponent.
+    fn verify_rsa_components(
+        &self,
+        modulus: &[u8],
+        exponent: &[u8],
+        scheme: RsaScheme,
+        msg: &[u8],
+        sig: &[u8],
+    ) -> Result<(), CryptoError>;
+    /// ECDSA P-384/SHA-384 with an uncompressed SEC1 point, `r ‖ s` or DER.
+    fn verify_p384_sha384(
+        &self,
+        sec1: &[u8],
+        msg: &[u8],
+        sig: &[u8],
+        fixed: bool,
     ) -> Result<(), CryptoError>;
 }
 
@@ -91,7 +120,61 @@ impl P256Key for AwsLcP256 {
     }
 }
 
+fn rsa_params(scheme: RsaScheme) -> &'static signature::RsaParameters {
+    match scheme {
+        RsaScheme::Pkcs1Sha256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+        RsaScheme::Pkcs1Sha384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+        RsaScheme::PssSha256 => &signature::RSA_PSS_2048_8192_SHA256,
+        RsaScheme::PssSha384 => &signature::RSA_PSS_2048_8192_SHA384,
+    }
+}
+
 impl CryptoBackend for AwsLc {
+    fn verify_rsa(
+        &self,
+        pkcs1_public_key: &[u8],
+        scheme: RsaScheme,
+        msg: &[u8],
+        sig: &[u8],
+    ) -> Result<(), CryptoError> {
+        UnparsedPublicKey::new(rsa_params(scheme), pkcs1_public_key)
+            .verify(msg, sig)
+            .map_err(|_| CryptoError("RSA signature does not verify"))
+    }
+
+    fn verify_rsa_components(
+        &self,
+        modulus: &[u8],
+        exponent: &[u8],
+        scheme: RsaScheme,
+        msg: &[u8],
+        sig: &[u8],
+    ) -> Result<(), CryptoError> {
+        signature::RsaPublicKeyComponents {
+            n: modulus,
+            e: exponent,
+        }
+        .verify(rsa_params(scheme), msg, sig)
+        .map_err(|_| CryptoError("RSA signature does not verify"))
+    }
+
+    fn verify_p384_sha384(
+        &self,
+        sec1: &[u8],
+        msg: &[u8],
+        sig: &[u8],
+        fixed: bool,
+    ) -> Result<(), CryptoError> {
+        let alg = if fixed {
+            &signature::ECDSA_P384_SHA384_FIXED
+        } else {
+            &signature::ECDSA_P384_SHA384_ASN1
+        };
+        UnparsedPublicKey::new(alg, sec1)
+            .verify(msg, sig)
+            .map_err(|_| CryptoError("ECDSA P-384 signature does not verify"))
+    }
+
     fn p256_key(&self, sec1: &[u8]) -> Result<Box<dyn P256Key>, CryptoError> {
         Ok(Box::new(AwsLcP256(
             ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, sec1)
@@ -146,16 +229,5 @@ impl CryptoBackend for AwsLc {
         UnparsedPublicKey::new(alg, sec1)
             .verify(msg, sig)
             .map_err(|_| CryptoError("ECDSA P-256 signature does not verify"))
-    }
-
-    fn verify_rsa_pss_sha384(
-        &self,
-        pkcs1_public_key: &[u8],
-        msg: &[u8],
-        sig: &[u8],
-    ) -> Result<(), CryptoError> {
-        UnparsedPublicKey::new(&signature::RSA_PSS_2048_8192_SHA384, pkcs1_public_key)
-            .verify(msg, sig)
-            .map_err(|_| CryptoError("RSA-PSS signature does not verify"))
     }
 }

@@ -9,10 +9,12 @@
 //! implementation is aws-lc-rs (chosen by measurement, see BENCHMARKS.md).
 #![forbid(unsafe_code)]
 
+pub mod azure;
 pub mod crypto;
 pub mod dcap;
 pub mod snp;
 pub mod time;
+pub mod tpm;
 pub mod x509;
 
 pub use time::UnixTime;

@@ -12,12 +12,14 @@ use x509_cert::Certificate;
 use x509_cert::crl::CertificateList;
 
 use crate::UnixTime;
-use crate::crypto::CryptoBackend;
+use crate::crypto::{CryptoBackend, RsaScheme};
 
 /// id-RSASSA-PSS.
 pub const OID_RSASSA_PSS: &str = "1.2.840.113549.1.1.10";
 /// rsaEncryption.
 pub const OID_RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
+/// sha256WithRSAEncryption.
+pub const OID_SHA256_WITH_RSA: &str = "1.2.840.113549.1.1.11";
 /// ecdsa-with-SHA384.
 pub const OID_ECDSA_SHA384: &str = "1.2.840.10045.4.3.3";
 /// ecdsa-with-SHA256.
@@ -60,6 +62,8 @@ pub enum SigAlg {
     EcdsaSha384,
     /// ECDSA P-256 with SHA-256 (Intel's PCK and TCB-signing chains).
     EcdsaSha256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (TPM EK/AK chains).
+    RsaPkcs1Sha256,
 }
 
 /// A parsed certificate, holding its DER and the exact signed bytes.
@@ -120,6 +124,15 @@ fn classify_alg(alg: &spki_alg::AlgorithmIdentifierOwned) -> Result<SigAlg, Stri
         }
         OID_ECDSA_SHA384 if alg.parameters.is_none() => Ok(SigAlg::EcdsaSha384),
         OID_ECDSA_SHA256 if alg.parameters.is_none() => Ok(SigAlg::EcdsaSha256),
+        // Parameters NULL, or absent (both seen in the wild).
+        OID_SHA256_WITH_RSA
+            if alg
+                .parameters
+                .as_ref()
+                .is_none_or(|p| p.to_der().ok().as_deref() == Some(&[0x05, 0x00][..])) =>
+        {
+            Ok(SigAlg::RsaPkcs1Sha256)
+        }
         _ => Err(oid),
     }
 }
@@ -272,7 +285,7 @@ fn verify_sig(
                 .rsa_public_key()
                 .ok_or_else(|| CertError::BadIssuerKey("issuer key is not RSA".into()))?;
             backend
-                .verify_rsa_pss_sha384(key, tbs, signature)
+                .verify_rsa(key, RsaScheme::PssSha384, tbs, signature)
                 .map_err(|_| bad())
         }
         Ok(SigAlg::EcdsaSha384) => {
@@ -291,6 +304,14 @@ fn verify_sig(
                 .ok_or_else(|| CertError::BadIssuerKey("issuer key is not P-256".into()))?;
             backend
                 .verify_p256_sha256(key, tbs, signature, false)
+                .map_err(|_| bad())
+        }
+        Ok(SigAlg::RsaPkcs1Sha256) => {
+            let key = issuer
+                .rsa_public_key()
+                .ok_or_else(|| CertError::BadIssuerKey("issuer key is not RSA".into()))?;
+            backend
+                .verify_rsa(key, RsaScheme::Pkcs1Sha256, tbs, signature)
                 .map_err(|_| bad())
         }
         Err(oid) => Err(CertError::UnsupportedAlgorithm(oid.clone())),

@@ -1,0 +1,180 @@
+//! Azure SEV-SNP confidential VMs (`az-snp-vtpm`): the chain from AMD's
+//! root to the vTPM quote.
+//!
+//! 1. The SNP report inside the HCL report verifies (VCEK → ASK → ARK, at
+//!    the given time) through [`SnpVerifier`].
+//! 2. Its report data is the hash of the runtime claims JSON as stored
+//!    (SHA-256 in the first 32 bytes, the rest zero; or SHA-384/512 as the
+//!    IGVM hash type says), so the claims come from the paravisor.
+//! 3. The claims' `HCLAkPub` key is the vTPM's attestation key.
+//! 4. The TPM quote verifies with that key (raw RSASSA-PKCS1-v1_5 /
+//!    SHA-256 signature), its qualifying data is the caller's nonce, and
+//!    the supplied PCRs hash to its digest.
+
+use base64::Engine;
+use serde_json::Value;
+use veil_endorsements::snp::SnpEndorsements;
+use veil_evidence::azure::{AzEvidence, HclReport, HwReport};
+use veil_evidence::snp::AttestationReport;
+use veil_evidence::tpm::{Signature, TPM_ALG_SHA256};
+
+use crate::UnixTime;
+use crate::crypto::CryptoBackend;
+use crate::snp::{SnpError, SnpVerifier, VerifiedSnpReport};
+use crate::tpm::{AkPublic, AkTrust, PcrValues, TpmError, VerifiedQuote, verify_quote};
+
+/// Why Azure evidence was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AzureError {
+    #[error("malformed evidence: {0}")]
+    Parse(#[from] veil_evidence::ParseError),
+    #[error("the HCL report holds a {0} report, not an SNP one")]
+    WrongHardware(&'static str),
+    #[error("SNP report: {0}")]
+    Snp(#[from] SnpError),
+    #[error("the SNP report data does not bind the runtime claims: {0}")]
+    Binding(String),
+    #[error("runtime claims: {0}")]
+    Claims(String),
+    #[error("vTPM quote: {0}")]
+    Tpm(#[from] TpmError),
+}
+
+impl AzureError {
+    /// A stable code for the reason.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AzureError::Parse(_) => "malformed",
+            AzureError::WrongHardware(_) => "wrong_hardware",
+            AzureError::Snp(e) => e.code(),
+            AzureError::Binding(_) => "runtime_data_binding",
+            AzureError::Claims(_) => "runtime_claims",
+            AzureError::Tpm(TpmError::NonceMismatch { .. }) => "nonce_mismatch",
+            AzureError::Tpm(TpmError::PcrDigestMismatch) => "pcr_digest_mismatch",
+            AzureError::Tpm(TpmError::BadSignature) => "tpm_signature",
+            AzureError::Tpm(_) => "tpm_quote",
+        }
+    }
+}
+
+/// Verified `az-snp-vtpm` evidence.
+#[derive(Debug, Clone)]
+pub struct VerifiedAzSnp {
+    pub snp: VerifiedSnpReport,
+    pub quote: VerifiedQuote,
+    /// The runtime claims (vm-configuration, user-data, keys).
+    pub runtime_claims: Value,
+}
+
+/// The hash the IGVM hash type names, over `data`.
+fn claims_hash(
+    hash_type: u32,
+    data: &[u8],
+    backend: &dyn CryptoBackend,
+) -> Result<Vec<u8>, AzureError> {
+    match hash_type {
+        1 => Ok(backend.sha256(data).to_vec()),
+        2 => Ok(backend.sha384(data).to_vec()),
+        other => Err(AzureError::Binding(format!(
+            "unsupported hash type {other}"
+        ))),
+    }
+}
+
+/// The AK from the runtime claims' `HCLAkPub` JWK.
+fn ak_of(claims: &Value) -> Result<AkPublic, AzureError> {
+    let key = claims["keys"]
+        .as_array()
+        .and_then(|ks| ks.iter().find(|k| k["kid"] == "HCLAkPub"))
+        .ok_or_else(|| AzureError::Claims("no HCLAkPub key".into()))?;
+    if key["kty"] != "RSA" {
+        return Err(AzureError::Claims("HCLAkPub is not an RSA key".into()));
+    }
+    let field = |k: &str| {
+        key[k]
+            .as_str()
+            .and_then(|s| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(s.trim_end_matches('='))
+                    .ok()
+            })
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| AzureError::Claims(format!("HCLAkPub.{k} is not base64url")))
+    };
+    Ok(AkPublic::Rsa {
+        modulus: field("n")?,
+        exponent: field("e")?,
+    })
+}
+
+/// Verifies the TPM quote of Azure evidence with `ak` (SHA-256 PCRs 0–23).
+pub fn verify_az_quote(
+    evidence: &AzEvidence,
+    ak: &AkPublic,
+    nonce: Option<&[u8]>,
+    backend: &dyn CryptoBackend,
+) -> Result<VerifiedQuote, AzureError> {
+    if evidence.quote.pcrs.len() != veil_evidence::tpm::PCR_COUNT {
+        return Err(AzureError::Tpm(TpmError::Pcr(format!(
+            "{} values supplied, expected 24",
+            evidence.quote.pcrs.len()
+        ))));
+    }
+    let pcrs: PcrValues = evidence
+        .quote
+        .pcrs
+        .iter()
+        .zip(0u8..)
+        .map(|(v, i)| ((TPM_ALG_SHA256, i), v.clone()))
+        .collect();
+    let sig = Signature::RsaSsa {
+        hash: TPM_ALG_SHA256,
+        sig: evidence.quote.signature.clone(),
+    };
+    Ok(
+        verify_quote(ak, &evidence.quote.message, &sig, &pcrs, nonce, backend)?
+            .with_trust(AkTrust::HardwareReport),
+    )
+}
+
+/// Verifies `az-snp-vtpm` evidence (see the module documentation).
+/// `endorsements` must hold the VCEK (the evidence's `certs`) and the
+/// ASK/ARK unless the verifier's anchors carry them.
+pub fn verify_az_snp(
+    evidence: &AzEvidence,
+    snp: &SnpVerifier,
+    endorsements: &SnpEndorsements,
+    nonce: Option<&[u8]>,
+    at: UnixTime,
+    backend: &dyn CryptoBackend,
+) -> Result<VerifiedAzSnp, AzureError> {
+    let hcl = HclReport::parse(&evidence.hcl_report)?;
+    let HwReport::Snp(raw) = &hcl.hw_report else {
+        return Err(AzureError::WrongHardware("TDX"));
+    };
+    let report = AttestationReport::parse(raw)?;
+    let verified = snp.verify(&report, endorsements, at)?;
+    let digest = claims_hash(hcl.hash_type, &hcl.runtime_claims, backend)?;
+    let (head, tail) = report.report_data.split_at(digest.len().min(64));
+    if head != digest.as_slice() {
+        return Err(AzureError::Binding(format!(
+            "report data {} is not the hash {} of the runtime claims",
+            hex::encode(head),
+            hex::encode(&digest)
+        )));
+    }
+    if tail.iter().any(|b| *b != 0) {
+        return Err(AzureError::Binding(
+            "the report data after the claims hash is not zero".into(),
+        ));
+    }
+    let claims: Value = serde_json::from_slice(&hcl.runtime_claims)
+        .map_err(|e| AzureError::Claims(format!("not JSON: {e}")))?;
+    let ak = ak_of(&claims)?;
+    let quote = verify_az_quote(evidence, &ak, nonce, backend)?;
+    Ok(VerifiedAzSnp {
+        snp: verified,
+        quote,
+        runtime_claims: claims,
+    })
+}

@@ -1,0 +1,438 @@
+//! TPM 2.0 quotes: the attestation key's signature over `TPMS_ATTEST` as
+//! received, the qualifying data (nonce binding), and the PCR values the
+//! evidence supplies recomputed into the quoted `pcrDigest`.
+//!
+//! Whether the attestation key itself is trustworthy is a separate step:
+//! an AK certificate chain ([`verify_ak_chain`]), an operator allow-list,
+//! or a hardware report that binds the AK (Azure's HCL report, in
+//! [`crate::azure`]). [`VerifiedQuote`] records which one vouched.
+
+use std::collections::BTreeMap;
+
+use veil_evidence::tpm::{
+    self as ev, PublicKey as TpmPublic, Quote, Signature, TPM_ALG_SHA256, TPM_ALG_SHA384,
+    TPM_ECC_NIST_P256, TPM_ECC_NIST_P384, digest_size,
+};
+
+use crate::UnixTime;
+use crate::crypto::{CryptoBackend, RsaScheme};
+use crate::x509::Cert;
+
+/// Why a quote was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TpmError {
+    #[error("malformed TPM structure: {0}")]
+    Parse(#[from] veil_evidence::ParseError),
+    #[error("the quote's signature does not verify with the attestation key")]
+    BadSignature,
+    #[error("unsupported attestation key or scheme: {0}")]
+    Unsupported(String),
+    #[error("nonce mismatch: the quote's qualifying data is {actual}, expected {expected}")]
+    NonceMismatch { expected: String, actual: String },
+    #[error("PCR {0}")]
+    Pcr(String),
+    #[error("the PCR values do not hash to the quoted pcrDigest")]
+    PcrDigestMismatch,
+    #[error("attestation key not trusted: {0}")]
+    AkNotTrusted(String),
+}
+
+/// An attestation key's public part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AkPublic {
+    /// RSA: big-endian modulus and exponent.
+    Rsa {
+        modulus: Vec<u8>,
+        exponent: Vec<u8>,
+    },
+    /// ECDSA on P-256 or P-384: an uncompressed SEC1 point.
+    EcP256(Vec<u8>),
+    EcP384(Vec<u8>),
+}
+
+impl AkPublic {
+    /// From a `TPMT_PUBLIC`.
+    pub fn from_tpm(public: &ev::Public) -> Result<Self, TpmError> {
+        match &public.key {
+            TpmPublic::Rsa { modulus, exponent } => Ok(AkPublic::Rsa {
+                modulus: modulus.clone(),
+                // 0 means the default exponent 2^16 + 1.
+                exponent: if *exponent == 0 {
+                    vec![1, 0, 1]
+                } else {
+                    exponent
+                        .to_be_bytes()
+                        .iter()
+                        .copied()
+                        .skip_while(|b| *b == 0)
+                        .collect()
+                },
+            }),
+            TpmPublic::Ecc { curve, x, y } => {
+                let size = match *curve {
+                    TPM_ECC_NIST_P256 => 32,
+                    TPM_ECC_NIST_P384 => 48,
+                    other => return Err(TpmError::Unsupported(format!("ECC curve {other:#06x}"))),
+                };
+                let point = sec1(x, y, size)?;
+                Ok(if size == 32 {
+                    AkPublic::EcP256(point)
+                } else {
+                    AkPublic::EcP384(point)
+                })
+            }
+        }
+    }
+
+    /// From a DER SubjectPublicKeyInfo (RSA, or EC P-256/P-384).
+    pub fn from_spki(der: &[u8]) -> Result<Self, TpmError> {
+        use der::Decode;
+        let spki = x509_cert::spki::SubjectPublicKeyInfoRef::from_der(der)
+            .map_err(|e| TpmError::Unsupported(format!("AK public key: {e}")))?;
+        let bits = spki.subject_public_key.raw_bytes();
+        match spki.algorithm.oid.to_string().as_str() {
+            crate::x509::OID_RSA_ENCRYPTION => {
+                // RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }
+                use der::Reader;
+                let parse = || -> Result<(Vec<u8>, Vec<u8>), der::Error> {
+                    let mut r = der::SliceReader::new(bits)?;
+                    let ne = r.sequence(|inner| {
+                        let n = der::asn1::UintRef::decode(inner)?;
+                        let e = der::asn1::UintRef::decode(inner)?;
+                        Ok::<_, der::Error>((n.as_bytes().to_vec(), e.as_bytes().to_vec()))
+                    })?;
+                    r.finish()?;
+                    Ok(ne)
+                };
+                let (modulus, exponent) =
+                    parse().map_err(|e| TpmError::Unsupported(format!("AK RSA key: {e}")))?;
+                Ok(AkPublic::Rsa { modulus, exponent })
+            }
+            crate::x509::OID_EC_PUBLIC_KEY => {
+                let curve = spki
+                    .algorithm
+                    .parameters
+                    .and_then(|p| p.decode_as::<der::asn1::ObjectIdentifier>().ok())
+                    .map(|o| o.to_string())
+                    .unwrap_or_default();
+                match curve.as_str() {
+                    crate::x509::OID_P256 => Ok(AkPublic::EcP256(bits.to_vec())),
+                    crate::x509::OID_SECP384R1 => Ok(AkPublic::EcP384(bits.to_vec())),
+                    other => Err(TpmError::Unsupported(format!("AK curve {other}"))),
+                }
+            }
+            other => Err(TpmError::Unsupported(format!("AK algorithm {other}"))),
+        }
+    }
+
+    /// From the public key of a certificate.
+    pub fn from_cert(cert: &Cert) -> Result<Self, TpmError> {
+        use der::Encode;
+        let spki = cert
+            .parsed
+            .tbs_certificate()
+            .subject_public_key_info()
+            .to_der()
+            .map_err(|e| TpmError::Unsupported(e.to_string()))?;
+        Self::from_spki(&spki)
+    }
+}
+
+/// `04 ‖ x ‖ y` with each coordinate left-padded to the curve size (a TPM
+/// may drop leading zero bytes of a coordinate; the integer is the same).
+fn sec1(x: &[u8], y: &[u8], size: usize) -> Result<Vec<u8>, TpmError> {
+    let mut out = vec![4u8];
+    for c in [x, y] {
+        if c.len() > size {
+            return Err(TpmError::Unsupported("ECC coordinate too long".into()));
+        }
+        out.extend(std::iter::repeat_n(0u8, size.saturating_sub(c.len())));
+        out.extend_from_slice(c);
+    }
+    Ok(out)
+}
+
+/// PCR values the evidence supplies, by (bank algorithm, index).
+pub type PcrValues = BTreeMap<(u16, u8), Vec<u8>>;
+
+/// Who vouched for the attestation key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AkTrust {
+    /// A certificate chain to a configured root; the leaf's subject.
+    Certificate(String),
+    /// An operator allow-list entry.
+    AllowList,
+    /// A hardware report bound the key (Azure's HCL report).
+    HardwareReport,
+    /// Nothing: only the signature was checked.
+    None,
+}
+
+/// A quote whose signature, nonce and PCR digest checked out; the PCR
+/// values in it are the quoted ones. Only this crate constructs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedQuote {
+    pub quote: Quote,
+    /// The quoted PCRs, by bank and index.
+    pub pcrs: PcrValues,
+    pub ak_trust: AkTrust,
+}
+
+impl VerifiedQuote {
+    /// A quoted PCR value.
+    pub fn pcr(&self, bank: u16, index: u8) -> Option<&[u8]> {
+        self.pcrs.get(&(bank, index)).map(Vec::as_slice)
+    }
+
+    /// Marks the attestation key as vouched for.
+    pub fn with_trust(mut self, trust: AkTrust) -> Self {
+        self.ak_trust = trust;
+        self
+    }
+}
+
+/// The quote's hash (the signing scheme's; SHA-1 quotes are refused).
+fn hash(backend: &dyn CryptoBackend, alg: u16, data: &[u8]) -> Result<Vec<u8>, TpmError> {
+    Ok(match alg {
+        TPM_ALG_SHA256 => backend.sha256(data).to_vec(),
+        TPM_ALG_SHA384 => backend.sha384(data).to_vec(),
+        other => return Err(TpmError::Unsupported(format!("quote hash {other:#06x}"))),
+    })
+}
+
+/// Verifies the AK's signature over `message` (the `TPMS_ATTEST` bytes as
+/// received).
+fn verify_signature(
+    ak: &AkPublic,
+    message: &[u8],
+    signature: &Signature,
+    backend: &dyn CryptoBackend,
+) -> Result<(), TpmError> {
+    let bad = |_| TpmError::BadSignature;
+    match (ak, signature) {
+        (AkPublic::Rsa { modulus, exponent }, Signature::RsaSsa { hash, sig })
+        | (AkPublic::Rsa { modulus, exponent }, Signature::RsaPss { hash, sig }) => {
+            let pss = matches!(signature, Signature::RsaPss { .. });
+            let scheme = match (*hash, pss) {
+                (TPM_ALG_SHA256, false) => RsaScheme::Pkcs1Sha256,
+                (TPM_ALG_SHA384, false) => RsaScheme::Pkcs1Sha384,
+                (TPM_ALG_SHA256, true) => RsaScheme::PssSha256,
+                (TPM_ALG_SHA384, true) => RsaScheme::PssSha384,
+                (h, _) => return Err(TpmError::Unsupported(format!("RSA with hash {h:#06x}"))),
+            };
+            backend
+                .verify_rsa_components(modulus, exponent, scheme, message, sig)
+                .map_err(bad)
+        }
+        (AkPublic::EcP256(point), Signature::Ecdsa { hash, r, s }) if *hash == TPM_ALG_SHA256 => {
+            let fixed = sec1(r, s, 32)?;
+            backend
+                .verify_p256_sha256(point, message, fixed.get(1..).unwrap_or_default(), true)
+                .map_err(bad)
+        }
+        (AkPublic::EcP384(point), Signature::Ecdsa { hash, r, s }) if *hash == TPM_ALG_SHA384 => {
+            let fixed = sec1(r, s, 48)?;
+            backend
+                .verify_p384_sha384(point, message, fixed.get(1..).unwrap_or_default(), true)
+                .map_err(bad)
+        }
+        _ => Err(TpmError::Unsupported(
+            "the signature scheme does not match the attestation key".into(),
+        )),
+    }
+}
+
+/// Verifies a quote: the signature (a parsed `TPMT_SIGNATURE`, or a raw
+/// signature with its scheme) over `message` as received, the
+/// qualifying data against `nonce` (exactly; `None` skips the check, for
+/// offline inspection only), and `pcrs` (which must hold every selected
+/// PCR of every selected bank, each of the bank's digest size) hashed in
+/// selection order into the quoted `pcrDigest`.
+pub fn verify_quote(
+    ak: &AkPublic,
+    message: &[u8],
+    sig: &Signature,
+    pcrs: &PcrValues,
+    nonce: Option<&[u8]>,
+    backend: &dyn CryptoBackend,
+) -> Result<VerifiedQuote, TpmError> {
+    let quote = Quote::parse(message)?;
+    verify_signature(ak, message, sig, backend)?;
+    if let Some(n) = nonce
+        && quote.extra_data != n
+    {
+        return Err(TpmError::NonceMismatch {
+            expected: hex::encode(n),
+            actual: hex::encode(&quote.extra_data),
+        });
+    }
+    let mut concat = Vec::new();
+    let mut quoted = PcrValues::new();
+    for sel in &quote.pcr_select {
+        let size = digest_size(sel.hash).unwrap_or_default();
+        for &i in &sel.pcrs {
+            let v = pcrs.get(&(sel.hash, i)).ok_or_else(|| {
+                TpmError::Pcr(format!(
+                    "{i} of bank {:#06x} is quoted but not supplied",
+                    sel.hash
+                ))
+            })?;
+            if v.len() != size {
+                return Err(TpmError::Pcr(format!(
+                    "{i} of bank {:#06x} is {} bytes, expected {size}",
+                    sel.hash,
+                    v.len()
+                )));
+            }
+            concat.extend_from_slice(v);
+            quoted.insert((sel.hash, i), v.clone());
+        }
+    }
+    // The TPM hashes the selection with the signing scheme's hash.
+    if hash(backend, sig.hash(), &concat)? != quote.pcr_digest {
+        return Err(TpmError::PcrDigestMismatch);
+    }
+    Ok(VerifiedQuote {
+        quote,
+        pcrs: quoted,
+        ak_trust: AkTrust::None,
+    })
+}
+
+/// Checks an AK certificate chain: `chain[0]` is the AK certificate, each
+/// certificate is signed by the next or by one of `roots`, all valid at
+/// `at`, ending at a root. Returns the AK's public key and its subject.
+pub fn verify_ak_chain(
+    chain: &[Cert],
+    roots: &[Cert],
+    at: UnixTime,
+    backend: &dyn CryptoBackend,
+) -> Result<(AkPublic, String), TpmError> {
+    let untrusted = |m: String| TpmError::AkNotTrusted(m);
+    let leaf = chain
+        .first()
+        .ok_or_else(|| untrusted("no AK certificate".into()))?;
+    let mut current = leaf;
+    let mut rest = chain.get(1..).unwrap_or_default().iter();
+    // At most chain.len() + 1 steps: each certificate once, then a root.
+    for _ in 0..=chain.len() {
+        if !current.valid_at(at) {
+            return Err(untrusted(format!(
+                "{} is not valid at the verification time",
+                current.subject
+            )));
+        }
+        if let Some(root) = roots
+            .iter()
+            .find(|r| r.subject == current.issuer && current.verify_signed_by(r, backend).is_ok())
+        {
+            if !root.valid_at(at) {
+                return Err(untrusted(format!("root {} is not valid", root.subject)));
+            }
+            let subject = if leaf.subject.is_empty() {
+                "(empty subject)".to_string()
+            } else {
+                leaf.subject.clone()
+            };
+            return Ok((AkPublic::from_cert(leaf)?, subject));
+        }
+        let next = rest.next().ok_or_else(|| {
+            untrusted(format!(
+                "{} is not issued by a trusted root",
+                current.issuer
+            ))
+        })?;
+        current
+            .verify_signed_by(next, backend)
+            .map_err(|e| untrusted(e.to_string()))?;
+        current = next;
+    }
+    Err(untrusted("chain too long".into()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::crypto::AWS_LC;
+    use base64::Engine;
+
+    /// The AK, the quote, its TPMT_SIGNATURE, the PCRs and the nonce.
+    type Vector = (AkPublic, Vec<u8>, Vec<u8>, PcrValues, Vec<u8>);
+
+    fn trustee() -> Option<Vector> {
+        let dir = veil_testkit::vectors()?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&veil_testkit::read(&dir, "tpm/trustee/tpm_evidence.json"))
+                .unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let ak =
+            AkPublic::from_spki(&b64.decode(v["ak_public"].as_str().unwrap()).unwrap()).unwrap();
+        let q = &v["tpm_quote"];
+        let pcrs: PcrValues = q["pcrs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                (
+                    (TPM_ALG_SHA256, i as u8),
+                    hex::decode(h.as_str().unwrap()).unwrap(),
+                )
+            })
+            .collect();
+        let msg = b64.decode(q["message"].as_str().unwrap()).unwrap();
+        let sig = b64.decode(q["signature"].as_str().unwrap()).unwrap();
+        // The MANIFEST: a 48-byte nonce a04182b5… followed by 16 zero bytes.
+        let nonce = Quote::parse(&msg).unwrap().extra_data;
+        assert!(nonce[48..].iter().all(|b| *b == 0));
+        Some((ak, msg, sig, pcrs, nonce))
+    }
+
+    #[test]
+    fn swtpm_quote_verifies_and_every_signed_byte_matters() {
+        let Some((ak, msg, sig, pcrs, nonce)) = trustee() else {
+            return;
+        };
+        assert!(nonce.starts_with(&hex::decode("a04182b5").unwrap()));
+        let verify = |m: &[u8], s: &[u8], p: &PcrValues, n: &[u8]| {
+            verify_quote(&ak, m, &Signature::parse(s)?, p, Some(n), &AWS_LC)
+        };
+        let v = verify(&msg, &sig, &pcrs, &nonce).unwrap();
+        assert_eq!(v.pcr(TPM_ALG_SHA256, 0), Some(&[0u8; 32][..]));
+        assert_eq!(v.ak_trust, AkTrust::None);
+        // Wrong nonce (the 48-byte value alone is not the 64 bytes quoted).
+        assert!(matches!(
+            verify(&msg, &sig, &pcrs, &nonce[..48]),
+            Err(TpmError::NonceMismatch { .. })
+        ));
+        // A changed PCR value.
+        let mut other = pcrs.clone();
+        other.get_mut(&(TPM_ALG_SHA256, 7)).unwrap()[0] ^= 1;
+        assert_eq!(
+            verify(&msg, &sig, &other, &nonce),
+            Err(TpmError::PcrDigestMismatch)
+        );
+        // A missing PCR.
+        let mut missing = pcrs.clone();
+        missing.remove(&(TPM_ALG_SHA256, 23));
+        assert!(matches!(
+            verify(&msg, &sig, &missing, &nonce),
+            Err(TpmError::Pcr(_))
+        ));
+        // Every byte of TPMS_ATTEST and of the signature is covered.
+        for i in 0..msg.len() {
+            let mut m = msg.clone();
+            m[i] ^= 1;
+            assert!(verify(&m, &sig, &pcrs, &nonce).is_err(), "message byte {i}");
+        }
+        for i in 0..sig.len() {
+            let mut s = sig.clone();
+            s[i] ^= 1;
+            assert!(
+                verify(&msg, &s, &pcrs, &nonce).is_err(),
+                "signature byte {i}"
+            );
+        }
+    }
+}
