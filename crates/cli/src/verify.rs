@@ -19,6 +19,12 @@ pub enum Tee {
     Snp,
     Tdx,
     Sgx,
+    /// A TPM 2.0 quote: CoCo `tpm` JSON, or a go-tpm-tools Attestation
+    /// protobuf (GCE vTPM).
+    Tpm,
+    /// Azure SEV-SNP CVM: HCL report + vTPM quote.
+    #[value(name = "az-snp-vtpm")]
+    AzSnpVtpm,
 }
 
 #[derive(Debug, Args)]
@@ -65,6 +71,15 @@ pub struct VerifyArgs {
     /// evidence only.
     #[arg(long)]
     pub dangerous_allow_stale_collateral: bool,
+    /// The nonce the evidence must be bound to (TPM qualifying data):
+    /// `hex:…` for bytes, a plain string otherwise. Without it the binding
+    /// is not checked (and the output says so).
+    #[arg(long)]
+    pub nonce: Option<String>,
+    /// TPM: attestation keys trusted without a certificate (PEM or DER
+    /// SubjectPublicKeyInfo; repeatable).
+    #[arg(long = "trusted-ak")]
+    pub trusted_ak: Vec<PathBuf>,
     /// DANGEROUS: also trust this simulated ARK (from `veil sim snp`).
     /// Evidence verified under it proves nothing about real hardware.
     #[arg(long, value_name = "ARK_FILE")]
@@ -112,8 +127,10 @@ pub async fn run(a: VerifyArgs) -> ExitCode {
         Ok(t) => t.unwrap_or_else(UnixTime::now),
         Err(e) => return fail(e),
     };
-    if a.tee != Tee::Snp {
-        return run_dcap(&a, at).await;
+    match a.tee {
+        Tee::Snp => {}
+        Tee::Tdx | Tee::Sgx => return run_dcap(&a, at).await,
+        Tee::Tpm | Tee::AzSnpVtpm => return crate::verify_tpm::run(&a, at),
     }
     let bytes = match std::fs::read(&a.evidence) {
         Ok(b) => b,

@@ -436,3 +436,70 @@ fn verify_tdx_with_collateral_from_a_pccs() {
     );
     assert_eq!(stub.hits().len(), before);
 }
+
+/// `veil verify --tee tpm|az-snp-vtpm` on the real vTPM vectors: verdicts,
+/// exit codes and claims, with the nonce checked.
+#[test]
+fn verify_tpm_and_azure_vectors() {
+    let Some(dir) = veil_testkit::vectors() else {
+        return;
+    };
+    let v = |rel: &str| dir.join(rel).display().to_string();
+    let run = |args: &[String]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_veil"))
+            .args(args)
+            .output()
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        (out.status.code(), json)
+    };
+    let gce = |nonce: &str| {
+        run(&[
+            "verify".into(),
+            "--tee".into(),
+            "tpm".into(),
+            v("tpm/go-tpm-tools/gce-cos-85-nonce9009.pb"),
+            "--certs".into(),
+            v("tpm/go-tpm-tools/tpm_ek_intermediate_2.der"),
+            v("tpm/go-tpm-tools/tpm_ek_root_1.der"),
+            "--nonce".into(),
+            nonce.into(),
+        ])
+    };
+    let (code, out) = gce("hex:9009");
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        out["claims"]["pcrs"]["sha256"]["0"],
+        "0f35c214608d93c7a6e68ae7359b4a8be5a0e99eea9107ece427c4dea4e439cf"
+    );
+    let (code, out) = gce("hex:9008");
+    assert_eq!(code, Some(1));
+    assert_eq!(out["code"], "nonce_mismatch");
+    // The swtpm quote without its AK on the allow-list: not trusted.
+    let (code, out) = run(&[
+        "verify".into(),
+        "--tee".into(),
+        "tpm".into(),
+        v("tpm/trustee/tpm_evidence.json"),
+    ]);
+    assert_eq!(code, Some(1));
+    assert_eq!(out["code"], "ak_not_trusted");
+    // Azure SNP CVM, the nonce in the vTPM quote.
+    let (code, out) = run(&[
+        "verify".into(),
+        "--tee".into(),
+        "az-snp-vtpm".into(),
+        v("azure-cvm/trustee-az-snp-vtpm/evidence-v1.json"),
+        "--certs".into(),
+        v("snp/trustee/milan_ask_ark_asvk.pem"),
+        "--nonce".into(),
+        "challenge".into(),
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        out["claims"]["snp"]["measurement"],
+        "6a063be9dd79f6371c842e480f8dc3b5c725961344e57130e88c5adf49e8f7f6c79b75a5eb77fc769959f4aeb2f9401e"
+    );
+    assert_eq!(out["claims"]["tpm"]["ak_trust"], "hardware report");
+    assert_eq!(out["nonce_checked"], true);
+}

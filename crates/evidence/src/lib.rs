@@ -14,6 +14,7 @@ pub mod azure;
 pub mod dcap;
 pub mod error;
 pub mod eventlog;
+pub mod gce;
 pub mod reader;
 pub mod snp;
 pub mod tpm;

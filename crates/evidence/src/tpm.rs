@@ -331,6 +331,78 @@ impl Public {
     }
 }
 
+/// The CoCo `tpm` evidence JSON: `ak_public` (base64 DER
+/// SubjectPublicKeyInfo), `tpm_quote` {`message` (base64 `TPMS_ATTEST`),
+/// `signature` (base64 `TPMT_SIGNATURE`), `pcrs` (24 hex SHA-256 values)},
+/// and optionally `ak_cert` (base64 DER) and `event_log` (base64 TCG2 log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TpmEvidence {
+    pub ak_public: Vec<u8>,
+    pub message: Vec<u8>,
+    pub signature: Vec<u8>,
+    /// SHA-256 PCRs 0–23.
+    pub pcrs: Vec<Vec<u8>>,
+    pub ak_cert: Option<Vec<u8>>,
+    pub event_log: Option<Vec<u8>>,
+}
+
+impl TpmEvidence {
+    pub fn parse_json(bytes: &[u8]) -> Result<Self, ParseError> {
+        use base64::Engine;
+        use serde_json::Value;
+        let json = |m: String| ParseError::Json(m);
+        let v: Value = serde_json::from_slice(bytes).map_err(|e| json(e.to_string()))?;
+        let obj = v.as_object().ok_or_else(|| json("not an object".into()))?;
+        for k in obj.keys() {
+            if !["ak_public", "tpm_quote", "ak_cert", "event_log"].contains(&k.as_str()) {
+                return Err(json(format!("unknown field {k:?}")));
+            }
+        }
+        let b64 = |v: Option<&Value>, what: &str| -> Result<Vec<u8>, ParseError> {
+            let s = v
+                .and_then(Value::as_str)
+                .ok_or_else(|| json(format!("{what} is missing or not a string")))?;
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|e| json(format!("{what}: {e}")))
+        };
+        let q = obj
+            .get("tpm_quote")
+            .and_then(Value::as_object)
+            .ok_or_else(|| json("no tpm_quote object".into()))?;
+        for k in q.keys() {
+            if !["message", "signature", "pcrs"].contains(&k.as_str()) {
+                return Err(json(format!("unknown field {k:?} in tpm_quote")));
+            }
+        }
+        let pcrs = q
+            .get("pcrs")
+            .and_then(Value::as_array)
+            .ok_or_else(|| json("tpm_quote.pcrs is not an array".into()))?
+            .iter()
+            .map(|p| {
+                p.as_str()
+                    .and_then(|h| hex::decode(h).ok())
+                    .ok_or_else(|| json("tpm_quote.pcrs holds a non-hex value".into()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(TpmEvidence {
+            ak_public: b64(obj.get("ak_public"), "ak_public")?,
+            message: b64(q.get("message"), "tpm_quote.message")?,
+            signature: b64(q.get("signature"), "tpm_quote.signature")?,
+            pcrs,
+            ak_cert: match obj.get("ak_cert") {
+                Some(c) => Some(b64(Some(c), "ak_cert")?),
+                None => None,
+            },
+            event_log: match obj.get("event_log") {
+                Some(c) => Some(b64(Some(c), "event_log")?),
+                None => None,
+            },
+        })
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
@@ -351,6 +423,20 @@ mod tests {
             b64.decode(v["tpm_quote"]["signature"].as_str().unwrap())
                 .unwrap(),
         ))
+    }
+
+    #[test]
+    fn parses_the_coco_json() {
+        let Some(dir) = veil_testkit::vectors() else {
+            return;
+        };
+        let bytes = veil_testkit::read(&dir, "tpm/trustee/tpm_evidence.json");
+        let e = TpmEvidence::parse_json(&bytes).unwrap();
+        assert_eq!(e.pcrs.len(), 24);
+        assert!(e.ak_cert.is_none());
+        let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        v["extra"] = 1.into();
+        assert!(TpmEvidence::parse_json(v.to_string().as_bytes()).is_err());
     }
 
     #[test]

@@ -350,6 +350,292 @@ pub fn verify_ak_chain(
     Err(untrusted("chain too long".into()))
 }
 
+/// What vouches for attestation keys when the evidence is a plain TPM
+/// quote.
+#[derive(Debug, Clone, Default)]
+pub struct AkPolicy {
+    /// Roots an AK certificate must chain to (with `intermediates`).
+    pub roots: Vec<Cert>,
+    pub intermediates: Vec<Cert>,
+    /// Operator allow-list: AK public keys (DER SubjectPublicKeyInfo).
+    pub trusted_keys: Vec<Vec<u8>>,
+}
+
+/// Decides whether `ak` is vouched for: by its certificate (which must
+/// certify this very key, chaining through `extra_intermediates` and the
+/// policy's intermediates to a root) or by the allow-list.
+pub fn trust_ak(
+    ak: &AkPublic,
+    ak_cert: Option<&[u8]>,
+    extra_intermediates: &[Vec<u8>],
+    policy: &AkPolicy,
+    at: UnixTime,
+    backend: &dyn CryptoBackend,
+) -> Result<AkTrust, TpmError> {
+    if let Some(der) = ak_cert {
+        let parse = |d: &[u8]| {
+            Cert::parse(d).map_err(|e| TpmError::AkNotTrusted(format!("AK certificate: {e}")))
+        };
+        let mut chain = vec![parse(der)?];
+        for d in extra_intermediates {
+            chain.push(parse(d)?);
+        }
+        chain.extend(policy.intermediates.iter().cloned());
+        let (certified, subject) = verify_ak_chain(&chain, &policy.roots, at, backend)?;
+        if &certified != ak {
+            return Err(TpmError::AkNotTrusted(
+                "the AK certificate certifies another key".into(),
+            ));
+        }
+        return Ok(AkTrust::Certificate(subject));
+    }
+    for k in &policy.trusted_keys {
+        if AkPublic::from_spki(k).is_ok_and(|t| &t == ak) {
+            return Ok(AkTrust::AllowList);
+        }
+    }
+    Err(TpmError::AkNotTrusted(
+        "no AK certificate and the key is not on the allow-list".into(),
+    ))
+}
+
+/// Verifies CoCo `tpm` evidence: the AK vouched for by `policy`, the quote
+/// (SHA-256 PCRs 0–23) against `nonce`, and the event log when present.
+pub fn verify_tpm_evidence(
+    ev: &veil_evidence::tpm::TpmEvidence,
+    policy: &AkPolicy,
+    nonce: Option<&[u8]>,
+    at: UnixTime,
+    backend: &dyn CryptoBackend,
+) -> Result<VerifiedQuote, TpmError> {
+    let ak = AkPublic::from_spki(&ev.ak_public)?;
+    let trust = trust_ak(&ak, ev.ak_cert.as_deref(), &[], policy, at, backend)?;
+    let pcrs: PcrValues = ev
+        .pcrs
+        .iter()
+        .zip(0u8..)
+        .map(|(v, i)| ((TPM_ALG_SHA256, i), v.clone()))
+        .collect();
+    let q = verify_quote(
+        &ak,
+        &ev.message,
+        &Signature::parse(&ev.signature)?,
+        &pcrs,
+        nonce,
+        backend,
+    )?
+    .with_trust(trust);
+    if let Some(log) = &ev.event_log {
+        let log = veil_evidence::eventlog::parse(log)?;
+        check_event_log(&q, &log, TPM_ALG_SHA256, backend)?;
+    }
+    Ok(q)
+}
+
+/// Verifies a go-tpm-tools `Attestation` (GCE vTPM): the AK a restricted
+/// signing key, certified to `policy`'s roots (or allow-listed), every
+/// quote (one per PCR bank) with its PCRs and the nonce, and the event log
+/// replayed against the SHA-256 and SHA-384 banks (SHA-1 is not replayed).
+/// The result holds the PCRs of all banks.
+pub fn verify_gce(
+    att: &veil_evidence::gce::GceAttestation,
+    policy: &AkPolicy,
+    nonce: Option<&[u8]>,
+    at: UnixTime,
+    backend: &dyn CryptoBackend,
+) -> Result<VerifiedQuote, TpmError> {
+    let public = ev::Public::parse(&att.ak_pub)?;
+    let need = ev::TPMA_OBJECT_SIGN | ev::TPMA_OBJECT_RESTRICTED | ev::TPMA_OBJECT_FIXED_TPM;
+    if public.object_attributes & need != need {
+        return Err(TpmError::AkNotTrusted(
+            "the AK is not a restricted, fixedTPM signing key (it could sign forged quotes)".into(),
+        ));
+    }
+    let ak = AkPublic::from_tpm(&public)?;
+    let trust = trust_ak(
+        &ak,
+        att.ak_cert.as_deref(),
+        &att.intermediate_certs,
+        policy,
+        at,
+        backend,
+    )?;
+    let mut merged: Option<VerifiedQuote> = None;
+    for q in &att.quotes {
+        let mut pcrs = PcrValues::new();
+        for (i, v) in &q.pcrs {
+            let i = u8::try_from(*i).map_err(|_| TpmError::Pcr(format!("index {i}")))?;
+            pcrs.insert((q.hash, i), v.clone());
+        }
+        let v = verify_quote(
+            &ak,
+            &q.quote,
+            &Signature::parse(&q.raw_sig)?,
+            &pcrs,
+            nonce,
+            backend,
+        )?;
+        // Every quoted bank must be the one the PCR list names.
+        if v.quote.pcr_select.iter().any(|s| s.hash != q.hash) {
+            return Err(TpmError::Pcr(
+                "a quote selects another bank than its PCR list".into(),
+            ));
+        }
+        match &mut merged {
+            None => merged = Some(v),
+            Some(m) => {
+                if m.quote.extra_data != v.quote.extra_data {
+                    return Err(TpmError::NonceMismatch {
+                        expected: hex::encode(&m.quote.extra_data),
+                        actual: hex::encode(&v.quote.extra_data),
+                    });
+                }
+                m.pcrs.extend(v.pcrs);
+            }
+        }
+    }
+    let merged = merged
+        .ok_or_else(|| TpmError::Pcr("no quote".into()))?
+        .with_trust(trust);
+    if !att.event_log.is_empty() {
+        let log = veil_evidence::eventlog::parse(&att.event_log)?;
+        for (alg, _) in &log.algorithms {
+            if merged.pcrs.keys().any(|(b, _)| b == alg) && hash_supported(*alg) {
+                check_event_log(&merged, &log, *alg, backend)?;
+            }
+        }
+    }
+    Ok(merged)
+}
+
+fn hash_supported(alg: u16) -> bool {
+    alg == TPM_ALG_SHA256 || alg == TPM_ALG_SHA384
+}
+
+/// The PCR values a TCG2 event log extends to, per bank, for PCRs the log
+/// touches (the PC Client initial values: zero, 0xFF… for PCRs 17–22, and
+/// PCR 0 starting at the StartupLocality).
+pub fn replay_event_log(
+    log: &veil_evidence::eventlog::EventLog,
+    bank: u16,
+    backend: &dyn CryptoBackend,
+) -> Result<BTreeMap<u8, Vec<u8>>, TpmError> {
+    let size =
+        digest_size(bank).ok_or_else(|| TpmError::Unsupported(format!("bank {bank:#06x}")))?;
+    let mut out: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
+    let initial = |i: u8| {
+        if (17..=22).contains(&i) {
+            vec![0xffu8; size]
+        } else {
+            vec![0u8; size]
+        }
+    };
+    let mut locality = 0u8;
+    for e in &log.events {
+        // EV_NO_ACTION: not extended; StartupLocality sets PCR 0's start.
+        if e.event_type == 3 {
+            if let Some(rest) = e.data.strip_prefix(b"StartupLocality\0") {
+                locality = rest.first().copied().unwrap_or(0);
+            }
+            continue;
+        }
+        let index = u8::try_from(e.index)
+            .ok()
+            .filter(|i| usize::from(*i) < ev::PCR_COUNT)
+            .ok_or_else(|| TpmError::Pcr(format!("event for PCR {}", e.index)))?;
+        let digest = e
+            .digests
+            .iter()
+            .find(|(a, _)| *a == bank)
+            .map(|(_, d)| d)
+            .ok_or_else(|| {
+                TpmError::Pcr(format!(
+                    "an event for PCR {index} has no digest for bank {bank:#06x}"
+                ))
+            })?;
+        let current = out.entry(index).or_insert_with(|| {
+            let mut v = initial(index);
+            if index == 0
+                && let Some(last) = v.last_mut()
+            {
+                *last = locality;
+            }
+            v
+        });
+        let mut data = current.clone();
+        data.extend_from_slice(digest);
+        *current = hash(backend, bank, &data)?;
+    }
+    Ok(out)
+}
+
+/// Checks that `log` replays to the quoted PCRs of `bank` (every PCR the
+/// log touches must be quoted and equal).
+pub fn check_event_log(
+    quote: &VerifiedQuote,
+    log: &veil_evidence::eventlog::EventLog,
+    bank: u16,
+    backend: &dyn CryptoBackend,
+) -> Result<usize, TpmError> {
+    let replayed = replay_event_log(log, bank, backend)?;
+    for (i, v) in &replayed {
+        match quote.pcr(bank, *i) {
+            Some(q) if q == v.as_slice() => {}
+            Some(q) => {
+                return Err(TpmError::Pcr(format!(
+                    "{i}: the event log replays to {}, the quote says {}",
+                    hex::encode(v),
+                    hex::encode(q)
+                )));
+            }
+            None => {
+                return Err(TpmError::Pcr(format!(
+                    "{i} is in the event log but not quoted"
+                )));
+            }
+        }
+    }
+    Ok(replayed.len())
+}
+
+impl VerifiedQuote {
+    /// The claims for policy and output: PCRs by bank, clock, firmware.
+    pub fn claims(&self) -> serde_json::Value {
+        let mut banks = serde_json::Map::new();
+        for ((bank, i), v) in &self.pcrs {
+            let name = match *bank {
+                veil_evidence::tpm::TPM_ALG_SHA1 => "sha1",
+                TPM_ALG_SHA256 => "sha256",
+                TPM_ALG_SHA384 => "sha384",
+                _ => "sha512",
+            };
+            if let Some(o) = banks
+                .entry(name)
+                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()))
+                .as_object_mut()
+            {
+                o.insert(i.to_string(), hex::encode(v).into());
+            }
+        }
+        let q = &self.quote;
+        serde_json::json!({
+            "pcrs": banks,
+            "extra_data": hex::encode(&q.extra_data),
+            "clock": q.clock_info.clock,
+            "reset_count": q.clock_info.reset_count,
+            "restart_count": q.clock_info.restart_count,
+            "safe": q.clock_info.safe,
+            "firmware_version": format!("{:#018x}", q.firmware_version),
+            "ak_trust": match &self.ak_trust {
+                AkTrust::Certificate(s) => format!("certificate: {s}"),
+                AkTrust::AllowList => "allow-list".into(),
+                AkTrust::HardwareReport => "hardware report".into(),
+                AkTrust::None => "none".into(),
+            },
+        })
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {

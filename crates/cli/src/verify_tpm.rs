@@ -1,0 +1,211 @@
+//! `veil verify --tee tpm|az-snp-vtpm`: TPM quotes and Azure SNP CVMs, with
+//! the same output conventions as the other verifiers (JSON or text; exit
+//! 0 valid, 1 rejected, 2 unusable input).
+
+use std::process::ExitCode;
+
+use veil_endorsements::snp::SnpEndorsements;
+use veil_verifier::UnixTime;
+use veil_verifier::crypto::AWS_LC;
+use veil_verifier::snp::SnpVerifier;
+use veil_verifier::tpm::AkPolicy;
+use veil_verifier::x509::Cert;
+
+use crate::output::Format;
+use crate::verify::{Tee, VerifyArgs, anchors};
+use crate::{EXIT_ERROR, EXIT_REJECTED};
+
+/// `hex:…` bytes, or the string's bytes.
+pub fn parse_nonce(s: &str) -> Result<Vec<u8>, String> {
+    match s.strip_prefix("hex:") {
+        Some(h) => hex::decode(h).map_err(|e| format!("--nonce {s:?}: {e}")),
+        None => Ok(s.as_bytes().to_vec()),
+    }
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(EXIT_ERROR)
+}
+
+/// Certificates of the `--certs` files: self-signed ones are roots.
+fn ak_policy(a: &VerifyArgs) -> Result<AkPolicy, String> {
+    let mut p = AkPolicy::default();
+    for path in &a.certs {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        for blob in veil_endorsements::certs::decode_blobs(&path.display().to_string(), &bytes)
+            .map_err(|e| e.to_string())?
+        {
+            if let veil_endorsements::certs::Blob::Certificate(der) = blob {
+                let c = Cert::parse(&der).map_err(|e| format!("{}: {e}", path.display()))?;
+                if c.is_self_issued() {
+                    p.roots.push(c);
+                } else {
+                    p.intermediates.push(c);
+                }
+            }
+        }
+    }
+    for path in &a.trusted_ak {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let der = match std::str::from_utf8(&bytes) {
+            Ok(text) if text.trim_start().starts_with("-----") => {
+                der::pem::decode_vec(text.trim().as_bytes())
+                    .map_err(|e| format!("{}: {e}", path.display()))?
+                    .1
+            }
+            _ => bytes,
+        };
+        p.trusted_keys.push(der);
+    }
+    Ok(p)
+}
+
+fn print(format: Format, tee: &str, at: UnixTime, nonce_checked: bool, claims: serde_json::Value) {
+    match format {
+        Format::Json => {
+            let v = serde_json::json!({"verdict": "VALID", "tee": tee, "verified_at": at.to_string(),
+                "nonce_checked": nonce_checked, "claims": claims});
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+        Format::Text => {
+            println!("VALID  {tee} at {at}");
+            if !nonce_checked {
+                println!("  nonce          NOT CHECKED (no --nonce)");
+            }
+            let tpm = claims.get("tpm").unwrap_or(&claims);
+            println!(
+                "  AK trusted by  {}",
+                tpm["ak_trust"].as_str().unwrap_or("?")
+            );
+            println!(
+                "  qualifying     {}",
+                tpm["extra_data"].as_str().unwrap_or("")
+            );
+            if let Some(pcr0) = tpm["pcrs"]["sha256"]["0"].as_str() {
+                println!("  PCR0 (sha256)  {pcr0}");
+            }
+            if let Some(m) = claims["snp"]["measurement"].as_str() {
+                println!("  SNP measurement {m}");
+            }
+        }
+    }
+}
+
+fn reject(format: Format, tee: &str, at: UnixTime, code: &str, error: String) -> ExitCode {
+    match format {
+        Format::Json => {
+            let v = serde_json::json!({"verdict": "REJECT", "tee": tee, "verified_at": at.to_string(),
+                "code": code, "error": error});
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+        Format::Text => println!("REJECTED at {at}\n  {error}\n  code: {code}"),
+    }
+    ExitCode::from(EXIT_REJECTED)
+}
+
+fn tpm_code(e: &veil_verifier::tpm::TpmError) -> &'static str {
+    use veil_verifier::tpm::TpmError::*;
+    match e {
+        Parse(_) => "malformed",
+        BadSignature => "tpm_signature",
+        Unsupported(_) => "unsupported",
+        NonceMismatch { .. } => "nonce_mismatch",
+        Pcr(_) => "pcr",
+        PcrDigestMismatch => "pcr_digest_mismatch",
+        AkNotTrusted(_) => "ak_not_trusted",
+    }
+}
+
+pub fn run(a: &VerifyArgs, at: UnixTime) -> ExitCode {
+    let bytes = match std::fs::read(&a.evidence) {
+        Ok(b) => b,
+        Err(e) => return fail(format!("{}: {e}", a.evidence.display())),
+    };
+    let nonce = match a.nonce.as_deref().map(parse_nonce).transpose() {
+        Ok(n) => n,
+        Err(e) => return fail(e),
+    };
+    if nonce.is_none() {
+        eprintln!("WARNING: no --nonce: the evidence's freshness binding is not checked");
+    }
+    match a.tee {
+        Tee::AzSnpVtpm => {
+            let tee = "az-snp-vtpm";
+            let ev = match veil_evidence::azure::AzEvidence::parse_json(&bytes) {
+                Ok(e) => e,
+                Err(e) => return fail(format!("{}: {e}", a.evidence.display())),
+            };
+            let mut endorsements = SnpEndorsements::default();
+            for c in &ev.certs {
+                match veil_endorsements::certs::decode_blobs("vcek", c) {
+                    Ok(b) => endorsements.add_blobs(b),
+                    Err(e) => return fail(e),
+                }
+            }
+            for path in &a.certs {
+                if let Err(e) = endorsements.add_file(path) {
+                    return fail(e);
+                }
+            }
+            let anchors = match anchors(a.dangerous_trust_simulated_tee.as_ref()) {
+                Ok(x) => x,
+                Err(e) => return fail(e),
+            };
+            let snp = SnpVerifier::new(anchors);
+            match veil_verifier::azure::verify_az_snp(
+                &ev,
+                &snp,
+                &endorsements,
+                nonce.as_deref(),
+                at,
+                &AWS_LC,
+            ) {
+                Ok(v) => {
+                    let claims = serde_json::json!({
+                        "snp": serde_json::to_value(v.snp.claims()).unwrap_or_default(),
+                        "tpm": v.quote.claims(),
+                        "runtime_claims": v.runtime_claims,
+                    });
+                    print(a.format, tee, at, nonce.is_some(), claims);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => reject(a.format, tee, at, e.code(), e.to_string()),
+            }
+        }
+        _ => {
+            let tee = "tpm";
+            let policy = match ak_policy(a) {
+                Ok(p) => p,
+                Err(e) => return fail(e),
+            };
+            let is_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+            let result = if is_json {
+                match veil_evidence::tpm::TpmEvidence::parse_json(&bytes) {
+                    Ok(ev) => veil_verifier::tpm::verify_tpm_evidence(
+                        &ev,
+                        &policy,
+                        nonce.as_deref(),
+                        at,
+                        &AWS_LC,
+                    ),
+                    Err(e) => return fail(format!("{}: {e}", a.evidence.display())),
+                }
+            } else {
+                match veil_evidence::gce::GceAttestation::parse(&bytes) {
+                    Ok(att) => {
+                        veil_verifier::tpm::verify_gce(&att, &policy, nonce.as_deref(), at, &AWS_LC)
+                    }
+                    Err(e) => return fail(format!("{}: {e}", a.evidence.display())),
+                }
+            };
+            match result {
+                Ok(v) => {
+                    print(a.format, tee, at, nonce.is_some(), v.claims());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => reject(a.format, tee, at, tpm_code(&e), e.to_string()),
+            }
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! TPM 2.0 evidence captured on real vTPMs (GCE Shielded VMs, go-tpm-tools)
+//! and from swtpm (Trustee): every `tpm(gce)` row of EXPECTED.jsonl gives
+//! its verdict and PCR0, with the AK certified by Google's EK/AK chain and
+//! the event log replayed; derived negatives are refused.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use veil_evidence::gce::GceAttestation;
+use veil_evidence::tpm::{TPM_ALG_SHA1, TPM_ALG_SHA256, TpmEvidence};
+use veil_testkit as common;
+use veil_verifier::UnixTime;
+use veil_verifier::crypto::AWS_LC;
+use veil_verifier::tpm::{AkPolicy, AkTrust, TpmError, verify_gce, verify_tpm_evidence};
+use veil_verifier::x509::Cert;
+
+fn nonce(s: &str) -> Vec<u8> {
+    match s.strip_prefix("hex:") {
+        Some(h) => hex::decode(h).unwrap(),
+        None => s.as_bytes().to_vec(),
+    }
+}
+
+/// Self-signed certificates are roots, the others intermediates.
+fn policy(dir: &std::path::Path, files: &[&str]) -> AkPolicy {
+    let mut p = AkPolicy::default();
+    for f in files {
+        let c = Cert::parse(&common::read(dir, f)).unwrap();
+        if c.is_self_issued() {
+            p.roots.push(c);
+        } else {
+            p.intermediates.push(c);
+        }
+    }
+    p
+}
+
+const GCE_CERTS: [&str; 2] = [
+    "tpm/go-tpm-tools/tpm_ek_intermediate_2.der",
+    "tpm/go-tpm-tools/tpm_ek_root_1.der",
+];
+
+#[test]
+fn expected_gce_rows() {
+    let Some(dir) = common::vectors() else { return };
+    let text = std::fs::read_to_string(dir.join("EXPECTED.jsonl")).unwrap();
+    let mut checked = 0;
+    for line in text.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        if row["tee"] != "tpm(gce)" {
+            continue;
+        }
+        let att =
+            GceAttestation::parse(&common::read(&dir, row["evidence"].as_str().unwrap())).unwrap();
+        let n = nonce(row["nonce"].as_str().unwrap());
+        let r = verify_gce(
+            &att,
+            &policy(&dir, &GCE_CERTS),
+            Some(&n),
+            UnixTime::now(),
+            &AWS_LC,
+        );
+        match row["expect"].as_str().unwrap() {
+            "VALID" => {
+                let v = r.unwrap_or_else(|e| panic!("{line}: {e}"));
+                assert!(matches!(v.ak_trust, AkTrust::Certificate(_)));
+                if let Some(pcr0) = row["pcr0_sha256"].as_str() {
+                    assert_eq!(hex::encode(v.pcr(TPM_ALG_SHA256, 0).unwrap()), pcr0);
+                }
+                // Three banks quoted, all PCRs.
+                assert_eq!(v.pcrs.len(), 72);
+                assert_eq!(
+                    hex::encode(v.pcr(TPM_ALG_SHA1, 0).unwrap()),
+                    "c032c3b51dbb6f96b047421512fd4b4dfde496f3"
+                );
+            }
+            "REJECT" => {
+                assert!(
+                    matches!(r, Err(TpmError::NonceMismatch { .. })),
+                    "{line}: {r:?}"
+                );
+            }
+            other => panic!("unexpected verdict {other}"),
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 3, "all tpm(gce) rows were checked");
+}
+
+#[test]
+fn gce_negatives() {
+    let Some(dir) = common::vectors() else { return };
+    let att = GceAttestation::parse(&common::read(
+        &dir,
+        "tpm/go-tpm-tools/gce-cos-85-nonce9009.pb",
+    ))
+    .unwrap();
+    let p = policy(&dir, &GCE_CERTS);
+    let n = [0x90u8, 0x09];
+    let run =
+        |a: &GceAttestation, p: &AkPolicy| verify_gce(a, p, Some(&n), UnixTime::now(), &AWS_LC);
+    run(&att, &p).unwrap();
+    // No roots: the AK is not trusted.
+    assert!(matches!(
+        run(&att, &AkPolicy::default()),
+        Err(TpmError::AkNotTrusted(_))
+    ));
+    // Only the root, not the intermediate that issued the AK certificate.
+    let root_only = policy(&dir, &["tpm/go-tpm-tools/tpm_ek_root_1.der"]);
+    assert!(matches!(
+        run(&att, &root_only),
+        Err(TpmError::AkNotTrusted(_))
+    ));
+    // Another intermediate in its place.
+    let wrong = policy(
+        &dir,
+        &[
+            "tpm/go-tpm-tools/tpm_ek_intermediate_3.der",
+            "tpm/go-tpm-tools/tpm_ek_root_1.der",
+        ],
+    );
+    assert!(matches!(run(&att, &wrong), Err(TpmError::AkNotTrusted(_))));
+    // A changed PCR value, quote byte, signature byte, event-log digest.
+    let mut a = att.clone();
+    a.quotes[1].pcrs[0].1[0] ^= 1;
+    assert!(run(&a, &p).is_err());
+    for i in [0, 10, 40, att.quotes[0].quote.len() - 1] {
+        let mut a = att.clone();
+        a.quotes[0].quote[i] ^= 1;
+        assert!(run(&a, &p).is_err(), "quote byte {i}");
+    }
+    let mut a = att.clone();
+    a.quotes[2].raw_sig[20] ^= 1;
+    assert!(run(&a, &p).is_err());
+    // The SHA-256 digest of a measured event changed: the log no longer
+    // replays to the quote.
+    let mut a = att.clone();
+    let log = veil_evidence::eventlog::parse(&a.event_log).unwrap();
+    let event = log
+        .events
+        .iter()
+        .find(|e| e.event_type != 3 && e.index == 0)
+        .unwrap();
+    let first = &event
+        .digests
+        .iter()
+        .find(|(alg, _)| *alg == TPM_ALG_SHA256)
+        .unwrap()
+        .1;
+    let at = a
+        .event_log
+        .windows(first.len())
+        .position(|w| w == first.as_slice())
+        .unwrap();
+    a.event_log[at] ^= 1;
+    assert!(
+        matches!(run(&a, &p), Err(TpmError::Pcr(_))),
+        "{:?}",
+        run(&a, &p)
+    );
+    // Another AK certificate (the intermediate's own) does not certify this AK.
+    let mut a = att.clone();
+    a.ak_cert = Some(common::read(
+        &dir,
+        "tpm/go-tpm-tools/tpm_ek_intermediate_2.der",
+    ));
+    assert!(matches!(run(&a, &p), Err(TpmError::AkNotTrusted(_))));
+}
+
+/// The swtpm quote: verifies only with its AK on the allow-list.
+#[test]
+fn swtpm_quote_needs_its_ak_allow_listed() {
+    let Some(dir) = common::vectors() else { return };
+    let ev = TpmEvidence::parse_json(&common::read(&dir, "tpm/trustee/tpm_evidence.json")).unwrap();
+    let n = veil_evidence::tpm::Quote::parse(&ev.message)
+        .unwrap()
+        .extra_data;
+    let untrusted = verify_tpm_evidence(
+        &ev,
+        &AkPolicy::default(),
+        Some(&n),
+        UnixTime::now(),
+        &AWS_LC,
+    );
+    assert!(matches!(untrusted, Err(TpmError::AkNotTrusted(_))));
+    let p = AkPolicy {
+        trusted_keys: vec![ev.ak_public.clone()],
+        ..AkPolicy::default()
+    };
+    let v = verify_tpm_evidence(&ev, &p, Some(&n), UnixTime::now(), &AWS_LC).unwrap();
+    assert_eq!(v.ak_trust, AkTrust::AllowList);
+    let mut other = n.clone();
+    other[0] ^= 1;
+    assert!(matches!(
+        verify_tpm_evidence(&ev, &p, Some(&other), UnixTime::now(), &AWS_LC),
+        Err(TpmError::NonceMismatch { .. })
+    ));
+}
