@@ -21,14 +21,15 @@ hardware := 2 if {
 
 hardware := 32 if input.tee == "sample"
 
-# SNP: reported TCB at least the registered minimum (if any).
+# SNP (bare or under Azure's paravisor): reported TCB at least the
+# registered minimum (`snp_min_tcb`, if any).
 tcb_ok if {
-	input.tee == "snp"
+	input.tee in {"snp", "az-snp-vtpm"}
 	not data.reference.snp_min_tcb
 }
 
 tcb_ok if {
-	input.tee == "snp"
+	input.tee in {"snp", "az-snp-vtpm"}
 	some min in data.reference.snp_min_tcb
 	tcb := input.claims.reported_tcb
 	tcb.bootloader >= min.bootloader
@@ -50,21 +51,51 @@ tcb_ok if {
 	input.claims.tcb_status in accepted_dcap_status
 }
 
+# A TPM's hardware claim is its attestation key, which the verifier
+# accepted only when certified or allow-listed.
+tcb_ok if input.tee == "tpm"
+
 # Configuration: debug must be off.
 default configuration := 96
 
 configuration := 2 if input.claims.debug == false
 
+# A TPM quote says nothing about debug; its PCRs are appraised below.
+configuration := 2 if input.tee == "tpm"
+
 configuration := 0 if input.tee == "sample"
 
 # Executables: the launch measurement must equal a registered reference
-# value when any are registered for this TEE (`<tee>_measurement`).
+# value when any are registered for this TEE (`<tee>_measurement`), and
+# for TPM-based evidence every SHA-256 PCR with registered values
+# (`<tee>_pcr<N>`, e.g. `az-snp-vtpm_pcr4`) must equal one of them.
 default executables := 96
 
-executables := 2 if not data.reference[sprintf("%s_measurement", [input.tee])]
+measurement_ok if not data.reference[sprintf("%s_measurement", [input.tee])]
+
+measurement_ok if {
+	input.claims.measurement in data.reference[sprintf("%s_measurement", [input.tee])]
+}
+
+pcr_prefix := sprintf("%s_pcr", [input.tee])
+
+pcrs_ok if {
+	every name, values in data.reference {
+		pcr_matches(name, values)
+	}
+}
+
+pcr_matches(name, _) if not startswith(name, pcr_prefix)
+
+pcr_matches(name, values) if {
+	startswith(name, pcr_prefix)
+	index := trim_prefix(name, pcr_prefix)
+	input.claims.tpm.pcrs.sha256[index] in values
+}
 
 executables := 2 if {
-	input.claims.measurement in data.reference[sprintf("%s_measurement", [input.tee])]
+	measurement_ok
+	pcrs_ok
 }
 
 # Instance identity: the report is signed by a key bound to the platform.
@@ -72,10 +103,10 @@ default instance_identity := 0
 
 instance_identity := 2 if input.tee != "sample"
 
-# Memory is encrypted by the TEE.
+# Memory is encrypted by the TEE (a bare TPM encrypts nothing).
 default runtime_opaque := 0
 
-runtime_opaque := 2 if input.tee != "sample"
+runtime_opaque := 2 if not input.tee in {"sample", "tpm"}
 
 trust_vector := {
 	"instance-identity": instance_identity,

@@ -102,6 +102,12 @@ pub struct EndorsementsConfig {
     /// Intel PCS or PCCS base URL: collateral that no file provides is
     /// fetched from it (cached under `cache_dir`). Unset: files only.
     pub pcs_url: Option<String>,
+    /// TPM attestation-key certificate roots and intermediates (DER or
+    /// PEM files; self-signed ones are roots), e.g. Google's EK/AK CAs.
+    pub tpm_ak_certs: Vec<PathBuf>,
+    /// TPM attestation keys trusted without a certificate (SPKI, DER or
+    /// PEM files). With neither, `tpm` evidence is refused.
+    pub tpm_trusted_aks: Vec<PathBuf>,
 }
 
 impl Default for EndorsementsConfig {
@@ -113,6 +119,8 @@ impl Default for EndorsementsConfig {
             bundles: Vec::new(),
             dcap_collateral: Vec::new(),
             pcs_url: None,
+            tpm_ak_certs: Vec::new(),
+            tpm_trusted_aks: Vec::new(),
         }
     }
 }

@@ -149,6 +149,42 @@ mod tests {
     }
 
     #[test]
+    fn tpm_pcr_reference_values() {
+        let p = Policy::compile("default_cpu", DEFAULT_ATTESTATION_POLICY).unwrap();
+        let tpm = json!({"tee":"tpm","claims":{"tee":"tpm","tpm":{"pcrs":{"sha256":{"0":"aa","4":"bb"}}}}});
+        let v = p.trust_vector(&tpm, &json!({})).unwrap();
+        assert_eq!(crate::token::ear_status(&v), "affirming");
+        assert_eq!(v["runtime-opaque"], 0);
+        let v = p
+            .trust_vector(&tpm, &json!({"tpm_pcr4": ["bb", "cc"]}))
+            .unwrap();
+        assert_eq!(v["executables"], 2);
+        let v = p.trust_vector(&tpm, &json!({"tpm_pcr4": ["cc"]})).unwrap();
+        assert_eq!(v["executables"], 96);
+        // A PCR that is not quoted cannot match.
+        let v = p.trust_vector(&tpm, &json!({"tpm_pcr9": ["aa"]})).unwrap();
+        assert_eq!(v["executables"], 96);
+        // Other TEEs' PCR values do not apply.
+        let v = p
+            .trust_vector(&tpm, &json!({"az-snp-vtpm_pcr4": ["cc"]}))
+            .unwrap();
+        assert_eq!(v["executables"], 2);
+        // Azure: the SNP rules and the PCRs together.
+        let az = json!({"tee":"az-snp-vtpm","claims":{"debug":false,"measurement":"mm",
+            "reported_tcb":{"bootloader":9,"tee":0,"snp":23,"microcode":72},
+            "tpm":{"pcrs":{"sha256":{"4":"bb"}}}}});
+        let v = p
+            .trust_vector(&az, &json!({"az-snp-vtpm_pcr4": ["bb"]}))
+            .unwrap();
+        assert_eq!(crate::token::ear_status(&v), "affirming");
+        assert_eq!(v["runtime-opaque"], 2);
+        let v = p
+            .trust_vector(&az, &json!({"az-snp-vtpm_measurement": ["xx"]}))
+            .unwrap();
+        assert_eq!(v["executables"], 96);
+    }
+
+    #[test]
     fn default_resource_policy() {
         let p = Policy::compile("resource", DEFAULT_RESOURCE_POLICY).unwrap();
         let data = json!({"plugin":"resource","resource-path":["default","key","1"]});

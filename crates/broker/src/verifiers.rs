@@ -105,12 +105,17 @@ impl Registry {
             ..KdsConfig::default()
         })
         .map_err(|e| e.to_string())?;
+        let snp = Arc::new(SnpTee {
+            verifier: SnpVerifier::new(anchors),
+            bundles,
+            kds,
+        });
+        verifiers.insert("snp", snp.clone());
+        verifiers.insert("az-snp-vtpm", Arc::new(AzSnpTee { snp }));
         verifiers.insert(
-            "snp",
-            Arc::new(SnpTee {
-                verifier: SnpVerifier::new(anchors),
-                bundles,
-                kds,
+            "tpm",
+            Arc::new(TpmTee {
+                policy: tpm_policy(&cfg.endorsements)?,
             }),
         );
         let mut collateral = Vec::new();
@@ -271,6 +276,185 @@ impl TeeVerifier for SnpTee {
             serde_json::to_value(claims).map_err(|e| Rejection::new("internal", e.to_string()))?;
         v["simulated"] = json!(verified.is_simulated());
         Ok(v)
+    }
+}
+
+/// The AK policy of the `tpm` verifier, from the configured files.
+fn tpm_policy(
+    cfg: &crate::config::EndorsementsConfig,
+) -> Result<veil_verifier::tpm::AkPolicy, String> {
+    let mut p = veil_verifier::tpm::AkPolicy::default();
+    for path in &cfg.tpm_ak_certs {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        for blob in veil_endorsements::certs::decode_blobs(&path.display().to_string(), &bytes)
+            .map_err(|e| e.to_string())?
+        {
+            if let veil_endorsements::certs::Blob::Certificate(der) = blob {
+                let c = veil_verifier::x509::Cert::parse(&der)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                if c.is_self_issued() {
+                    p.roots.push(c);
+                } else {
+                    p.intermediates.push(c);
+                }
+            }
+        }
+    }
+    for path in &cfg.tpm_trusted_aks {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let der = match std::str::from_utf8(&bytes) {
+            Ok(t) if t.trim_start().starts_with("-----") => {
+                der::pem::decode_vec(t.trim().as_bytes())
+                    .map_err(|e| format!("{}: {e}", path.display()))?
+                    .1
+            }
+            _ => bytes,
+        };
+        veil_verifier::tpm::AkPublic::from_spki(&der)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        p.trusted_keys.push(der);
+    }
+    Ok(p)
+}
+
+fn tpm_rejection(e: &veil_verifier::tpm::TpmError) -> Rejection {
+    use veil_verifier::tpm::TpmError;
+    let detail = match e {
+        TpmError::NonceMismatch { .. } => {
+            "the TPM quote does not bind this session's nonce and TEE key".to_string()
+        }
+        TpmError::AkNotTrusted(_) => "the TPM attestation key is not trusted".to_string(),
+        TpmError::Parse(_) => "malformed TPM evidence".to_string(),
+        _ => "TPM quote rejected".to_string(),
+    };
+    Rejection::new(detail, e.to_string())
+}
+
+/// Azure SEV-SNP CVMs: the SNP chain (same anchors, bundles and KDS as
+/// `snp`), the runtime-claims binding, and the vTPM quote whose qualifying
+/// data must be the protocol's 48-byte report-data digest exactly.
+#[derive(Debug)]
+struct AzSnpTee {
+    snp: Arc<SnpTee>,
+}
+
+#[async_trait]
+impl TeeVerifier for AzSnpTee {
+    async fn verify(
+        &self,
+        evidence: &Value,
+        report_data: &[u8; 64],
+        init_data: Option<&InitDataDigest>,
+        now: UnixTime,
+    ) -> Result<Value, Rejection> {
+        let bytes = serde_json::to_vec(evidence)
+            .map_err(|e| Rejection::new("malformed az-snp-vtpm evidence", e.to_string()))?;
+        let ev = veil_evidence::azure::AzEvidence::parse_json(&bytes).map_err(|e| {
+            Rejection::new(
+                format!("malformed az-snp-vtpm evidence: {e}"),
+                e.to_string(),
+            )
+        })?;
+        if init_data.is_some() {
+            return Err(Rejection::new(
+                "init-data is not supported for az-snp-vtpm (the paravisor owns HOST_DATA)",
+                "init-data with az-snp-vtpm",
+            ));
+        }
+        let mut endorsements = SnpEndorsements::default();
+        for c in &ev.certs {
+            endorsements.add_blobs(
+                veil_endorsements::certs::decode_blobs("vcek", c)
+                    .map_err(|e| Rejection::new("unusable vcek in evidence", e.to_string()))?,
+            );
+        }
+        let hcl = veil_evidence::azure::HclReport::parse(&ev.hcl_report)
+            .map_err(|e| Rejection::new(format!("malformed HCL report: {e}"), e.to_string()))?;
+        if let veil_evidence::azure::HwReport::Snp(raw) = &hcl.hw_report
+            && let Ok(report) = veil_evidence::snp::AttestationReport::parse(raw)
+        {
+            for b in &self.snp.bundles {
+                endorsements.extend(b.snp_endorsements(report.product(), &report.chip_id));
+            }
+        }
+        // The KBS binding is the 48-byte SHA-384 digest; the Azure attester
+        // puts it in the quote as is.
+        let nonce = report_data.get(..48).unwrap_or_default();
+        let v = veil_verifier::azure::verify_az_snp(
+            &ev,
+            &self.snp.verifier,
+            &endorsements,
+            Some(nonce),
+            now,
+            &veil_verifier::crypto::AWS_LC,
+        )
+        .map_err(|e| {
+            Rejection::new(
+                format!("az-snp-vtpm evidence rejected ({})", e.code()),
+                e.to_string(),
+            )
+        })?;
+        let mut claims = serde_json::to_value(v.snp.claims())
+            .map_err(|e| Rejection::new("internal", e.to_string()))?;
+        claims["tee"] = json!("az-snp-vtpm");
+        claims["simulated"] = json!(v.snp.is_simulated());
+        claims["tpm"] = v.quote.claims();
+        claims["runtime_claims"] = v.runtime_claims;
+        Ok(claims)
+    }
+}
+
+/// Plain TPM 2.0 quotes (CoCo `tpm` JSON, or go-tpm-tools protobuf as
+/// base64 under `attestation`): the AK vouched for by the configured AK
+/// CAs or allow-list; the qualifying data must be the 64-byte report data.
+#[derive(Debug)]
+struct TpmTee {
+    policy: veil_verifier::tpm::AkPolicy,
+}
+
+#[async_trait]
+impl TeeVerifier for TpmTee {
+    async fn verify(
+        &self,
+        evidence: &Value,
+        report_data: &[u8; 64],
+        init_data: Option<&InitDataDigest>,
+        now: UnixTime,
+    ) -> Result<Value, Rejection> {
+        if init_data.is_some() {
+            return Err(Rejection::new(
+                "init-data is not supported for tpm evidence",
+                "init-data with tpm",
+            ));
+        }
+        let backend = &veil_verifier::crypto::AWS_LC;
+        let verified = match evidence.get("attestation").and_then(Value::as_str) {
+            Some(b64) => {
+                let pb = base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map_err(|_| Rejection::new("attestation is not base64", "bad base64"))?;
+                let att = veil_evidence::gce::GceAttestation::parse(&pb).map_err(|e| {
+                    Rejection::new(format!("malformed TPM attestation: {e}"), e.to_string())
+                })?;
+                veil_verifier::tpm::verify_gce(&att, &self.policy, Some(report_data), now, backend)
+            }
+            None => {
+                let bytes = serde_json::to_vec(evidence)
+                    .map_err(|e| Rejection::new("malformed tpm evidence", e.to_string()))?;
+                let ev = veil_evidence::tpm::TpmEvidence::parse_json(&bytes).map_err(|e| {
+                    Rejection::new(format!("malformed tpm evidence: {e}"), e.to_string())
+                })?;
+                veil_verifier::tpm::verify_tpm_evidence(
+                    &ev,
+                    &self.policy,
+                    Some(report_data),
+                    now,
+                    backend,
+                )
+            }
+        }
+        .map_err(|e| tpm_rejection(&e))?;
+        Ok(json!({"tee": "tpm", "tpm": verified.claims()}))
     }
 }
 
@@ -455,5 +639,96 @@ impl TeeVerifier for DcapTee {
             v["event_log"] = events;
         }
         Ok(v)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn registry(cfg: &Config) -> Registry {
+        Registry::build(cfg).unwrap()
+    }
+
+    /// Azure evidence through the broker's verifier: the 48-byte binding
+    /// digest must be the quote's qualifying data.
+    #[tokio::test]
+    async fn az_snp_vtpm_binds_the_report_data_digest() {
+        let Some(dir) = veil_testkit::vectors() else {
+            return;
+        };
+        let mut cfg = Config::default();
+        cfg.endorsements.offline = true;
+        cfg.endorsements.bundles.clear();
+        let r = registry(&cfg);
+        let v = r.get("az-snp-vtpm").unwrap();
+        let ev: Value = serde_json::from_slice(&veil_testkit::read(
+            &dir,
+            "azure-cvm/trustee-az-snp-vtpm/evidence-genoa.json",
+        ))
+        .unwrap();
+        let mut rd = [0u8; 64];
+        rd[..48].copy_from_slice(
+            &hex::decode("0218488bae25d2509232bf676f1a66a30d7372add909109b36016ef136f2938ca05475f8b46094de6b64270ea35d950f").unwrap(),
+        );
+        // The Genoa ASK/ARK are AMD's pinned roots; the VCEK comes with
+        // the evidence.
+        let claims = v.verify(&ev, &rd, None, UnixTime::now()).await.unwrap();
+        assert_eq!(claims["tee"], "az-snp-vtpm");
+        assert_eq!(
+            claims["tpm"]["pcrs"]["sha256"]["0"],
+            "afd689d0bb1c5f36f023fbaf574135f555a28a10c1f6b938d2a25e70c7783338"
+        );
+        rd[0] ^= 1;
+        let e = v.verify(&ev, &rd, None, UnixTime::now()).await.unwrap_err();
+        assert!(e.detail.contains("nonce_mismatch"), "{}", e.detail);
+    }
+
+    /// A plain TPM quote: refused until its AK is allow-listed, and then
+    /// only with its qualifying data as the report data.
+    #[tokio::test]
+    async fn tpm_needs_a_trusted_ak() {
+        let Some(dir) = veil_testkit::vectors() else {
+            return;
+        };
+        let ev: Value =
+            serde_json::from_slice(&veil_testkit::read(&dir, "tpm/trustee/tpm_evidence.json"))
+                .unwrap();
+        let msg = base64::engine::general_purpose::STANDARD
+            .decode(ev["tpm_quote"]["message"].as_str().unwrap())
+            .unwrap();
+        let q = veil_evidence::tpm::Quote::parse(&msg).unwrap();
+        let rd: [u8; 64] = q.extra_data.as_slice().try_into().unwrap();
+        let cfg = Config::default();
+        let e = registry(&cfg)
+            .get("tpm")
+            .unwrap()
+            .verify(&ev, &rd, None, UnixTime::now())
+            .await
+            .unwrap_err();
+        assert!(e.detail.contains("not trusted"), "{}", e.detail);
+        let tmp = tempfile::tempdir().unwrap();
+        let ak = tmp.path().join("ak.der");
+        std::fs::write(
+            &ak,
+            base64::engine::general_purpose::STANDARD
+                .decode(ev["ak_public"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        let mut cfg = Config::default();
+        cfg.endorsements.tpm_trusted_aks = vec![ak];
+        let r = registry(&cfg);
+        let v = r.get("tpm").unwrap();
+        let claims = v.verify(&ev, &rd, None, UnixTime::now()).await.unwrap();
+        assert_eq!(claims["tpm"]["ak_trust"], "allow-list");
+        let mut other = rd;
+        other[63] ^= 1;
+        let e = v
+            .verify(&ev, &other, None, UnixTime::now())
+            .await
+            .unwrap_err();
+        assert!(e.detail.contains("nonce"), "{}", e.detail);
     }
 }
