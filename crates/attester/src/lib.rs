@@ -7,6 +7,8 @@
 //! * `/dev/sev-guest` (`SNP_GET_EXT_REPORT`, [`dev::SevGuestAttester`])
 //!   for kernels without configfs-tsm — the only `unsafe` code in Veil, in
 //!   that one module, each block with its `// SAFETY:` argument;
+//! * a TPM 2.0 (`/dev/tpmrm0`, or swtpm's command socket): a quote over
+//!   the SHA-256 PCRs in the CoCo `tpm` shape ([`tpm::TpmAttester`]);
 //! * Veil's simulated SNP TEE ([`sim::SimSnpAttester`]), only when
 //!   configured explicitly.
 //!
@@ -17,6 +19,7 @@
 #[cfg(target_os = "linux")]
 pub mod dev;
 pub mod sim;
+pub mod tpm;
 pub mod tsm;
 
 use serde_json::Value;

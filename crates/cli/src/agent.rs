@@ -23,7 +23,16 @@ use crate::EXIT_ERROR;
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
     /// Attest to a broker and serve the workload API.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Print the TPM's attestation key (PEM), to register with a broker.
+    TpmAk(TpmAkArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TpmAkArgs {
+    /// A TPM device (`/dev/tpmrm0`) or `tcp:HOST:PORT`.
+    #[arg(long, default_value = "/dev/tpmrm0")]
+    pub tpm: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -36,6 +45,9 @@ pub enum TeeChoice {
     SimSnp,
     /// Veil's simulated TDX TEE (the broker must trust it by name).
     SimTdx,
+    /// A TPM 2.0 (`--tpm`): quotes over the SHA-256 PCRs; the broker must
+    /// trust its attestation key (`veil agent tpm-ak` prints it).
+    Tpm,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -67,6 +79,10 @@ pub struct RunArgs {
     /// configfs-tsm report root.
     #[arg(long, default_value = veil_attester::tsm::DEFAULT_ROOT)]
     pub tsm_root: PathBuf,
+    /// The TPM for `--tee tpm`: a device (`/dev/tpmrm0`) or
+    /// `tcp:HOST:PORT` (a software TPM's command socket).
+    #[arg(long, default_value = "/dev/tpmrm0")]
+    pub tpm: String,
     /// The SNP guest device, used when configfs-tsm is absent.
     #[arg(long, default_value = veil_attester::dev::DEFAULT_DEVICE)]
     pub sev_guest_device: PathBuf,
@@ -89,8 +105,28 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_ERROR)
 }
 
+/// `veil agent tpm-ak`: the TPM attestation key (PEM SubjectPublicKeyInfo)
+/// to register with a broker (`endorsements.tpm_trusted_aks`).
+fn tpm_ak(a: &TpmAkArgs) -> ExitCode {
+    let attester =
+        veil_attester::tpm::TpmAttester::new(veil_attester::tpm::TpmTransport::parse(&a.tpm));
+    match attester.ak_public() {
+        Ok(der) => match der::pem::encode_string("PUBLIC KEY", der::pem::LineEnding::LF, &der) {
+            Ok(pem) => {
+                print!("{pem}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Err(e) => fail(e),
+    }
+}
+
 pub async fn run(cmd: AgentCommand) -> ExitCode {
-    let AgentCommand::Run(a) = cmd;
+    let a = match cmd {
+        AgentCommand::Run(a) => *a,
+        AgentCommand::TpmAk(a) => return tpm_ak(&a),
+    };
     let init = match &a.init_data {
         Some(p) => match std::fs::read_to_string(p)
             .map_err(|e| format!("{}: {e}", p.display()))
@@ -173,6 +209,9 @@ pub async fn run(cmd: AgentCommand) -> ExitCode {
             }
             Arc::new(veil_attester::sim::SimTdxAttester::new(sim, p))
         }
+        TeeChoice::Tpm => Arc::new(veil_attester::tpm::TpmAttester::new(
+            veil_attester::tpm::TpmTransport::parse(&a.tpm),
+        )),
         TeeChoice::Auto | TeeChoice::Snp => match TsmAttester::detect(&a.tsm_root) {
             Ok(t) if a.tee == TeeChoice::Snp && t.tee() != "snp" => {
                 return fail(format!("configfs-tsm reports a {} guest, not SNP", t.tee()));

@@ -483,3 +483,91 @@ async fn tdx_collateral_fetched_from_a_pccs() {
         pccs.hits()
     );
 }
+
+/// A swtpm-backed agent attests through the broker: the broker trusts the
+/// TPM's attestation key (registered from `veil agent tpm-ak`), verifies
+/// the quote bound to the session, and releases the secret; a broker that
+/// does not know the AK refuses.
+#[tokio::test]
+async fn tpm_agent_through_the_broker() {
+    let Some(tpm) = veil_testkit::swtpm::SoftTpm::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tpm_arg = format!("tcp:127.0.0.1:{}", tpm.port);
+    let ak = veil(&["agent", "tpm-ak", "--tpm", &tpm_arg]);
+    let ak_pem = d.join("ak.pem");
+    std::fs::write(&ak_pem, &ak.stdout).unwrap();
+    assert!(String::from_utf8_lossy(&ak.stdout).starts_with("-----BEGIN PUBLIC KEY-----"));
+    let config = d.join("broker.toml");
+    std::fs::write(
+        &config,
+        format!("[endorsements]\ntpm_trusted_aks = [{:?}]\n", p(&ak_pem)),
+    )
+    .unwrap();
+    veil(&["admin", "keygen", "--out", p(d)]);
+    let broker = spawn_dev_broker(d, &["--config", p(&config)]);
+    let url = format!("http://{}", broker.addr);
+    veil(&[
+        "admin",
+        "set-resource",
+        "default/key/1",
+        "--value",
+        "tpm secret",
+        "--url",
+        &url,
+        "--key",
+        p(&d.join("admin.key")),
+    ]);
+    let agent = spawn(
+        &[
+            "agent",
+            "run",
+            "--broker",
+            &url,
+            "--tee",
+            "tpm",
+            "--tpm",
+            &tpm_arg,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        "veil agent listening on ",
+    );
+    let http = reqwest::Client::new();
+    let r = http
+        .get(format!("http://{}/cdh/resource/default/key/1", agent.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"tpm secret");
+
+    // A broker that does not trust this AK.
+    let other = tempfile::tempdir().unwrap();
+    let o = other.path();
+    veil(&["admin", "keygen", "--out", p(o)]);
+    let broker2 = spawn_dev_broker(o, &[]);
+    let agent2 = spawn(
+        &[
+            "agent",
+            "run",
+            "--broker",
+            &format!("http://{}", broker2.addr),
+            "--tee",
+            "tpm",
+            "--tpm",
+            &tpm_arg,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        "veil agent listening on ",
+    );
+    let r = http
+        .get(format!("http://{}/cdh/resource/default/key/1", agent2.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status().as_u16(), 200);
+}

@@ -122,25 +122,36 @@ pub fn parse(bytes: &[u8]) -> Result<EventLog, ParseError> {
 
 /// Encodes a log (for the simulator and tests): SHA-384 only.
 pub fn encode_sha384(events: &[(u32, u32, [u8; 48], Vec<u8>)]) -> Vec<u8> {
+    let events: Vec<(u32, u32, &[u8], &[u8])> = events
+        .iter()
+        .map(|(i, t, d, data)| (*i, *t, d.as_slice(), data.as_slice()))
+        .collect();
+    encode_one_bank(TPM_ALG_SHA384, 48, &events)
+}
+
+/// Encodes a log with one digest bank `alg` of `size`-byte digests (for
+/// simulators and tests): `(index, type, digest, data)` per event.
+pub fn encode_one_bank(alg: u16, size: u16, events: &[(u32, u32, &[u8], &[u8])]) -> Vec<u8> {
     let mut spec = b"Spec ID Event03\0".to_vec();
     spec.extend_from_slice(&[0, 0, 0, 0, 0, 2, 0, 2]);
     spec.extend_from_slice(&1u32.to_le_bytes());
-    spec.extend_from_slice(&TPM_ALG_SHA384.to_le_bytes());
-    spec.extend_from_slice(&48u16.to_le_bytes());
+    spec.extend_from_slice(&alg.to_le_bytes());
+    spec.extend_from_slice(&size.to_le_bytes());
     spec.push(0);
+    let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
     let mut out = Vec::new();
     out.extend_from_slice(&0u32.to_le_bytes());
     out.extend_from_slice(&3u32.to_le_bytes());
     out.extend_from_slice(&[0u8; 20]);
-    out.extend_from_slice(&(spec.len() as u32).to_le_bytes());
+    out.extend_from_slice(&len(spec.len()));
     out.extend_from_slice(&spec);
     for (index, ty, digest, data) in events {
         out.extend_from_slice(&index.to_le_bytes());
         out.extend_from_slice(&ty.to_le_bytes());
         out.extend_from_slice(&1u32.to_le_bytes());
-        out.extend_from_slice(&TPM_ALG_SHA384.to_le_bytes());
+        out.extend_from_slice(&alg.to_le_bytes());
         out.extend_from_slice(digest);
-        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&len(data.len()));
         out.extend_from_slice(data);
     }
     out

@@ -7,6 +7,7 @@
 
 pub mod pg;
 pub mod registry;
+pub mod swtpm;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
