@@ -47,7 +47,7 @@ accepted_dcap_status := data.reference[sprintf("%s_accepted_tcb_status", [input.
 }
 
 tcb_ok if {
-	input.tee in {"tdx", "sgx"}
+	input.tee in {"tdx", "sgx", "az-tdx-vtpm"}
 	input.claims.tcb_status in accepted_dcap_status
 }
 

@@ -153,15 +153,16 @@ impl Registry {
             ("tdx", veil_evidence::dcap::TeeType::Tdx),
             ("sgx", veil_evidence::dcap::TeeType::Sgx),
         ] {
-            verifiers.insert(
-                name,
-                Arc::new(DcapTee {
-                    kind,
-                    verifier: dcap.clone(),
-                    collateral: collateral.clone(),
-                    pcs: pcs.clone(),
-                }),
-            );
+            let tee = Arc::new(DcapTee {
+                kind,
+                verifier: dcap.clone(),
+                collateral: collateral.clone(),
+                pcs: pcs.clone(),
+            });
+            if kind == veil_evidence::dcap::TeeType::Tdx {
+                verifiers.insert("az-tdx-vtpm", Arc::new(AzTdxTee { tdx: tee.clone() }));
+            }
+            verifiers.insert(name, tee);
         }
         if cfg.dangerous_accept_sample_evidence {
             tracing::warn!(
@@ -404,6 +405,61 @@ impl TeeVerifier for AzSnpTee {
     }
 }
 
+/// Azure TDX CVMs: the TD quote through the `tdx` verifier's DCAP
+/// collateral, bound to the HCL report's TDREPORT, and the vTPM quote bound
+/// to the 48-byte report-data digest.
+#[derive(Debug)]
+struct AzTdxTee {
+    tdx: Arc<DcapTee>,
+}
+
+#[async_trait]
+impl TeeVerifier for AzTdxTee {
+    async fn verify(
+        &self,
+        evidence: &Value,
+        report_data: &[u8; 64],
+        init_data: Option<&InitDataDigest>,
+        now: UnixTime,
+    ) -> Result<Value, Rejection> {
+        if init_data.is_some() {
+            return Err(Rejection::new(
+                "init-data is not supported for az-tdx-vtpm (the paravisor owns MRCONFIGID)",
+                "init-data with az-tdx-vtpm",
+            ));
+        }
+        let bytes = serde_json::to_vec(evidence)
+            .map_err(|e| Rejection::new("malformed az-tdx-vtpm evidence", e.to_string()))?;
+        let ev = veil_evidence::azure::AzEvidence::parse_json(&bytes).map_err(|e| {
+            Rejection::new(
+                format!("malformed az-tdx-vtpm evidence: {e}"),
+                e.to_string(),
+            )
+        })?;
+        let rejected = |e: veil_verifier::azure::AzureError| {
+            Rejection::new(
+                format!("az-tdx-vtpm evidence rejected ({})", e.code()),
+                e.to_string(),
+            )
+        };
+        let quote = veil_verifier::azure::td_quote(&ev).map_err(rejected)?;
+        let td = self.tdx.verify_quote(&quote, now).await?;
+        let v = veil_verifier::azure::verify_az_tdx_quoted(
+            &ev,
+            td,
+            Some(report_data.get(..48).unwrap_or_default()),
+            &veil_verifier::crypto::AWS_LC,
+        )
+        .map_err(rejected)?;
+        let mut claims = serde_json::to_value(v.td.claims())
+            .map_err(|e| Rejection::new("internal", e.to_string()))?;
+        claims["tee"] = json!("az-tdx-vtpm");
+        claims["tpm"] = v.quote.claims();
+        claims["runtime_claims"] = v.runtime_claims;
+        Ok(claims)
+    }
+}
+
 /// Plain TPM 2.0 quotes (CoCo `tpm` JSON, or go-tpm-tools protobuf as
 /// base64 under `attestation`): the AK vouched for by the configured AK
 /// CAs or allow-list; the qualifying data must be the 64-byte report data.
@@ -509,55 +565,19 @@ struct DcapTee {
 }
 
 impl DcapTee {
-    async fn fetch(
+    /// Verifies a quote with the configured collateral (then, if a PCS is
+    /// configured, with fetched collateral); NotSupported and Revoked TCB
+    /// statuses are refused.
+    async fn verify_quote(
         &self,
         quote: &veil_evidence::dcap::Quote,
-    ) -> Result<veil_endorsements::dcap::Collateral, String> {
-        let pcs = self.pcs.as_ref().ok_or("no PCS/PCCS is configured")?;
-        let chain =
-            veil_endorsements::certs::decode_blobs("PCK chain", &quote.certification.pck_chain_pem)
-                .map_err(|e| e.to_string())?;
-        let Some(veil_endorsements::certs::Blob::Certificate(der)) = chain.into_iter().next()
-        else {
-            return Err("no PCK certificate".into());
-        };
-        let pck = veil_verifier::x509::Cert::parse(&der).map_err(|e| e.to_string())?;
-        let ext = veil_verifier::dcap::pck_extensions(&pck)?;
-        let tee = if self.kind == veil_evidence::dcap::TeeType::Tdx {
-            veil_endorsements::pcs::DcapTee::Tdx
-        } else {
-            veil_endorsements::pcs::DcapTee::Sgx
-        };
-        pcs.collateral(tee, &ext.fmspc, pck.issuer.contains("Processor"))
-            .await
-            .map_err(|e| e.to_string())
-    }
-}
-
-#[async_trait]
-impl TeeVerifier for DcapTee {
-    async fn verify(
-        &self,
-        evidence: &Value,
-        report_data: &[u8; 64],
-        init_data: Option<&InitDataDigest>,
         now: UnixTime,
-    ) -> Result<Value, Rejection> {
+    ) -> Result<veil_verifier::dcap::VerifiedQuote, Rejection> {
         use veil_verifier::dcap::TcbStatus;
-        let bytes = serde_json::to_vec(evidence)
-            .map_err(|e| Rejection::new("malformed TDX evidence", e.to_string()))?;
-        let (quote, eventlog) = veil_evidence::dcap::parse_evidence(&bytes)
-            .map_err(|e| Rejection::new(format!("malformed TDX evidence: {e}"), e.to_string()))?;
-        if quote.header.tee_type != self.kind {
-            return Err(Rejection::new(
-                format!("not a {:?} quote", self.kind),
-                "tee type",
-            ));
-        }
         let mut first_err = None;
         let mut verified = None;
         for c in self.collateral.iter() {
-            match self.verifier.verify(&quote, c, now) {
+            match self.verifier.verify(quote, c, now) {
                 Ok(v) => {
                     verified = Some(v);
                     break;
@@ -568,8 +588,8 @@ impl TeeVerifier for DcapTee {
             }
         }
         if verified.is_none() && self.pcs.is_some() {
-            match self.fetch(&quote).await {
-                Ok(c) => match self.verifier.verify(&quote, &c, now) {
+            match self.fetch(quote).await {
+                Ok(c) => match self.verifier.verify(quote, &c, now) {
                     Ok(v) => verified = Some(v),
                     Err(e) => first_err = Some(e),
                 },
@@ -607,6 +627,55 @@ impl TeeVerifier for DcapTee {
                 "tcb status",
             ));
         }
+        Ok(verified)
+    }
+
+    async fn fetch(
+        &self,
+        quote: &veil_evidence::dcap::Quote,
+    ) -> Result<veil_endorsements::dcap::Collateral, String> {
+        let pcs = self.pcs.as_ref().ok_or("no PCS/PCCS is configured")?;
+        let chain =
+            veil_endorsements::certs::decode_blobs("PCK chain", &quote.certification.pck_chain_pem)
+                .map_err(|e| e.to_string())?;
+        let Some(veil_endorsements::certs::Blob::Certificate(der)) = chain.into_iter().next()
+        else {
+            return Err("no PCK certificate".into());
+        };
+        let pck = veil_verifier::x509::Cert::parse(&der).map_err(|e| e.to_string())?;
+        let ext = veil_verifier::dcap::pck_extensions(&pck)?;
+        let tee = if self.kind == veil_evidence::dcap::TeeType::Tdx {
+            veil_endorsements::pcs::DcapTee::Tdx
+        } else {
+            veil_endorsements::pcs::DcapTee::Sgx
+        };
+        pcs.collateral(tee, &ext.fmspc, pck.issuer.contains("Processor"))
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[async_trait]
+impl TeeVerifier for DcapTee {
+    async fn verify(
+        &self,
+        evidence: &Value,
+        report_data: &[u8; 64],
+        init_data: Option<&InitDataDigest>,
+        now: UnixTime,
+    ) -> Result<Value, Rejection> {
+        let bytes = serde_json::to_vec(evidence)
+            .map_err(|e| Rejection::new("malformed TDX evidence", e.to_string()))?;
+        let (quote, eventlog) = veil_evidence::dcap::parse_evidence(&bytes)
+            .map_err(|e| Rejection::new(format!("malformed TDX evidence: {e}"), e.to_string()))?;
+        if quote.header.tee_type != self.kind {
+            return Err(Rejection::new(
+                format!("not a {:?} quote", self.kind),
+                "tee type",
+            ));
+        }
+        let verified = self.verify_quote(&quote, now).await?;
+        let claims = verified.claims();
         if claims.report_data.0.as_slice() != report_data.as_slice() {
             return Err(Rejection::new(
                 "report data does not bind this session's nonce and TEE key",
@@ -683,6 +752,39 @@ mod tests {
         rd[0] ^= 1;
         let e = v.verify(&ev, &rd, None, UnixTime::now()).await.unwrap_err();
         assert!(e.detail.contains("nonce_mismatch"), "{}", e.detail);
+    }
+
+    /// Azure TDX evidence through the broker: the TD quote with the
+    /// configured collateral at its capture time, the vTPM nonce.
+    #[tokio::test]
+    async fn az_tdx_vtpm_uses_the_tdx_collateral() {
+        let Some(dir) = veil_testkit::vectors() else {
+            return;
+        };
+        let mut cfg = Config::default();
+        cfg.endorsements.dcap_collateral =
+            vec![dir.join(
+                "azure-cvm/trustee-az-tdx-vtpm/ASSEMBLED_collateral_00806f050000_2025-10.json",
+            )];
+        let r = registry(&cfg);
+        let v = r.get("az-tdx-vtpm").unwrap();
+        let ev: Value = serde_json::from_slice(&veil_testkit::read(
+            &dir,
+            "azure-cvm/trustee-az-tdx-vtpm/evidence-v1.json",
+        ))
+        .unwrap();
+        // This evidence's vTPM nonce is "challenge": not a KBS digest, so
+        // the broker refuses it for any session...
+        let at = UnixTime(1_761_920_231);
+        let e = v.verify(&ev, &[0u8; 64], None, at).await.unwrap_err();
+        assert!(e.detail.contains("nonce_mismatch"), "{}", e.detail);
+        // ... after the TD quote and its binding checked out (a TD quote
+        // outside its collateral's validity fails earlier).
+        let e = v
+            .verify(&ev, &[0u8; 64], None, UnixTime::now())
+            .await
+            .unwrap_err();
+        assert!(!e.detail.contains("nonce_mismatch"), "{}", e.detail);
     }
 
     /// A plain TPM quote: refused until its AK is allow-listed, and then

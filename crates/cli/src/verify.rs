@@ -25,6 +25,9 @@ pub enum Tee {
     /// Azure SEV-SNP CVM: HCL report + vTPM quote.
     #[value(name = "az-snp-vtpm")]
     AzSnpVtpm,
+    /// Azure TDX CVM: HCL report + TD quote (DCAP, --collateral) + vTPM quote.
+    #[value(name = "az-tdx-vtpm")]
+    AzTdxVtpm,
 }
 
 #[derive(Debug, Args)]
@@ -130,7 +133,7 @@ pub async fn run(a: VerifyArgs) -> ExitCode {
     match a.tee {
         Tee::Snp => {}
         Tee::Tdx | Tee::Sgx => return run_dcap(&a, at).await,
-        Tee::Tpm | Tee::AzSnpVtpm => return crate::verify_tpm::run(&a, at),
+        Tee::Tpm | Tee::AzSnpVtpm | Tee::AzTdxVtpm => return crate::verify_tpm::run(&a, at).await,
     }
     let bytes = match std::fs::read(&a.evidence) {
         Ok(b) => b,
@@ -336,7 +339,7 @@ async fn run_dcap(a: &VerifyArgs, at: UnixTime) -> ExitCode {
 }
 
 /// DCAP collateral from Intel PCS (or a PCCS) for the quote's platform.
-async fn fetch_dcap_collateral(
+pub(crate) async fn fetch_dcap_collateral(
     a: &VerifyArgs,
     quote: &veil_evidence::dcap::Quote,
 ) -> Result<veil_endorsements::dcap::Collateral, String> {

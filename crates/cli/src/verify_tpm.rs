@@ -1,4 +1,4 @@
-//! `veil verify --tee tpm|az-snp-vtpm`: TPM quotes and Azure SNP CVMs, with
+//! `veil verify --tee tpm|az-snp-vtpm|az-tdx-vtpm`: TPM quotes and Azure CVMs, with
 //! the same output conventions as the other verifiers (JSON or text; exit
 //! 0 valid, 1 rejected, 2 unusable input).
 
@@ -117,7 +117,7 @@ fn tpm_code(e: &veil_verifier::tpm::TpmError) -> &'static str {
     }
 }
 
-pub fn run(a: &VerifyArgs, at: UnixTime) -> ExitCode {
+pub async fn run(a: &VerifyArgs, at: UnixTime) -> ExitCode {
     let bytes = match std::fs::read(&a.evidence) {
         Ok(b) => b,
         Err(e) => return fail(format!("{}: {e}", a.evidence.display())),
@@ -130,6 +130,56 @@ pub fn run(a: &VerifyArgs, at: UnixTime) -> ExitCode {
         eprintln!("WARNING: no --nonce: the evidence's freshness binding is not checked");
     }
     match a.tee {
+        Tee::AzTdxVtpm => {
+            let tee = "az-tdx-vtpm";
+            let ev = match veil_evidence::azure::AzEvidence::parse_json(&bytes) {
+                Ok(e) => e,
+                Err(e) => return fail(format!("{}: {e}", a.evidence.display())),
+            };
+            let quote = match veil_verifier::azure::td_quote(&ev) {
+                Ok(q) => q,
+                Err(e) => return reject(a.format, tee, at, e.code(), e.to_string()),
+            };
+            let collateral = match &a.collateral {
+                Some(path) => match std::fs::read(path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| {
+                        veil_endorsements::dcap::Collateral::parse(&b).map_err(|e| e.to_string())
+                    }) {
+                    Ok(c) => c,
+                    Err(e) => return fail(format!("{}: {e}", path.display())),
+                },
+                None => match crate::verify::fetch_dcap_collateral(a, &quote).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        return fail(format!("no --collateral given and fetching it failed: {e}"));
+                    }
+                },
+            };
+            let dcap = match veil_verifier::dcap::DcapVerifier::intel() {
+                Ok(v) => v,
+                Err(e) => return fail(e),
+            };
+            match veil_verifier::azure::verify_az_tdx(
+                &ev,
+                &dcap,
+                &collateral,
+                nonce.as_deref(),
+                at,
+                &AWS_LC,
+            ) {
+                Ok(v) => {
+                    let claims = serde_json::json!({
+                        "td": serde_json::to_value(v.td.claims()).unwrap_or_default(),
+                        "tpm": v.quote.claims(),
+                        "runtime_claims": v.runtime_claims,
+                    });
+                    print(a.format, tee, at, nonce.is_some(), claims);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => reject(a.format, tee, at, e.code(), e.to_string()),
+            }
+        }
         Tee::AzSnpVtpm => {
             let tee = "az-snp-vtpm";
             let ev = match veil_evidence::azure::AzEvidence::parse_json(&bytes) {

@@ -502,4 +502,23 @@ fn verify_tpm_and_azure_vectors() {
     );
     assert_eq!(out["claims"]["tpm"]["ak_trust"], "hardware report");
     assert_eq!(out["nonce_checked"], true);
+    // Azure TDX CVM: the TD quote with its collateral, at capture time.
+    let (code, out) = run(&[
+        "verify".into(),
+        "--tee".into(),
+        "az-tdx-vtpm".into(),
+        v("azure-cvm/trustee-az-tdx-vtpm/evidence-v1.json"),
+        "--collateral".into(),
+        v("azure-cvm/trustee-az-tdx-vtpm/ASSEMBLED_collateral_00806f050000_2025-10.json"),
+        "--at".into(),
+        "1761920231".into(),
+        "--nonce".into(),
+        "challenge".into(),
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out["claims"]["td"]["tcb_status"], "OutOfDate");
+    assert_eq!(
+        out["claims"]["tpm"]["pcrs"]["sha256"]["0"],
+        "782b20b10f55cc46e2142cc2145d548698073e5beb82752c8d7f9279f0d8a273"
+    );
 }

@@ -1,5 +1,10 @@
-//! Azure SEV-SNP confidential VMs (`az-snp-vtpm`): the chain from AMD's
-//! root to the vTPM quote.
+//! Azure confidential VMs (`az-snp-vtpm`, `az-tdx-vtpm`): the chain from
+//! the hardware vendor's root to the vTPM quote.
+//!
+//! For TDX CVMs the HCL report holds a `TDREPORT` (MAC'd by the CPU, not
+//! verifiable outside the TD); the evidence carries the TD quote made from
+//! it, verified through DCAP, and the quote must carry the TDREPORT's report
+//! data, MRTD and RTMRs. The remaining steps are the same as for SNP:
 //!
 //! 1. The SNP report inside the HCL report verifies (VCEK → ASK → ARK, at
 //!    the given time) through [`SnpVerifier`].
@@ -38,6 +43,10 @@ pub enum AzureError {
     Claims(String),
     #[error("vTPM quote: {0}")]
     Tpm(#[from] TpmError),
+    #[error("TD quote: {0}")]
+    Dcap(String),
+    #[error("the TD quote is not the quote of the HCL report's TDREPORT: {0}")]
+    TdBinding(String),
 }
 
 impl AzureError {
@@ -53,6 +62,8 @@ impl AzureError {
             AzureError::Tpm(TpmError::PcrDigestMismatch) => "pcr_digest_mismatch",
             AzureError::Tpm(TpmError::BadSignature) => "tpm_signature",
             AzureError::Tpm(_) => "tpm_quote",
+            AzureError::Dcap(_) => "td_quote",
+            AzureError::TdBinding(_) => "td_report_binding",
         }
     }
 }
@@ -137,6 +148,118 @@ pub fn verify_az_quote(
     )
 }
 
+/// Checks that the report data is the runtime claims' hash (zero after
+/// it); the claims as JSON.
+fn bind_claims(
+    hcl: &HclReport,
+    report_data: &[u8],
+    backend: &dyn CryptoBackend,
+) -> Result<Value, AzureError> {
+    let digest = claims_hash(hcl.hash_type, &hcl.runtime_claims, backend)?;
+    let (head, tail) = report_data.split_at(digest.len().min(report_data.len()));
+    if head != digest.as_slice() {
+        return Err(AzureError::Binding(format!(
+            "report data {} is not the hash {} of the runtime claims",
+            hex::encode(head),
+            hex::encode(&digest)
+        )));
+    }
+    if tail.iter().any(|b| *b != 0) {
+        return Err(AzureError::Binding(
+            "the report data after the claims hash is not zero".into(),
+        ));
+    }
+    serde_json::from_slice(&hcl.runtime_claims)
+        .map_err(|e| AzureError::Claims(format!("not JSON: {e}")))
+}
+
+/// Verified `az-tdx-vtpm` evidence.
+#[derive(Debug, Clone)]
+pub struct VerifiedAzTdx {
+    pub td: crate::dcap::VerifiedQuote,
+    pub quote: VerifiedQuote,
+    pub runtime_claims: Value,
+}
+
+/// `TDREPORT` offsets: REPORTMACSTRUCT.reportdata, TDINFO.mrtd, TDINFO.rtmr.
+const TDREPORT_REPORT_DATA: std::ops::Range<usize> = 128..192;
+const TDREPORT_MRTD: std::ops::Range<usize> = 528..576;
+const TDREPORT_RTMRS: std::ops::Range<usize> = 720..912;
+
+/// Verifies `az-tdx-vtpm` evidence: the TD quote through DCAP with
+/// `collateral` at `at` (a TCB status of NotSupported or Revoked is
+/// refused; others are claims for policy), the quote bound to the HCL
+/// report's TDREPORT (report data, MRTD, RTMRs), the runtime claims bound
+/// by the report data, and the vTPM quote by `HCLAkPub` with `nonce`.
+pub fn verify_az_tdx(
+    evidence: &AzEvidence,
+    dcap: &crate::dcap::DcapVerifier,
+    collateral: &veil_endorsements::dcap::Collateral,
+    nonce: Option<&[u8]>,
+    at: UnixTime,
+    backend: &dyn CryptoBackend,
+) -> Result<VerifiedAzTdx, AzureError> {
+    let quote = td_quote(evidence)?;
+    let td = dcap
+        .verify(&quote, collateral, at)
+        .map_err(|e| AzureError::Dcap(e.to_string()))?;
+    verify_az_tdx_quoted(evidence, td, nonce, backend)
+}
+
+/// The TD quote of `az-tdx-vtpm` evidence, parsed.
+pub fn td_quote(evidence: &AzEvidence) -> Result<veil_evidence::dcap::Quote, AzureError> {
+    let raw = evidence
+        .td_quote
+        .as_deref()
+        .ok_or_else(|| AzureError::Dcap("the evidence has no td_quote".into()))?;
+    Ok(veil_evidence::dcap::Quote::parse(raw)?)
+}
+
+/// The rest of [`verify_az_tdx`] once the TD quote (from [`td_quote`]) has
+/// been verified through DCAP, with whatever collateral the caller chose.
+pub fn verify_az_tdx_quoted(
+    evidence: &AzEvidence,
+    td: crate::dcap::VerifiedQuote,
+    nonce: Option<&[u8]>,
+    backend: &dyn CryptoBackend,
+) -> Result<VerifiedAzTdx, AzureError> {
+    let hcl = HclReport::parse(&evidence.hcl_report)?;
+    let HwReport::Tdx(td_report) = &hcl.hw_report else {
+        return Err(AzureError::WrongHardware("SNP"));
+    };
+    let c = td.claims();
+    if matches!(
+        c.tcb_status,
+        crate::dcap::TcbStatus::NotSupported | crate::dcap::TcbStatus::Revoked
+    ) {
+        return Err(AzureError::Dcap(format!("TCB status {}", c.tcb_status)));
+    }
+    let field = |r: std::ops::Range<usize>| td_report.get(r).unwrap_or_default();
+    let report_data = field(TDREPORT_REPORT_DATA);
+    if c.report_data.0 != report_data {
+        return Err(AzureError::TdBinding("report data differs".into()));
+    }
+    if c.measurement.0 != field(TDREPORT_MRTD) {
+        return Err(AzureError::TdBinding("MRTD differs".into()));
+    }
+    let rtmrs: Vec<u8> = c
+        .rtmrs
+        .as_ref()
+        .map(|r| r.iter().flat_map(|h| h.0.clone()).collect())
+        .unwrap_or_default();
+    if rtmrs != field(TDREPORT_RTMRS) {
+        return Err(AzureError::TdBinding("RTMRs differ".into()));
+    }
+    let runtime_claims = bind_claims(&hcl, report_data, backend)?;
+    let ak = ak_of(&runtime_claims)?;
+    let quote = verify_az_quote(evidence, &ak, nonce, backend)?;
+    Ok(VerifiedAzTdx {
+        td,
+        quote,
+        runtime_claims,
+    })
+}
+
 /// Verifies `az-snp-vtpm` evidence (see the module documentation).
 /// `endorsements` must hold the VCEK (the evidence's `certs`) and the
 /// ASK/ARK unless the verifier's anchors carry them.
@@ -154,22 +277,7 @@ pub fn verify_az_snp(
     };
     let report = AttestationReport::parse(raw)?;
     let verified = snp.verify(&report, endorsements, at)?;
-    let digest = claims_hash(hcl.hash_type, &hcl.runtime_claims, backend)?;
-    let (head, tail) = report.report_data.split_at(digest.len().min(64));
-    if head != digest.as_slice() {
-        return Err(AzureError::Binding(format!(
-            "report data {} is not the hash {} of the runtime claims",
-            hex::encode(head),
-            hex::encode(&digest)
-        )));
-    }
-    if tail.iter().any(|b| *b != 0) {
-        return Err(AzureError::Binding(
-            "the report data after the claims hash is not zero".into(),
-        ));
-    }
-    let claims: Value = serde_json::from_slice(&hcl.runtime_claims)
-        .map_err(|e| AzureError::Claims(format!("not JSON: {e}")))?;
+    let claims = bind_claims(&hcl, &report.report_data, backend)?;
     let ak = ak_of(&claims)?;
     let quote = verify_az_quote(evidence, &ak, nonce, backend)?;
     Ok(VerifiedAzSnp {

@@ -136,3 +136,67 @@ fn derived_negatives() {
         );
     }
 }
+
+/// Azure TDX CVM: the TD quote (DCAP, with the row's collateral and time)
+/// bound to the HCL report's TDREPORT, the runtime claims, and the vTPM
+/// quote; its TCB status (OutOfDate at that time) is a claim for policy.
+#[test]
+fn azure_tdx_row_and_negatives() {
+    use veil_verifier::azure::verify_az_tdx;
+    use veil_verifier::dcap::{DcapVerifier, TcbStatus};
+    let Some(dir) = common::vectors() else { return };
+    let text = std::fs::read_to_string(dir.join("EXPECTED.jsonl")).unwrap();
+    let row: serde_json::Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["tee"] == "tdx+vtpm(azure)")
+        .unwrap();
+    let td_row: serde_json::Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["evidence"] == "azure-cvm/trustee-az-tdx-vtpm/td-quote.bin")
+        .unwrap();
+    let ev =
+        AzEvidence::parse_json(&common::read(&dir, row["evidence"].as_str().unwrap())).unwrap();
+    let collateral = veil_endorsements::dcap::Collateral::parse(&common::read(
+        &dir,
+        td_row["collateral"].as_str().unwrap(),
+    ))
+    .unwrap();
+    let at = UnixTime(td_row["time"].as_i64().unwrap());
+    let dcap = DcapVerifier::intel().unwrap();
+    let n = nonce(row["nonce"].as_str().unwrap());
+    let run = |e: &AzEvidence, n: &[u8]| verify_az_tdx(e, &dcap, &collateral, Some(n), at, &AWS_LC);
+    let ok = run(&ev, &n).unwrap();
+    assert_eq!(ok.td.claims().tcb_status, TcbStatus::OutOfDate);
+    assert_eq!(td_row["expect"], "OutOfDate");
+    assert_eq!(
+        hex::encode(ok.quote.pcr(TPM_ALG_SHA256, 0).unwrap()),
+        row["pcr0_sha256"].as_str().unwrap()
+    );
+    assert_eq!(ok.quote.ak_trust, AkTrust::HardwareReport);
+    // Another nonce.
+    assert!(matches!(
+        run(&ev, b"other"),
+        Err(AzureError::Tpm(TpmError::NonceMismatch { .. }))
+    ));
+    // The TDREPORT's MRTD, report data and an RTMR no longer match the quote.
+    for (offset, what) in [
+        (0x20 + 530, "MRTD"),
+        (0x20 + 130, "report data"),
+        (0x20 + 800, "RTMRs"),
+    ] {
+        let mut e = ev.clone();
+        e.hcl_report[offset] ^= 1;
+        let r = run(&e, &n);
+        assert!(matches!(r, Err(AzureError::TdBinding(_))), "{what}: {r:?}");
+    }
+    // The runtime claims changed: no longer bound.
+    let mut e = ev.clone();
+    e.hcl_report[0x4D4 + 40] ^= 1;
+    assert!(matches!(run(&e, &n), Err(AzureError::Binding(_))));
+    // No TD quote at all.
+    let mut e = ev.clone();
+    e.td_quote = None;
+    assert!(matches!(run(&e, &n), Err(AzureError::Dcap(_))));
+}
