@@ -42,9 +42,11 @@ fn fake_kernel(root: PathBuf, provider: &'static str, mode: Mode) -> FakeKernel 
         while !s.load(Ordering::SeqCst) {
             for entry in std::fs::read_dir(&root).unwrap().flatten() {
                 let d = entry.path();
+                // The attester may remove its directory at any moment (as
+                // with the real configfs): a vanished directory is skipped.
                 if !d.join("provider").exists() {
-                    std::fs::write(d.join("generation"), "0\n").unwrap();
-                    std::fs::write(d.join("provider"), format!("{provider}\n")).unwrap();
+                    let _ = std::fs::write(d.join("generation"), "0\n");
+                    let _ = std::fs::write(d.join("provider"), format!("{provider}\n"));
                 }
                 let inblob = d.join("inblob");
                 if inblob.exists() && !d.join("outblob").exists() {
@@ -57,8 +59,8 @@ fn fake_kernel(root: PathBuf, provider: &'static str, mode: Mode) -> FakeKernel 
                     p.report_data = rd;
                     let report = sim.report(&p).unwrap();
                     let generation = if mode == Mode::Racing { 2 } else { 1 };
-                    std::fs::write(d.join("generation"), format!("{generation}\n")).unwrap();
-                    std::fs::write(d.join("outblob"), report.as_bytes()).unwrap();
+                    let _ = std::fs::write(d.join("generation"), format!("{generation}\n"));
+                    let _ = std::fs::write(d.join("outblob"), report.as_bytes());
                 }
             }
             std::thread::sleep(Duration::from_millis(1));

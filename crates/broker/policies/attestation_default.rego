@@ -60,8 +60,19 @@ default configuration := 96
 
 configuration := 2 if input.claims.debug == false
 
-# A TPM quote says nothing about debug; its PCRs are appraised below.
-configuration := 2 if input.tee == "tpm"
+# A TPM quote says nothing about debug; its PCRs are appraised below, and
+# when `tpm_secure_boot` values are registered, the SecureBoot state from
+# the replayed event log must be one of them.
+configuration := 2 if {
+	input.tee == "tpm"
+	secure_boot_ok
+}
+
+secure_boot_ok if not data.reference[sprintf("%s_secure_boot", [input.tee])]
+
+secure_boot_ok if {
+	input.claims.tpm.event_log.secure_boot in data.reference[sprintf("%s_secure_boot", [input.tee])]
+}
 
 configuration := 0 if input.tee == "sample"
 

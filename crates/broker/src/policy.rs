@@ -164,6 +164,15 @@ mod tests {
         // A PCR that is not quoted cannot match.
         let v = p.trust_vector(&tpm, &json!({"tpm_pcr9": ["aa"]})).unwrap();
         assert_eq!(v["executables"], 96);
+        // SecureBoot from the event log, when registered.
+        let sb = |on: bool| json!({"tee":"tpm","claims":{"tee":"tpm","tpm":{"pcrs":{},"event_log":{"secure_boot":on}}}});
+        let rv = json!({"tpm_secure_boot": [true]});
+        assert_eq!(p.trust_vector(&sb(true), &rv).unwrap()["configuration"], 2);
+        assert_eq!(
+            p.trust_vector(&sb(false), &rv).unwrap()["configuration"],
+            96
+        );
+        assert_eq!(p.trust_vector(&tpm, &rv).unwrap()["configuration"], 96);
         // Other TEEs' PCR values do not apply.
         let v = p
             .trust_vector(&tpm, &json!({"az-snp-vtpm_pcr4": ["cc"]}))

@@ -176,6 +176,8 @@ pub struct VerifiedQuote {
     /// The quoted PCRs, by bank and index.
     pub pcrs: PcrValues,
     pub ak_trust: AkTrust,
+    /// Claims from an event log that replayed to the quoted PCRs.
+    pub event_log: Option<serde_json::Value>,
 }
 
 impl VerifiedQuote {
@@ -296,6 +298,7 @@ pub fn verify_quote(
         quote,
         pcrs: quoted,
         ak_trust: AkTrust::None,
+        event_log: None,
     })
 }
 
@@ -425,9 +428,11 @@ pub fn verify_tpm_evidence(
         backend,
     )?
     .with_trust(trust);
+    let mut q = q;
     if let Some(log) = &ev.event_log {
         let log = veil_evidence::eventlog::parse(log)?;
         check_event_log(&q, &log, TPM_ALG_SHA256, backend)?;
+        q.event_log = Some(event_claims(&log));
     }
     Ok(q)
 }
@@ -494,16 +499,24 @@ pub fn verify_gce(
             }
         }
     }
-    let merged = merged
+    let mut merged = merged
         .ok_or_else(|| TpmError::Pcr("no quote".into()))?
         .with_trust(trust);
     if !att.event_log.is_empty() {
         let log = veil_evidence::eventlog::parse(&att.event_log)?;
+        let mut replayed = false;
         for (alg, _) in &log.algorithms {
             if merged.pcrs.keys().any(|(b, _)| b == alg) && hash_supported(*alg) {
                 check_event_log(&merged, &log, *alg, backend)?;
+                replayed = true;
             }
         }
+        if !replayed {
+            return Err(TpmError::Pcr(
+                "the event log has no SHA-256 or SHA-384 bank that was quoted".into(),
+            ));
+        }
+        merged.event_log = Some(event_claims(&log));
     }
     Ok(merged)
 }
@@ -598,6 +611,117 @@ pub fn check_event_log(
     Ok(replayed.len())
 }
 
+/// TCG PC Client event types, by name.
+fn event_type_name(t: u32) -> String {
+    match t {
+        0x0000_0001 => "EV_POST_CODE".into(),
+        0x0000_0003 => "EV_NO_ACTION".into(),
+        0x0000_0004 => "EV_SEPARATOR".into(),
+        0x0000_0005 => "EV_ACTION".into(),
+        0x0000_0006 => "EV_EVENT_TAG".into(),
+        0x0000_0007 => "EV_S_CRTM_CONTENTS".into(),
+        0x0000_0008 => "EV_S_CRTM_VERSION".into(),
+        0x0000_000D => "EV_IPL".into(),
+        0x0000_000E => "EV_IPL_PARTITION_DATA".into(),
+        0x0000_0012 => "EV_NONHOST_INFO".into(),
+        0x8000_0001 => "EV_EFI_VARIABLE_DRIVER_CONFIG".into(),
+        0x8000_0002 => "EV_EFI_VARIABLE_BOOT".into(),
+        0x8000_0003 => "EV_EFI_BOOT_SERVICES_APPLICATION".into(),
+        0x8000_0004 => "EV_EFI_BOOT_SERVICES_DRIVER".into(),
+        0x8000_0005 => "EV_EFI_RUNTIME_SERVICES_DRIVER".into(),
+        0x8000_0006 => "EV_EFI_GPT_EVENT".into(),
+        0x8000_0007 => "EV_EFI_ACTION".into(),
+        0x8000_0008 => "EV_EFI_PLATFORM_FIRMWARE_BLOB".into(),
+        0x8000_0009 => "EV_EFI_HANDOFF_TABLES".into(),
+        0x8000_000A => "EV_EFI_PLATFORM_FIRMWARE_BLOB2".into(),
+        0x8000_000B => "EV_EFI_HANDOFF_TABLES2".into(),
+        0x8000_0010 => "EV_EFI_HCRTM_EVENT".into(),
+        0x8000_00E0 => "EV_EFI_VARIABLE_AUTHORITY".into(),
+        other => format!("{other:#010x}"),
+    }
+}
+
+/// A `UEFI_VARIABLE_DATA`: (vendor GUID, name, data).
+fn uefi_variable(data: &[u8]) -> Option<(String, String, &[u8])> {
+    let guid = data.get(..16)?;
+    let name_len = usize::try_from(u64::from_le_bytes(data.get(16..24)?.try_into().ok()?)).ok()?;
+    let data_len = usize::try_from(u64::from_le_bytes(data.get(24..32)?.try_into().ok()?)).ok()?;
+    let name_end = 32usize.checked_add(name_len.checked_mul(2)?)?;
+    let units: Vec<u16> = data
+        .get(32..name_end)?
+        .chunks_exact(2)
+        .map(|c| {
+            u16::from_le_bytes([
+                c.first().copied().unwrap_or(0),
+                c.get(1).copied().unwrap_or(0),
+            ])
+        })
+        .collect();
+    let name = String::from_utf16(&units).ok()?;
+    let value = data.get(name_end..name_end.checked_add(data_len)?)?;
+    // The GUID's text form: the first three fields little-endian.
+    let g = |r: std::ops::Range<usize>| guid.get(r).unwrap_or_default().to_vec();
+    let rev = |mut v: Vec<u8>| {
+        v.reverse();
+        hex::encode(v)
+    };
+    let guid = format!(
+        "{}-{}-{}-{}-{}",
+        rev(g(0..4)),
+        rev(g(4..6)),
+        rev(g(6..8)),
+        hex::encode(g(8..10)),
+        hex::encode(g(10..16))
+    );
+    Some((guid, name, value))
+}
+
+/// Claims from a replayed event log: every measured event (PCR, type,
+/// SHA-256 digest when present, and what the data says for UEFI variables
+/// and text events), and summaries for policy: `secure_boot` (the
+/// SecureBoot variable measured into PCR 7) and the texts measured by the
+/// boot loader (`ipl`, e.g. grub's commands and the kernel command line).
+pub fn event_claims(log: &veil_evidence::eventlog::EventLog) -> serde_json::Value {
+    let mut events = Vec::new();
+    let mut secure_boot = serde_json::Value::Null;
+    let mut ipl = Vec::new();
+    for e in log.events.iter().filter(|e| e.event_type != 3) {
+        let mut v = serde_json::json!({
+            "pcr": e.index,
+            "type": event_type_name(e.event_type),
+        });
+        if let Some((_, d)) = e.digests.iter().find(|(a, _)| *a == TPM_ALG_SHA256) {
+            v["sha256"] = hex::encode(d).into();
+        }
+        match e.event_type {
+            0x8000_0001 | 0x8000_0002 | 0x8000_00E0 => {
+                if let Some((guid, name, value)) = uefi_variable(&e.data) {
+                    if e.event_type == 0x8000_0001 && name == "SecureBoot" {
+                        secure_boot =
+                            serde_json::Value::Bool(value.first().is_some_and(|b| *b == 1));
+                    }
+                    v["variable"] = serde_json::json!({"guid": guid, "name": name,
+                        "data": hex::encode(value.get(..value.len().min(64)).unwrap_or_default())});
+                }
+            }
+            0x0000_000D | 0x8000_0007 | 0x0000_0005 => {
+                let text = String::from_utf8_lossy(&e.data)
+                    .trim_end_matches('\0')
+                    .to_string();
+                if e.event_type == 0x0000_000D && e.data.is_ascii() {
+                    ipl.push(text.clone());
+                }
+                if e.data.is_ascii() {
+                    v["text"] = text.into();
+                }
+            }
+            _ => {}
+        }
+        events.push(v);
+    }
+    serde_json::json!({"events": events, "secure_boot": secure_boot, "ipl": ipl})
+}
+
 impl VerifiedQuote {
     /// The claims for policy and output: PCRs by bank, clock, firmware.
     pub fn claims(&self) -> serde_json::Value {
@@ -632,6 +756,7 @@ impl VerifiedQuote {
                 AkTrust::HardwareReport => "hardware report".into(),
                 AkTrust::None => "none".into(),
             },
+            "event_log": self.event_log.clone().unwrap_or(serde_json::Value::Null),
         })
     }
 }

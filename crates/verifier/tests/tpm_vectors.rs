@@ -67,6 +67,22 @@ fn expected_gce_rows() {
                 }
                 // Three banks quoted, all PCRs.
                 assert_eq!(v.pcrs.len(), 72);
+                // The replayed event log's claims: UEFI variables measured
+                // into PCR 7 (SecureBoot among them), separators for PCRs
+                // 0-7, and the boot loader's texts.
+                let log = v.event_log.as_ref().unwrap();
+                let events = log["events"].as_array().unwrap();
+                assert!(events.len() > 20, "{}", events.len());
+                assert!(log["secure_boot"].is_boolean(), "{log}");
+                for pcr in 0..8 {
+                    assert!(
+                        events
+                            .iter()
+                            .any(|e| e["pcr"] == pcr && e["type"] == "EV_SEPARATOR"),
+                        "no separator for PCR {pcr}"
+                    );
+                }
+                assert!(events.iter().any(|e| e["variable"]["name"] == "SecureBoot"));
                 assert_eq!(
                     hex::encode(v.pcr(TPM_ALG_SHA1, 0).unwrap()),
                     "c032c3b51dbb6f96b047421512fd4b4dfde496f3"
