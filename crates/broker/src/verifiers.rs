@@ -284,38 +284,11 @@ impl TeeVerifier for SnpTee {
 fn tpm_policy(
     cfg: &crate::config::EndorsementsConfig,
 ) -> Result<veil_verifier::tpm::AkPolicy, String> {
-    let mut p = veil_verifier::tpm::AkPolicy::default();
-    for path in &cfg.tpm_ak_certs {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        for blob in veil_endorsements::certs::decode_blobs(&path.display().to_string(), &bytes)
-            .map_err(|e| e.to_string())?
-        {
-            if let veil_endorsements::certs::Blob::Certificate(der) = blob {
-                let c = veil_verifier::x509::Cert::parse(&der)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                if c.is_self_issued() {
-                    p.roots.push(c);
-                } else {
-                    p.intermediates.push(c);
-                }
-            }
-        }
-    }
-    for path in &cfg.tpm_trusted_aks {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let der = match std::str::from_utf8(&bytes) {
-            Ok(t) if t.trim_start().starts_with("-----") => {
-                der::pem::decode_vec(t.trim().as_bytes())
-                    .map_err(|e| format!("{}: {e}", path.display()))?
-                    .1
-            }
-            _ => bytes,
-        };
-        veil_verifier::tpm::AkPublic::from_spki(&der)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        p.trusted_keys.push(der);
-    }
-    Ok(p)
+    use veil_endorsements::certs::read_files;
+    veil_verifier::tpm::AkPolicy::from_files(
+        &read_files(&cfg.tpm_ak_certs)?,
+        &read_files(&cfg.tpm_trusted_aks)?,
+    )
 }
 
 fn tpm_rejection(e: &veil_verifier::tpm::TpmError) -> Rejection {
@@ -329,6 +302,27 @@ fn tpm_rejection(e: &veil_verifier::tpm::TpmError) -> Rejection {
         _ => "TPM quote rejected".to_string(),
     };
     Rejection::new(detail, e.to_string())
+}
+
+/// Parses Azure vTPM evidence; init-data is refused (the paravisor owns the
+/// hardware's launch-configuration field).
+fn az_evidence(
+    evidence: &Value,
+    tee: &str,
+    init_data: Option<&InitDataDigest>,
+) -> Result<veil_evidence::azure::AzEvidence, Rejection> {
+    if init_data.is_some() {
+        return Err(Rejection::new(
+            format!(
+                "init-data is not supported for {tee} (the paravisor owns the launch configuration)"
+            ),
+            format!("init-data with {tee}"),
+        ));
+    }
+    let bytes = serde_json::to_vec(evidence)
+        .map_err(|e| Rejection::new(format!("malformed {tee} evidence"), e.to_string()))?;
+    veil_evidence::azure::AzEvidence::parse_json(&bytes)
+        .map_err(|e| Rejection::new(format!("malformed {tee} evidence: {e}"), e.to_string()))
 }
 
 /// Azure SEV-SNP CVMs: the SNP chain (same anchors, bundles and KDS as
@@ -348,20 +342,7 @@ impl TeeVerifier for AzSnpTee {
         init_data: Option<&InitDataDigest>,
         now: UnixTime,
     ) -> Result<Value, Rejection> {
-        let bytes = serde_json::to_vec(evidence)
-            .map_err(|e| Rejection::new("malformed az-snp-vtpm evidence", e.to_string()))?;
-        let ev = veil_evidence::azure::AzEvidence::parse_json(&bytes).map_err(|e| {
-            Rejection::new(
-                format!("malformed az-snp-vtpm evidence: {e}"),
-                e.to_string(),
-            )
-        })?;
-        if init_data.is_some() {
-            return Err(Rejection::new(
-                "init-data is not supported for az-snp-vtpm (the paravisor owns HOST_DATA)",
-                "init-data with az-snp-vtpm",
-            ));
-        }
+        let ev = az_evidence(evidence, "az-snp-vtpm", init_data)?;
         let mut endorsements = SnpEndorsements::default();
         for c in &ev.certs {
             endorsements.add_blobs(
@@ -422,20 +403,7 @@ impl TeeVerifier for AzTdxTee {
         init_data: Option<&InitDataDigest>,
         now: UnixTime,
     ) -> Result<Value, Rejection> {
-        if init_data.is_some() {
-            return Err(Rejection::new(
-                "init-data is not supported for az-tdx-vtpm (the paravisor owns MRCONFIGID)",
-                "init-data with az-tdx-vtpm",
-            ));
-        }
-        let bytes = serde_json::to_vec(evidence)
-            .map_err(|e| Rejection::new("malformed az-tdx-vtpm evidence", e.to_string()))?;
-        let ev = veil_evidence::azure::AzEvidence::parse_json(&bytes).map_err(|e| {
-            Rejection::new(
-                format!("malformed az-tdx-vtpm evidence: {e}"),
-                e.to_string(),
-            )
-        })?;
+        let ev = az_evidence(evidence, "az-tdx-vtpm", init_data)?;
         let rejected = |e: veil_verifier::azure::AzureError| {
             Rejection::new(
                 format!("az-tdx-vtpm evidence rejected ({})", e.code()),

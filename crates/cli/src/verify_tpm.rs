@@ -9,7 +9,6 @@ use veil_verifier::UnixTime;
 use veil_verifier::crypto::AWS_LC;
 use veil_verifier::snp::SnpVerifier;
 use veil_verifier::tpm::AkPolicy;
-use veil_verifier::x509::Cert;
 
 use crate::output::Format;
 use crate::verify::{Tee, VerifyArgs, anchors};
@@ -28,37 +27,11 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_ERROR)
 }
 
-/// Certificates of the `--certs` files: self-signed ones are roots.
+/// The `--certs` files (self-signed ones are roots) and `--trusted-ak`
+/// keys.
 fn ak_policy(a: &VerifyArgs) -> Result<AkPolicy, String> {
-    let mut p = AkPolicy::default();
-    for path in &a.certs {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        for blob in veil_endorsements::certs::decode_blobs(&path.display().to_string(), &bytes)
-            .map_err(|e| e.to_string())?
-        {
-            if let veil_endorsements::certs::Blob::Certificate(der) = blob {
-                let c = Cert::parse(&der).map_err(|e| format!("{}: {e}", path.display()))?;
-                if c.is_self_issued() {
-                    p.roots.push(c);
-                } else {
-                    p.intermediates.push(c);
-                }
-            }
-        }
-    }
-    for path in &a.trusted_ak {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let der = match std::str::from_utf8(&bytes) {
-            Ok(text) if text.trim_start().starts_with("-----") => {
-                der::pem::decode_vec(text.trim().as_bytes())
-                    .map_err(|e| format!("{}: {e}", path.display()))?
-                    .1
-            }
-            _ => bytes,
-        };
-        p.trusted_keys.push(der);
-    }
-    Ok(p)
+    use veil_endorsements::certs::read_files;
+    AkPolicy::from_files(&read_files(&a.certs)?, &read_files(&a.trusted_ak)?)
 }
 
 fn print(format: Format, tee: &str, at: UnixTime, nonce_checked: bool, claims: serde_json::Value) {

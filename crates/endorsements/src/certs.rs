@@ -83,6 +83,18 @@ fn decode_pem_blocks(what: &str, text: &str) -> Result<Vec<Blob>, EndorsementErr
     Ok(out)
 }
 
+/// Reads files as `(name, bytes)`, for builders that take file contents.
+pub fn read_files(paths: &[std::path::PathBuf]) -> Result<Vec<(String, Vec<u8>)>, String> {
+    paths
+        .iter()
+        .map(|p| {
+            std::fs::read(p)
+                .map(|b| (p.display().to_string(), b))
+                .map_err(|e| format!("{}: {e}", p.display()))
+        })
+        .collect()
+}
+
 /// Encodes DER as PEM.
 pub fn to_pem(label: &str, der: &[u8]) -> String {
     der::pem::encode_string(label, der::pem::LineEnding::LF, der).unwrap_or_default()

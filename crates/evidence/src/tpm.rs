@@ -253,6 +253,23 @@ pub enum PublicKey {
     Ecc { curve: u16, x: Vec<u8>, y: Vec<u8> },
 }
 
+/// The symmetric (NULL for a signing key) and scheme fields that RSA and
+/// ECC parameters start with.
+fn signing_parameters(r: &mut Reader<'_>) -> Result<(), ParseError> {
+    let sym = r.u16_be("parameters.symmetric")?;
+    if sym != TPM_ALG_NULL {
+        return Err(invalid(
+            "parameters.symmetric",
+            "not TPM_ALG_NULL for a signing key",
+        ));
+    }
+    let scheme = r.u16_be("parameters.scheme")?;
+    if scheme != TPM_ALG_NULL {
+        r.u16_be("parameters.scheme.hash")?;
+    }
+    Ok(())
+}
+
 /// A parsed `TPMT_PUBLIC` (an attestation key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Public {
@@ -276,36 +293,15 @@ impl Public {
         let _auth_policy = tpm2b(&mut r, "authPolicy")?;
         let key = match ty {
             TPM_ALG_RSA => {
-                // TPMS_RSA_PARMS: symmetric (NULL for a signing key),
-                // scheme, keyBits, exponent.
-                let sym = r.u16_be("parameters.symmetric")?;
-                if sym != TPM_ALG_NULL {
-                    return Err(invalid(
-                        "parameters.symmetric",
-                        "not TPM_ALG_NULL for a signing key",
-                    ));
-                }
-                let scheme = r.u16_be("parameters.scheme")?;
-                if scheme != TPM_ALG_NULL {
-                    r.u16_be("parameters.scheme.hash")?;
-                }
+                // TPMS_RSA_PARMS: symmetric, scheme, keyBits, exponent.
+                signing_parameters(&mut r)?;
                 let _bits = r.u16_be("parameters.keyBits")?;
                 let exponent = r.u32_be("parameters.exponent")?;
                 let modulus = tpm2b(&mut r, "unique.rsa")?.to_vec();
                 PublicKey::Rsa { modulus, exponent }
             }
             TPM_ALG_ECC => {
-                let sym = r.u16_be("parameters.symmetric")?;
-                if sym != TPM_ALG_NULL {
-                    return Err(invalid(
-                        "parameters.symmetric",
-                        "not TPM_ALG_NULL for a signing key",
-                    ));
-                }
-                let scheme = r.u16_be("parameters.scheme")?;
-                if scheme != TPM_ALG_NULL {
-                    r.u16_be("parameters.scheme.hash")?;
-                }
+                signing_parameters(&mut r)?;
                 let curve = r.u16_be("parameters.curveID")?;
                 let kdf = r.u16_be("parameters.kdf")?;
                 if kdf != TPM_ALG_NULL {

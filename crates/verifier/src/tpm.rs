@@ -364,6 +364,46 @@ pub struct AkPolicy {
     pub trusted_keys: Vec<Vec<u8>>,
 }
 
+impl AkPolicy {
+    /// From file contents (as `(name, bytes)`): certificate files (DER or
+    /// PEM, several per PEM file; self-signed ones become roots, the others
+    /// intermediates) and attestation-key files (DER or PEM
+    /// SubjectPublicKeyInfo, each checked to be a usable key).
+    pub fn from_files(
+        cert_files: &[(String, Vec<u8>)],
+        ak_files: &[(String, Vec<u8>)],
+    ) -> Result<Self, String> {
+        let mut p = AkPolicy::default();
+        for (name, bytes) in cert_files {
+            for blob in
+                veil_endorsements::certs::decode_blobs(name, bytes).map_err(|e| e.to_string())?
+            {
+                if let veil_endorsements::certs::Blob::Certificate(der) = blob {
+                    let c = Cert::parse(&der).map_err(|e| format!("{name}: {e}"))?;
+                    if c.is_self_issued() {
+                        p.roots.push(c);
+                    } else {
+                        p.intermediates.push(c);
+                    }
+                }
+            }
+        }
+        for (name, bytes) in ak_files {
+            let der = match std::str::from_utf8(bytes) {
+                Ok(t) if t.trim_start().starts_with("-----") => {
+                    der::pem::decode_vec(t.trim().as_bytes())
+                        .map_err(|e| format!("{name}: {e}"))?
+                        .1
+                }
+                _ => bytes.clone(),
+            };
+            AkPublic::from_spki(&der).map_err(|e| format!("{name}: {e}"))?;
+            p.trusted_keys.push(der);
+        }
+        Ok(p)
+    }
+}
+
 /// Decides whether `ak` is vouched for: by its certificate (which must
 /// certify this very key, chaining through `extra_intermediates` and the
 /// policy's intermediates to a root) or by the allow-list.
