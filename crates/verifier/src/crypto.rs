@@ -41,6 +41,9 @@ pub trait CryptoBackend: Send + Sync + Debug {
     /// SHA-256 over the concatenation of `parts`.
     fn sha256_parts(&self, parts: &[&[u8]]) -> [u8; 32];
     fn sha384(&self, data: &[u8]) -> [u8; 48];
+    /// SHA-1, only to replay the SHA-1 PCR bank of TPM event logs (never
+    /// for signatures).
+    fn sha1_for_pcr_replay(&self, data: &[u8]) -> [u8; 20];
     /// Parses an uncompressed SEC1 P-256 point.
     fn p256_key(&self, sec1: &[u8]) -> Result<Box<dyn P256Key>, CryptoError>;
     /// Parses an uncompressed SEC1 P-384 point.
@@ -196,6 +199,13 @@ impl CryptoBackend for AwsLc {
         }
         let mut out = [0u8; 32];
         out.copy_from_slice(ctx.finish().as_ref());
+        out
+    }
+
+    fn sha1_for_pcr_replay(&self, data: &[u8]) -> [u8; 20] {
+        let d = digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, data);
+        let mut out = [0u8; 20];
+        out.copy_from_slice(d.as_ref());
         out
     }
 

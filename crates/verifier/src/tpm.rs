@@ -480,7 +480,8 @@ pub fn verify_tpm_evidence(
 /// Verifies a go-tpm-tools `Attestation` (GCE vTPM): the AK a restricted
 /// signing key, certified to `policy`'s roots (or allow-listed), every
 /// quote (one per PCR bank) with its PCRs and the nonce, and the event log
-/// replayed against the SHA-256 and SHA-384 banks (SHA-1 is not replayed).
+/// replayed against every quoted bank it has digests for (SHA-1, SHA-256,
+/// SHA-384; SHA-1 only as a replay hash, never for signatures).
 /// The result holds the PCRs of all banks.
 pub fn verify_gce(
     att: &veil_evidence::gce::GceAttestation,
@@ -553,7 +554,7 @@ pub fn verify_gce(
         }
         if !replayed {
             return Err(TpmError::Pcr(
-                "the event log has no SHA-256 or SHA-384 bank that was quoted".into(),
+                "the event log has no bank that was quoted".into(),
             ));
         }
         merged.event_log = Some(event_claims(&log));
@@ -562,7 +563,7 @@ pub fn verify_gce(
 }
 
 fn hash_supported(alg: u16) -> bool {
-    alg == TPM_ALG_SHA256 || alg == TPM_ALG_SHA384
+    alg == TPM_ALG_SHA256 || alg == TPM_ALG_SHA384 || alg == veil_evidence::tpm::TPM_ALG_SHA1
 }
 
 /// The PCR values a TCG2 event log extends to, per bank, for PCRs the log
@@ -617,7 +618,11 @@ pub fn replay_event_log(
         });
         let mut data = current.clone();
         data.extend_from_slice(digest);
-        *current = hash(backend, bank, &data)?;
+        *current = if bank == veil_evidence::tpm::TPM_ALG_SHA1 {
+            backend.sha1_for_pcr_replay(&data).to_vec()
+        } else {
+            hash(backend, bank, &data)?
+        };
     }
     Ok(out)
 }
