@@ -55,6 +55,19 @@ pub trait TeeVerifier: Send + Sync + std::fmt::Debug {
     ) -> Result<Value, Rejection>;
 }
 
+/// Parses CoCo evidence JSON of `tee` with its wire-format parser; a clear
+/// rejection when it does not parse.
+fn parse_evidence<T>(
+    evidence: &Value,
+    tee: &str,
+    parse: impl FnOnce(&[u8]) -> Result<T, veil_evidence::ParseError>,
+) -> Result<T, Rejection> {
+    let bytes = serde_json::to_vec(evidence)
+        .map_err(|e| Rejection::new(format!("malformed {tee} evidence"), e.to_string()))?;
+    parse(&bytes)
+        .map_err(|e| Rejection::new(format!("malformed {tee} evidence: {e}"), e.to_string()))
+}
+
 /// The first certificate (DER) of a DER or PEM file.
 fn first_cert_der(path: &std::path::Path) -> Result<Vec<u8>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -207,10 +220,7 @@ impl TeeVerifier for SnpTee {
         init_data: Option<&InitDataDigest>,
         now: UnixTime,
     ) -> Result<Value, Rejection> {
-        let bytes = serde_json::to_vec(evidence)
-            .map_err(|e| Rejection::new("malformed SNP evidence", e.to_string()))?;
-        let ev = veil_evidence::snp::coco::parse_json(&bytes)
-            .map_err(|e| Rejection::new(format!("malformed SNP evidence: {e}"), e.to_string()))?;
+        let ev = parse_evidence(evidence, "SNP", veil_evidence::snp::coco::parse_json)?;
         let report = &ev.report;
         let mut endorsements = SnpEndorsements::default();
         endorsements
@@ -319,10 +329,7 @@ fn az_evidence(
             format!("init-data with {tee}"),
         ));
     }
-    let bytes = serde_json::to_vec(evidence)
-        .map_err(|e| Rejection::new(format!("malformed {tee} evidence"), e.to_string()))?;
-    veil_evidence::azure::AzEvidence::parse_json(&bytes)
-        .map_err(|e| Rejection::new(format!("malformed {tee} evidence: {e}"), e.to_string()))
+    parse_evidence(evidence, tee, veil_evidence::azure::AzEvidence::parse_json)
 }
 
 /// Azure SEV-SNP CVMs: the SNP chain (same anchors, bundles and KDS as
@@ -350,32 +357,29 @@ impl TeeVerifier for AzSnpTee {
                     .map_err(|e| Rejection::new("unusable vcek in evidence", e.to_string()))?,
             );
         }
-        let hcl = veil_evidence::azure::HclReport::parse(&ev.hcl_report)
-            .map_err(|e| Rejection::new(format!("malformed HCL report: {e}"), e.to_string()))?;
-        if let veil_evidence::azure::HwReport::Snp(raw) = &hcl.hw_report
-            && let Ok(report) = veil_evidence::snp::AttestationReport::parse(raw)
-        {
-            for b in &self.snp.bundles {
-                endorsements.extend(b.snp_endorsements(report.product(), &report.chip_id));
-            }
+        let rejected = |e: veil_verifier::azure::AzureError| {
+            Rejection::new(
+                format!("az-snp-vtpm evidence rejected ({})", e.code()),
+                e.to_string(),
+            )
+        };
+        let parts = veil_verifier::azure::parse_az_snp(&ev).map_err(rejected)?;
+        for b in &self.snp.bundles {
+            endorsements.extend(b.snp_endorsements(parts.report.product(), &parts.report.chip_id));
         }
         // The KBS binding is the 48-byte SHA-384 digest; the Azure attester
         // puts it in the quote as is.
         let nonce = report_data.get(..48).unwrap_or_default();
-        let v = veil_verifier::azure::verify_az_snp(
+        let v = veil_verifier::azure::verify_az_snp_parsed(
             &ev,
+            &parts,
             &self.snp.verifier,
             &endorsements,
             Some(nonce),
             now,
             &veil_verifier::crypto::AWS_LC,
         )
-        .map_err(|e| {
-            Rejection::new(
-                format!("az-snp-vtpm evidence rejected ({})", e.code()),
-                e.to_string(),
-            )
-        })?;
+        .map_err(rejected)?;
         let mut claims = serde_json::to_value(v.snp.claims())
             .map_err(|e| Rejection::new("internal", e.to_string()))?;
         claims["tee"] = json!("az-snp-vtpm");
@@ -463,11 +467,8 @@ impl TeeVerifier for TpmTee {
                 veil_verifier::tpm::verify_gce(&att, &self.policy, Some(report_data), now, backend)
             }
             None => {
-                let bytes = serde_json::to_vec(evidence)
-                    .map_err(|e| Rejection::new("malformed tpm evidence", e.to_string()))?;
-                let ev = veil_evidence::tpm::TpmEvidence::parse_json(&bytes).map_err(|e| {
-                    Rejection::new(format!("malformed tpm evidence: {e}"), e.to_string())
-                })?;
+                let ev =
+                    parse_evidence(evidence, "tpm", veil_evidence::tpm::TpmEvidence::parse_json)?;
                 veil_verifier::tpm::verify_tpm_evidence(
                     &ev,
                     &self.policy,
@@ -632,10 +633,8 @@ impl TeeVerifier for DcapTee {
         init_data: Option<&InitDataDigest>,
         now: UnixTime,
     ) -> Result<Value, Rejection> {
-        let bytes = serde_json::to_vec(evidence)
-            .map_err(|e| Rejection::new("malformed TDX evidence", e.to_string()))?;
-        let (quote, eventlog) = veil_evidence::dcap::parse_evidence(&bytes)
-            .map_err(|e| Rejection::new(format!("malformed TDX evidence: {e}"), e.to_string()))?;
+        let (quote, eventlog) =
+            parse_evidence(evidence, "TDX", veil_evidence::dcap::parse_evidence)?;
         if quote.header.tee_type != self.kind {
             return Err(Rejection::new(
                 format!("not a {:?} quote", self.kind),

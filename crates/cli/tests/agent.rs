@@ -6,7 +6,7 @@ use std::process::Command;
 
 mod common;
 
-use common::{VEIL, p, spawn, spawn_dev_broker, veil};
+use common::{VEIL, p, spawn_agent, spawn_dev_broker, veil};
 
 #[tokio::test]
 async fn broker_and_agent_end_to_end() {
@@ -61,16 +61,10 @@ async fn broker_and_agent_end_to_end() {
         "version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\n\"aa.toml\" = \"x\"\n",
     )
     .unwrap();
-    let agent = spawn(
+    let agent = spawn_agent(
+        &url,
+        "sim-snp",
         &[
-            "agent",
-            "run",
-            "--broker",
-            &url,
-            "--tee",
-            "sim-snp",
-            "--listen",
-            "127.0.0.1:0",
             "--sim-state",
             p(&d.join("sim")),
             "--init-data",
@@ -78,7 +72,6 @@ async fn broker_and_agent_end_to_end() {
             "--sealing-key",
             &format!("app-key={}", p(&d.join("app-key-public.json"))),
         ],
-        "veil agent listening on ",
     );
     let api = format!("http://{}", agent.addr);
     let http = reqwest::Client::new();
@@ -210,21 +203,10 @@ async fn broker_and_agent_end_to_end() {
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"enveloped secret");
 
     // The same broker refuses a guest launched with debug on: a clear error.
-    let debug_agent = spawn(
-        &[
-            "agent",
-            "run",
-            "--broker",
-            &url,
-            "--tee",
-            "sim-snp",
-            "--listen",
-            "127.0.0.1:0",
-            "--sim-state",
-            p(&d.join("sim")),
-            "--sim-debug",
-        ],
-        "veil agent listening on ",
+    let debug_agent = spawn_agent(
+        &url,
+        "sim-snp",
+        &["--sim-state", p(&d.join("sim")), "--sim-debug"],
     );
     let r = http
         .get(format!(
@@ -311,22 +293,10 @@ async fn tdx_broker_and_agent_end_to_end() {
         "version = \"0.1.0\"\nalgorithm = \"sha384\"\n[data]\n\"cdh.toml\" = \"x\"\n",
     )
     .unwrap();
-    let agent = spawn(
-        &[
-            "agent",
-            "run",
-            "--broker",
-            &url,
-            "--tee",
-            "sim-tdx",
-            "--listen",
-            "127.0.0.1:0",
-            "--sim-state",
-            p(&d.join("sim")),
-            "--init-data",
-            p(&init),
-        ],
-        "veil agent listening on ",
+    let agent = spawn_agent(
+        &url,
+        "sim-tdx",
+        &["--sim-state", p(&d.join("sim")), "--init-data", p(&init)],
     );
     let http = reqwest::Client::new();
     let r = http
@@ -383,21 +353,10 @@ async fn tdx_broker_and_agent_end_to_end() {
     );
     assert_eq!(cpu0["ear_attester_claims"]["tcb_status"], "UpToDate");
     // A debug TD attests but is refused by the default policy.
-    let debug = spawn(
-        &[
-            "agent",
-            "run",
-            "--broker",
-            &url,
-            "--tee",
-            "sim-tdx",
-            "--listen",
-            "127.0.0.1:0",
-            "--sim-state",
-            p(&d.join("sim")),
-            "--sim-debug",
-        ],
-        "veil agent listening on ",
+    let debug = spawn_agent(
+        &url,
+        "sim-tdx",
+        &["--sim-state", p(&d.join("sim")), "--sim-debug"],
     );
     let r = http
         .get(format!("http://{}/cdh/resource/default/key/1", debug.addr))
@@ -448,21 +407,7 @@ async fn tdx_collateral_fetched_from_a_pccs() {
         "--key",
         p(&d.join("admin.key")),
     ]);
-    let agent = spawn(
-        &[
-            "agent",
-            "run",
-            "--broker",
-            &url,
-            "--tee",
-            "sim-tdx",
-            "--listen",
-            "127.0.0.1:0",
-            "--sim-state",
-            p(&d.join("sim")),
-        ],
-        "veil agent listening on ",
-    );
+    let agent = spawn_agent(&url, "sim-tdx", &["--sim-state", p(&d.join("sim"))]);
     let r = reqwest::get(format!("http://{}/cdh/resource/default/key/1", agent.addr))
         .await
         .unwrap();
@@ -520,21 +465,7 @@ async fn tpm_agent_through_the_broker() {
         "--key",
         p(&d.join("admin.key")),
     ]);
-    let agent = spawn(
-        &[
-            "agent",
-            "run",
-            "--broker",
-            &url,
-            "--tee",
-            "tpm",
-            "--tpm",
-            &tpm_arg,
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        "veil agent listening on ",
-    );
+    let agent = spawn_agent(&url, "tpm", &["--tpm", &tpm_arg]);
     let http = reqwest::Client::new();
     let r = http
         .get(format!("http://{}/cdh/resource/default/key/1", agent.addr))
@@ -549,20 +480,10 @@ async fn tpm_agent_through_the_broker() {
     let o = other.path();
     veil(&["admin", "keygen", "--out", p(o)]);
     let broker2 = spawn_dev_broker(o, &[]);
-    let agent2 = spawn(
-        &[
-            "agent",
-            "run",
-            "--broker",
-            &format!("http://{}", broker2.addr),
-            "--tee",
-            "tpm",
-            "--tpm",
-            &tpm_arg,
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        "veil agent listening on ",
+    let agent2 = spawn_agent(
+        &format!("http://{}", broker2.addr),
+        "tpm",
+        &["--tpm", &tpm_arg],
     );
     let r = http
         .get(format!("http://{}/cdh/resource/default/key/1", agent2.addr))

@@ -271,13 +271,40 @@ pub fn verify_az_snp(
     at: UnixTime,
     backend: &dyn CryptoBackend,
 ) -> Result<VerifiedAzSnp, AzureError> {
+    let parsed = parse_az_snp(evidence)?;
+    verify_az_snp_parsed(evidence, &parsed, snp, endorsements, nonce, at, backend)
+}
+
+/// The HCL report of `az-snp-vtpm` evidence and its SNP report, parsed
+/// (so a caller can pick endorsements for the report's chip first).
+#[derive(Debug, Clone)]
+pub struct AzSnpParts {
+    pub hcl: HclReport,
+    pub report: AttestationReport,
+}
+
+pub fn parse_az_snp(evidence: &AzEvidence) -> Result<AzSnpParts, AzureError> {
     let hcl = HclReport::parse(&evidence.hcl_report)?;
     let HwReport::Snp(raw) = &hcl.hw_report else {
         return Err(AzureError::WrongHardware("TDX"));
     };
     let report = AttestationReport::parse(raw)?;
-    let verified = snp.verify(&report, endorsements, at)?;
-    let claims = bind_claims(&hcl, &report.report_data, backend)?;
+    Ok(AzSnpParts { hcl, report })
+}
+
+/// [`verify_az_snp`] on evidence already parsed by [`parse_az_snp`].
+pub fn verify_az_snp_parsed(
+    evidence: &AzEvidence,
+    parts: &AzSnpParts,
+    snp: &SnpVerifier,
+    endorsements: &SnpEndorsements,
+    nonce: Option<&[u8]>,
+    at: UnixTime,
+    backend: &dyn CryptoBackend,
+) -> Result<VerifiedAzSnp, AzureError> {
+    let (hcl, report) = (&parts.hcl, &parts.report);
+    let verified = snp.verify(report, endorsements, at)?;
+    let claims = bind_claims(hcl, &report.report_data, backend)?;
     let ak = ak_of(&claims)?;
     let quote = verify_az_quote(evidence, &ak, nonce, backend)?;
     Ok(VerifiedAzSnp {

@@ -123,6 +123,19 @@ impl P256Key for AwsLcP256 {
     }
 }
 
+/// One ECDSA verification with an uncompressed SEC1 point.
+fn ecdsa(
+    alg: &'static signature::EcdsaVerificationAlgorithm,
+    sec1: &[u8],
+    msg: &[u8],
+    sig: &[u8],
+    failure: &'static str,
+) -> Result<(), CryptoError> {
+    UnparsedPublicKey::new(alg, sec1)
+        .verify(msg, sig)
+        .map_err(|_| CryptoError(failure))
+}
+
 fn rsa_params(scheme: RsaScheme) -> &'static signature::RsaParameters {
     match scheme {
         RsaScheme::Pkcs1Sha256 => &signature::RSA_PKCS1_2048_8192_SHA256,
@@ -173,9 +186,7 @@ impl CryptoBackend for AwsLc {
         } else {
             &signature::ECDSA_P384_SHA384_ASN1
         };
-        UnparsedPublicKey::new(alg, sec1)
-            .verify(msg, sig)
-            .map_err(|_| CryptoError("ECDSA P-384 signature does not verify"))
+        ecdsa(alg, sec1, msg, sig, "ECDSA P-384 signature does not verify")
     }
 
     fn p256_key(&self, sec1: &[u8]) -> Result<Box<dyn P256Key>, CryptoError> {
@@ -236,8 +247,6 @@ impl CryptoBackend for AwsLc {
         } else {
             &signature::ECDSA_P256_SHA256_ASN1
         };
-        UnparsedPublicKey::new(alg, sec1)
-            .verify(msg, sig)
-            .map_err(|_| CryptoError("ECDSA P-256 signature does not verify"))
+        ecdsa(alg, sec1, msg, sig, "ECDSA P-256 signature does not verify")
     }
 }

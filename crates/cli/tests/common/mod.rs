@@ -339,6 +339,23 @@ pub fn spawn_dev_broker(d: &Path, extra: &[&str]) -> Proc {
     spawn(&args, "veil broker listening on ")
 }
 
+/// `veil agent run` against `broker_url` with `--tee tee`, its workload API
+/// on 127.0.0.1:0, with `extra` arguments.
+pub fn spawn_agent(broker_url: &str, tee: &str, extra: &[&str]) -> Proc {
+    let mut args = vec![
+        "agent",
+        "run",
+        "--broker",
+        broker_url,
+        "--tee",
+        tee,
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    spawn(&args, "veil agent listening on ")
+}
+
 pub fn setup_broker_and_agent() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -375,21 +392,7 @@ pub fn setup_broker_and_agent() -> Setup {
         "--key",
         p(&d.join("admin.key")),
     ]);
-    let agent = spawn(
-        &[
-            "agent",
-            "run",
-            "--broker",
-            &url,
-            "--tee",
-            "sim-snp",
-            "--listen",
-            "127.0.0.1:0",
-            "--sim-state",
-            p(&d.join("sim")),
-        ],
-        "veil agent listening on ",
-    );
+    let agent = spawn_agent(&url, "sim-snp", &["--sim-state", p(&d.join("sim"))]);
     let agent_url = format!("http://{}", agent.addr);
     Setup {
         broker,
