@@ -110,3 +110,64 @@ pub mod intel {
         }
     }
 }
+
+/// The decoded certificate of a one-certificate PEM, if its fingerprint
+/// equals `pin` (a pinned root is never used otherwise).
+fn pinned_pem(name: &str, pem: &str, pin: &str) -> Option<Vec<u8>> {
+    decode_first_cert(name, pem).filter(|der| amd::fingerprint(der) == pin)
+}
+
+fn decode_first_cert(name: &str, pem: &str) -> Option<Vec<u8>> {
+    crate::certs::decode_blobs(name, pem.as_bytes())
+        .ok()?
+        .into_iter()
+        .find_map(|b| match b {
+            crate::certs::Blob::Certificate(der) => Some(der),
+            crate::certs::Blob::Crl(_) => None,
+        })
+}
+
+/// NVIDIA's device-identity root: every Hopper/Blackwell GPU certificate
+/// chain ends at it (NVIDIA publishes it with nvtrust).
+pub mod nvidia {
+    /// The NVIDIA Device Identity CA (PEM).
+    pub const DEVICE_IDENTITY_CA_PEM: &str = include_str!("../roots/nvidia/device_identity_ca.pem");
+    /// Its SHA-256 fingerprint.
+    pub const DEVICE_IDENTITY_CA_SHA256: &str =
+        "102bf659d5419614c9d8e6aecebc80454eb26b1df6a769ac720b9a690b167b48";
+
+    /// The pinned root (DER), or `None` if the embedded file does not match
+    /// its pin.
+    pub fn device_identity_ca() -> Option<Vec<u8>> {
+        super::pinned_pem(
+            "NVIDIA Device Identity CA",
+            DEVICE_IDENTITY_CA_PEM,
+            DEVICE_IDENTITY_CA_SHA256,
+        )
+    }
+}
+
+/// AWS's Nitro Enclaves root (`aws.nitro-enclaves`), as AWS publishes it
+/// for attestation-document verification.
+pub mod aws {
+    /// The AWS Nitro Enclaves root (PEM).
+    pub const NITRO_ROOT_PEM: &str = include_str!("../roots/aws/nitro_enclaves_root.pem");
+    /// Its SHA-256 fingerprint (as AWS documents it).
+    pub const NITRO_ROOT_SHA256: &str =
+        "641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b";
+
+    /// The pinned root (DER), or `None` if the embedded file does not match
+    /// its pin.
+    pub fn nitro_root() -> Option<Vec<u8>> {
+        super::pinned_pem("AWS Nitro Enclaves root", NITRO_ROOT_PEM, NITRO_ROOT_SHA256)
+    }
+}
+
+#[cfg(test)]
+mod pin_tests {
+    #[test]
+    fn nvidia_and_aws_pins_match() {
+        assert!(super::nvidia::device_identity_ca().is_some());
+        assert!(super::aws::nitro_root().is_some());
+    }
+}

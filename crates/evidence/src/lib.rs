@@ -11,10 +11,15 @@
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 pub mod azure;
+pub mod cbor;
+pub mod cca;
+pub mod cose;
 pub mod dcap;
 pub mod error;
 pub mod eventlog;
 pub mod gce;
+pub mod nitro;
+pub mod nvidia;
 pub mod reader;
 pub mod snp;
 pub mod tpm;

@@ -41,6 +41,7 @@ pub trait CryptoBackend: Send + Sync + Debug {
     /// SHA-256 over the concatenation of `parts`.
     fn sha256_parts(&self, parts: &[&[u8]]) -> [u8; 32];
     fn sha384(&self, data: &[u8]) -> [u8; 48];
+    fn sha512(&self, data: &[u8]) -> [u8; 64];
     /// SHA-1, only to replay the SHA-1 PCR bank of TPM event logs (never
     /// for signatures).
     fn sha1_for_pcr_replay(&self, data: &[u8]) -> [u8; 20];
@@ -223,6 +224,13 @@ impl CryptoBackend for AwsLc {
     fn sha384(&self, data: &[u8]) -> [u8; 48] {
         let d = digest::digest(&digest::SHA384, data);
         let mut out = [0u8; 48];
+        out.copy_from_slice(d.as_ref());
+        out
+    }
+
+    fn sha512(&self, data: &[u8]) -> [u8; 64] {
+        let d = digest::digest(&digest::SHA512, data);
+        let mut out = [0u8; 64];
         out.copy_from_slice(d.as_ref());
         out
     }

@@ -10,8 +10,11 @@
 #![forbid(unsafe_code)]
 
 pub mod azure;
+pub mod cca;
 pub mod crypto;
 pub mod dcap;
+pub mod nitro;
+pub mod nvidia;
 pub mod snp;
 pub mod time;
 pub mod tpm;

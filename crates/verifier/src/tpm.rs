@@ -311,46 +311,16 @@ pub fn verify_ak_chain(
     at: UnixTime,
     backend: &dyn CryptoBackend,
 ) -> Result<(AkPublic, String), TpmError> {
-    let untrusted = |m: String| TpmError::AkNotTrusted(m);
-    let leaf = chain
-        .first()
-        .ok_or_else(|| untrusted("no AK certificate".into()))?;
-    let mut current = leaf;
-    let mut rest = chain.get(1..).unwrap_or_default().iter();
-    // At most chain.len() + 1 steps: each certificate once, then a root.
-    for _ in 0..=chain.len() {
-        if !current.valid_at(at) {
-            return Err(untrusted(format!(
-                "{} is not valid at the verification time",
-                current.subject
-            )));
-        }
-        if let Some(root) = roots
-            .iter()
-            .find(|r| r.subject == current.issuer && current.verify_signed_by(r, backend).is_ok())
-        {
-            if !root.valid_at(at) {
-                return Err(untrusted(format!("root {} is not valid", root.subject)));
-            }
-            let subject = if leaf.subject.is_empty() {
-                "(empty subject)".to_string()
-            } else {
-                leaf.subject.clone()
-            };
-            return Ok((AkPublic::from_cert(leaf)?, subject));
-        }
-        let next = rest.next().ok_or_else(|| {
-            untrusted(format!(
-                "{} is not issued by a trusted root",
-                current.issuer
-            ))
-        })?;
-        current
-            .verify_signed_by(next, backend)
-            .map_err(|e| untrusted(e.to_string()))?;
-        current = next;
-    }
-    Err(untrusted("chain too long".into()))
+    let leaf = crate::x509::verify_chain(chain, roots, at, backend).map_err(|e| match e {
+        crate::x509::CertError::Chain(m) => TpmError::AkNotTrusted(m),
+        other => TpmError::AkNotTrusted(other.to_string()),
+    })?;
+    let subject = if leaf.subject.is_empty() {
+        "(empty subject)".to_string()
+    } else {
+        leaf.subject.clone()
+    };
+    Ok((AkPublic::from_cert(leaf)?, subject))
 }
 
 /// What vouches for attestation keys when the evidence is a plain TPM

@@ -53,6 +53,8 @@ pub enum CertError {
     BadSignature { issuer: String },
     #[error("issuer key is not usable for this signature: {0}")]
     BadIssuerKey(String),
+    #[error("certificate chain: {0}")]
+    Chain(String),
 }
 
 /// Signature algorithms accepted on certificates and CRLs.
@@ -267,6 +269,52 @@ impl Cert {
             backend,
         )
     }
+}
+
+/// Checks a certificate chain: `chain[0]` is the leaf, each certificate is
+/// signed by the next one or by one of `roots`, every certificate on the way
+/// (root included) is valid at `at`, and the walk ends at a root. A root
+/// that the chain carries itself is only accepted as a root when it is one
+/// of `roots` (byte for byte or by subject and signature). Returns the leaf.
+pub fn verify_chain<'c>(
+    chain: &'c [Cert],
+    roots: &[Cert],
+    at: UnixTime,
+    backend: &dyn CryptoBackend,
+) -> Result<&'c Cert, CertError> {
+    let fail = |m: String| CertError::Chain(m);
+    let leaf = chain.first().ok_or_else(|| fail("no certificate".into()))?;
+    let mut current = leaf;
+    let mut rest = chain.get(1..).unwrap_or_default().iter();
+    // At most chain.len() + 1 steps: each certificate once, then a root.
+    for _ in 0..=chain.len() {
+        if !current.valid_at(at) {
+            return Err(fail(format!(
+                "{} is not valid at the verification time (valid {} to {})",
+                current.subject, current.not_before, current.not_after
+            )));
+        }
+        if let Some(root) = roots
+            .iter()
+            .find(|r| r.subject == current.issuer && current.verify_signed_by(r, backend).is_ok())
+        {
+            if !root.valid_at(at) {
+                return Err(fail(format!("root {} is not valid", root.subject)));
+            }
+            return Ok(leaf);
+        }
+        let next = rest.next().ok_or_else(|| {
+            fail(format!(
+                "{} is not issued by a trusted root",
+                current.issuer
+            ))
+        })?;
+        current
+            .verify_signed_by(next, backend)
+            .map_err(|e| fail(e.to_string()))?;
+        current = next;
+    }
+    Err(fail("chain too long".into()))
 }
 
 fn verify_sig(
