@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use tokio::sync::Mutex;
-use veil_attester::Attester;
+use veil_attester::{Attester, DeviceAttester};
 use veil_protocol::client::{ClientError, KbsClient};
 use veil_protocol::jwe::KeyAlgorithm;
 
@@ -37,6 +37,7 @@ struct Session {
 pub struct TokenCache {
     cfg: KbsConfig,
     attester: Arc<dyn Attester>,
+    devices: Vec<Arc<dyn DeviceAttester>>,
     init_data: Option<InitDataDoc>,
     http: reqwest::Client,
     session: Mutex<Option<Session>>,
@@ -84,11 +85,19 @@ impl TokenCache {
         Ok(TokenCache {
             cfg,
             attester,
+            devices: Vec::new(),
             init_data,
             http: b.build().map_err(|e| e.to_string())?,
             session: Mutex::new(None),
             attestations: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Adds device attesters (GPUs) whose evidence goes with every
+    /// attestation as `additional_evidence`.
+    pub fn with_devices(mut self, devices: Vec<Arc<dyn DeviceAttester>>) -> Self {
+        self.devices = devices;
+        self
     }
 
     /// How many attestations this agent has performed.
@@ -112,11 +121,19 @@ impl TokenCache {
         let attester = self.attester.clone();
         let init = self.init_data.as_ref().map(InitDataDoc::wire);
         let token = client
-            .attest_with_init_data(attester.tee(), init.as_ref(), |_, digest| {
-                attester
-                    .evidence(&veil_protocol::binding::expected_report_data(digest))
-                    .map_err(|e| e.to_string())
-            })
+            .attest_composite(
+                attester.tee(),
+                init.as_ref(),
+                |_, device_digest| {
+                    veil_attester::additional_evidence(&self.devices, device_digest)
+                        .map_err(|e| e.to_string())
+                },
+                |_, digest| {
+                    attester
+                        .evidence(&veil_protocol::binding::expected_report_data(digest))
+                        .map_err(|e| e.to_string())
+                },
+            )
             .await?;
         self.attestations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

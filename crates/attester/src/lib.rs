@@ -57,3 +57,28 @@ pub trait Attester: Send + Sync + std::fmt::Debug {
     /// TDX MRCONFIGID), to check an init-data document against.
     fn launch_init_data(&self) -> Result<Vec<u8>, AttestError>;
 }
+
+/// A source of device (additional) evidence, such as a GPU.
+pub trait DeviceAttester: Send + Sync + std::fmt::Debug {
+    /// The KBS device name (`nvidia`).
+    fn tee(&self) -> &'static str;
+    /// Evidence bound to the device digest
+    /// (`SHA-384(JCS({"nonce", "tee-pubkey"}))`), in the CoCo JSON shape.
+    fn evidence(&self, device_digest: &[u8; 48]) -> Result<Value, AttestError>;
+}
+
+/// The CoCo `additional_evidence` string for `devices`: a JSON object of
+/// their evidence by name, or `""` when there are none.
+pub fn additional_evidence(
+    devices: &[std::sync::Arc<dyn DeviceAttester>],
+    device_digest: &[u8; 48],
+) -> Result<String, AttestError> {
+    if devices.is_empty() {
+        return Ok(String::new());
+    }
+    let mut map = serde_json::Map::new();
+    for d in devices {
+        map.insert(d.tee().to_string(), d.evidence(device_digest)?);
+    }
+    serde_json::to_string(&map).map_err(|e| AttestError::Evidence(e.to_string()))
+}

@@ -110,3 +110,35 @@ impl Attester for SimTdxAttester {
         Ok(self.params.mr_config_id.to_vec())
     }
 }
+
+/// A simulated NVIDIA H100 as a device attester: SPDM reports from
+/// `veil_sim::gpu` whose request nonce is the first 32 bytes of the device
+/// digest, as the CoCo NVIDIA attester does. Selected only by explicit
+/// configuration; a broker accepts it only when told to trust the
+/// simulated GPU root.
+#[derive(Debug)]
+pub struct SimGpuAttester {
+    sim: veil_sim::gpu::SimGpu,
+}
+
+impl SimGpuAttester {
+    pub fn new(sim: veil_sim::gpu::SimGpu) -> Self {
+        SimGpuAttester { sim }
+    }
+}
+
+impl crate::DeviceAttester for SimGpuAttester {
+    fn tee(&self) -> &'static str {
+        "nvidia"
+    }
+
+    fn evidence(&self, device_digest: &[u8; 48]) -> Result<serde_json::Value, AttestError> {
+        let mut nonce = [0u8; 32];
+        nonce.copy_from_slice(device_digest.get(..32).unwrap_or(&[0; 32]));
+        let ev = self
+            .sim
+            .evidence(&nonce)
+            .map_err(|e| AttestError::Evidence(e.to_string()))?;
+        serde_json::to_value(ev).map_err(|e| AttestError::Evidence(e.to_string()))
+    }
+}

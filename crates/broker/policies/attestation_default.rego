@@ -55,6 +55,27 @@ tcb_ok if {
 # accepted only when certified or allow-listed.
 tcb_ok if input.tee == "tpm"
 
+# Nitro: the document chains to the pinned AWS root (the verifier's job).
+tcb_ok if input.tee == "nitro"
+
+# CCA: the platform must be in a "secured" lifecycle state.
+tcb_ok if {
+	input.tee == "cca"
+	input.claims.platform_secured == true
+}
+
+# NVIDIA GPUs: the driver and VBIOS versions must be registered ones
+# (`nvidia_driver_version`, `nvidia_vbios_version`) when any are.
+tcb_ok if {
+	input.tee == "nvidia"
+	version_ok("driver_version")
+	version_ok("vbios_version")
+}
+
+version_ok(name) if not data.reference[sprintf("nvidia_%s", [name])]
+
+version_ok(name) if input.claims[name] in data.reference[sprintf("nvidia_%s", [name])]
+
 # Configuration: debug must be off.
 default configuration := 96
 
@@ -74,12 +95,17 @@ secure_boot_ok if {
 	input.claims.tpm.event_log.secure_boot in data.reference[sprintf("%s_secure_boot", [input.tee])]
 }
 
+# CCA and GPU evidence carries no debug switch (the CCA lifecycle state is
+# appraised under hardware).
+configuration := 2 if input.tee in {"cca", "nvidia"}
+
 configuration := 0 if input.tee == "sample"
 
 # Executables: the launch measurement must equal a registered reference
 # value when any are registered for this TEE (`<tee>_measurement`), and
-# for TPM-based evidence every SHA-256 PCR with registered values
-# (`<tee>_pcr<N>`, e.g. `az-snp-vtpm_pcr4`) must equal one of them.
+# for TPM-based and Nitro evidence every PCR with registered values
+# (`<tee>_pcr<N>`, e.g. `az-snp-vtpm_pcr4`, `nitro_pcr8`) must equal one of
+# them (TPMs: the SHA-256 bank).
 default executables := 96
 
 measurement_ok if not data.reference[sprintf("%s_measurement", [input.tee])]
@@ -101,8 +127,12 @@ pcr_matches(name, _) if not startswith(name, pcr_prefix)
 pcr_matches(name, values) if {
 	startswith(name, pcr_prefix)
 	index := trim_prefix(name, pcr_prefix)
-	input.claims.tpm.pcrs.sha256[index] in values
+	pcr_value(index) in values
 }
+
+pcr_value(index) := input.claims.pcrs[index] if input.tee == "nitro"
+
+pcr_value(index) := input.claims.tpm.pcrs.sha256[index] if input.tee != "nitro"
 
 executables := 2 if {
 	measurement_ok

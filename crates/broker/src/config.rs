@@ -49,6 +49,9 @@ pub struct Config {
     pub dangerous_trust_simulated_tee: Option<PathBuf>,
     /// DANGEROUS: trust Veil's simulated Intel root from this file (TDX).
     pub dangerous_trust_simulated_tdx: Option<PathBuf>,
+    /// DANGEROUS: trust Veil's simulated NVIDIA GPU root (DER or PEM) next
+    /// to NVIDIA's.
+    pub dangerous_trust_simulated_gpu: Option<PathBuf>,
     /// DANGEROUS: serve the admin API without authentication.
     pub dangerous_allow_unauthenticated_admin: bool,
     /// Endorsements (AMD KDS) settings.
@@ -108,6 +111,11 @@ pub struct EndorsementsConfig {
     /// TPM attestation keys trusted without a certificate (SPKI, DER or
     /// PEM files). With neither, `tpm` evidence is refused.
     pub tpm_trusted_aks: Vec<PathBuf>,
+    /// Arm CCA platform attestation keys (CPAKs): EC P-384 JWK files, or
+    /// trust-anchor stores (a JSON array of `{"pkey": JWK,
+    /// "implementation-id": hex, "instance-id": hex}`). With none, `cca`
+    /// evidence is refused.
+    pub cca_cpaks: Vec<PathBuf>,
 }
 
 impl Default for EndorsementsConfig {
@@ -121,6 +129,7 @@ impl Default for EndorsementsConfig {
             pcs_url: None,
             tpm_ak_certs: Vec::new(),
             tpm_trusted_aks: Vec::new(),
+            cca_cpaks: Vec::new(),
         }
     }
 }
@@ -170,6 +179,7 @@ impl Default for Config {
             dangerous_accept_sample_evidence: false,
             dangerous_trust_simulated_tee: None,
             dangerous_trust_simulated_tdx: None,
+            dangerous_trust_simulated_gpu: None,
             dangerous_allow_unauthenticated_admin: false,
             endorsements: EndorsementsConfig::default(),
             admin: AdminConfig::default(),
@@ -260,6 +270,14 @@ impl Config {
             (
                 "dangerous_trust_simulated_tee",
                 &self.dangerous_trust_simulated_tee,
+            ),
+            (
+                "dangerous_trust_simulated_tdx",
+                &self.dangerous_trust_simulated_tdx,
+            ),
+            (
+                "dangerous_trust_simulated_gpu",
+                &self.dangerous_trust_simulated_gpu,
             ),
         ] {
             if let Some(p) = path

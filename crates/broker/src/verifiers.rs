@@ -85,6 +85,7 @@ fn first_cert_der(path: &std::path::Path) -> Result<Vec<u8>, String> {
 #[derive(Debug, Clone)]
 pub struct Registry {
     verifiers: BTreeMap<&'static str, Arc<dyn TeeVerifier>>,
+    devices: BTreeMap<&'static str, Arc<dyn DeviceVerifier>>,
 }
 
 impl Registry {
@@ -177,18 +178,46 @@ impl Registry {
             }
             verifiers.insert(name, tee);
         }
+        verifiers.insert(
+            "nitro",
+            Arc::new(NitroTee {
+                roots: veil_verifier::nitro::default_roots().map_err(|e| e.to_string())?,
+            }),
+        );
+        let mut cpaks = Vec::new();
+        for p in &cfg.endorsements.cca_cpaks {
+            let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            cpaks.extend(
+                veil_verifier::cca::cpaks_from_json(&bytes)
+                    .map_err(|e| format!("{}: {e}", p.display()))?,
+            );
+        }
+        verifiers.insert("cca", Arc::new(CcaTee { cpaks }));
+        let mut gpu_roots = veil_verifier::nvidia::default_roots().map_err(|e| e.to_string())?;
+        if let Some(path) = &cfg.dangerous_trust_simulated_gpu {
+            let der = first_cert_der(path)?;
+            tracing::warn!(path = %path.display(), "DANGEROUS: trusting Veil's simulated NVIDIA GPU root; GPU evidence accepted under it proves nothing about hardware");
+            gpu_roots.push(veil_verifier::x509::Cert::parse(&der).map_err(|e| e.to_string())?);
+        }
+        let mut devices: BTreeMap<&'static str, Arc<dyn DeviceVerifier>> = BTreeMap::new();
+        devices.insert("nvidia", Arc::new(NvidiaDevices { roots: gpu_roots }));
         if cfg.dangerous_accept_sample_evidence {
             tracing::warn!(
                 "DANGEROUS: accepting unsigned `sample` evidence (dangerous_accept_sample_evidence)"
             );
             verifiers.insert("sample", Arc::new(SampleTee));
         }
-        Ok(Registry { verifiers })
+        Ok(Registry { verifiers, devices })
     }
 
     /// The verifier of a TEE name.
     pub fn get(&self, tee: &str) -> Option<Arc<dyn TeeVerifier>> {
         self.verifiers.get(tee).cloned()
+    }
+
+    /// The verifier of a device (additional evidence) name.
+    pub fn device(&self, tee: &str) -> Option<Arc<dyn DeviceVerifier>> {
+        self.devices.get(tee).cloned()
     }
 
     /// Names of the enabled TEEs.
@@ -480,6 +509,175 @@ impl TeeVerifier for TpmTee {
         }
         .map_err(|e| tpm_rejection(&e))?;
         Ok(json!({"tee": "tpm", "tpm": verified.claims()}))
+    }
+}
+
+/// AWS Nitro Enclaves: the attestation document (base64 in JSON), chained
+/// to the pinned AWS root; its `nonce` must be the 64-byte report data.
+#[derive(Debug)]
+struct NitroTee {
+    roots: Vec<veil_verifier::x509::Cert>,
+}
+
+#[async_trait]
+impl TeeVerifier for NitroTee {
+    async fn verify(
+        &self,
+        evidence: &Value,
+        report_data: &[u8; 64],
+        init_data: Option<&InitDataDigest>,
+        now: UnixTime,
+    ) -> Result<Value, Rejection> {
+        if init_data.is_some() {
+            return Err(Rejection::new(
+                "init-data is not supported for nitro evidence (the document has no field that binds it)",
+                "init-data with nitro",
+            ));
+        }
+        let doc = parse_evidence(evidence, "nitro", veil_evidence::nitro::parse_json)?;
+        let verified = veil_verifier::nitro::verify_doc(
+            &doc,
+            &self.roots,
+            now,
+            &veil_verifier::crypto::AWS_LC,
+        )
+        .map_err(|e| {
+            Rejection::new(
+                format!("nitro evidence rejected ({})", e.code()),
+                e.to_string(),
+            )
+        })?;
+        verified.check_nonce(report_data).map_err(|e| {
+            Rejection::new(
+                "report data does not bind this session's nonce and TEE key",
+                e.to_string(),
+            )
+        })?;
+        Ok(verified.claims())
+    }
+}
+
+/// Arm CCA: the token (CoCo `{"token": [...]}`), platform signed by a
+/// configured CPAK; the realm challenge must be the 64-byte report data,
+/// and init-data (SHA-512) must equal the realm personalization value.
+#[derive(Debug)]
+struct CcaTee {
+    cpaks: Vec<veil_verifier::cca::Cpak>,
+}
+
+#[async_trait]
+impl TeeVerifier for CcaTee {
+    async fn verify(
+        &self,
+        evidence: &Value,
+        report_data: &[u8; 64],
+        init_data: Option<&InitDataDigest>,
+        _now: UnixTime,
+    ) -> Result<Value, Rejection> {
+        let token = parse_evidence(evidence, "cca", veil_evidence::cca::parse_json)?;
+        let verified =
+            veil_verifier::cca::verify_token(&token, &self.cpaks, &veil_verifier::crypto::AWS_LC)
+                .map_err(|e| match e {
+                    veil_verifier::cca::CcaError::NoTrustAnchor => Rejection::new(
+                        "cca evidence is not accepted: no CPAK trust anchor is configured (endorsements.cca_cpaks)",
+                        e.to_string(),
+                    ),
+                    other => Rejection::new(format!("cca evidence rejected: {other}"), other.to_string()),
+                })?;
+        verified.check_challenge(report_data).map_err(|e| {
+            Rejection::new(
+                "report data does not bind this session's nonce and TEE key",
+                e.to_string(),
+            )
+        })?;
+        let rpv = &token.realm_claims.personalization_value;
+        if let Some(init) = init_data
+            && init.digest != *rpv
+        {
+            return Err(Rejection::new(
+                "init-data digest does not match the realm personalization value (64 bytes: use sha512)",
+                format!(
+                    "rpv {} init-data {} ({})",
+                    hex::encode(rpv),
+                    hex::encode(&init.digest),
+                    init.algorithm
+                ),
+            ));
+        }
+        let mut claims = verified.claims();
+        claims["measurement"] = claims["rim"].clone();
+        Ok(claims)
+    }
+}
+
+/// One kind of device (additional) evidence: verifies the CoCo evidence of
+/// its devices against the device runtime digest and returns one claims
+/// object per device (`gpu0`, `gpu1`, … in the token).
+#[async_trait]
+pub trait DeviceVerifier: Send + Sync + std::fmt::Debug {
+    /// The submod name prefix (`gpu`).
+    fn class(&self) -> &'static str;
+    /// Verifies every device; a device that fails yields `Err` in its slot.
+    async fn verify(
+        &self,
+        evidence: &Value,
+        device_digest: &[u8; 48],
+        now: UnixTime,
+    ) -> Result<Vec<Result<Value, Rejection>>, Rejection>;
+}
+
+/// NVIDIA GPUs (Hopper, verified locally): each device's SPDM report with
+/// its chain to the pinned NVIDIA root (or, dangerously, a simulated one);
+/// the request nonce must be the first 32 bytes of the device digest, as
+/// the CoCo attester sends it.
+#[derive(Debug)]
+struct NvidiaDevices {
+    roots: Vec<veil_verifier::x509::Cert>,
+}
+
+#[async_trait]
+impl DeviceVerifier for NvidiaDevices {
+    fn class(&self) -> &'static str {
+        "gpu"
+    }
+
+    async fn verify(
+        &self,
+        evidence: &Value,
+        device_digest: &[u8; 48],
+        now: UnixTime,
+    ) -> Result<Vec<Result<Value, Rejection>>, Rejection> {
+        let ev = parse_evidence(evidence, "nvidia", veil_evidence::nvidia::parse_json)?;
+        let nonce = device_digest.get(..32).unwrap_or_default();
+        Ok(ev
+            .device_evidence_list
+            .iter()
+            .map(|d| {
+                let bad = |e: veil_verifier::nvidia::GpuError| {
+                    Rejection::new(
+                        format!("GPU {} evidence rejected ({}): {e}", d.uuid, e.code()),
+                        e.to_string(),
+                    )
+                };
+                let report = d.report_bytes().map_err(|e| bad(e.into()))?;
+                let chain = veil_verifier::nvidia::parse_chain(
+                    &d.certificate_bytes().map_err(|e| bad(e.into()))?,
+                )
+                .map_err(bad)?;
+                let v = veil_verifier::nvidia::verify_report(
+                    &d.arch,
+                    &d.uuid,
+                    &report,
+                    &chain,
+                    &self.roots,
+                    now,
+                    &veil_verifier::crypto::AWS_LC,
+                )
+                .map_err(bad)?;
+                v.check_nonce(nonce).map_err(bad)?;
+                v.claims().map_err(bad)
+            })
+            .collect())
     }
 }
 

@@ -98,6 +98,10 @@ pub struct RunArgs {
     /// Simulated TEE: launch with the DEBUG policy bit.
     #[arg(long)]
     pub sim_debug: bool,
+    /// Add Veil's simulated NVIDIA H100 (kept in --sim-state) as a device:
+    /// its evidence goes to the broker as additional evidence (`gpu0`).
+    #[arg(long)]
+    pub sim_gpu: bool,
 }
 
 fn fail(e: impl std::fmt::Display) -> ExitCode {
@@ -274,8 +278,18 @@ pub async fn run(cmd: AgentCommand) -> ExitCode {
         attempts: 5,
         backoff: Duration::from_millis(200),
     };
+    let mut devices: Vec<Arc<dyn veil_attester::DeviceAttester>> = Vec::new();
+    if a.sim_gpu {
+        eprintln!(
+            "WARNING: using Veil's SIMULATED NVIDIA GPU: its evidence proves nothing about hardware"
+        );
+        match veil_sim::gpu::SimGpu::load_or_create(&a.sim_state) {
+            Ok(g) => devices.push(Arc::new(veil_attester::sim::SimGpuAttester::new(g))),
+            Err(e) => return fail(e),
+        }
+    }
     let kbs = match TokenCache::new(cfg, attester, init) {
-        Ok(k) => k,
+        Ok(k) => k.with_devices(devices),
         Err(e) => return fail(e),
     };
     let agent = Arc::new(Agent {

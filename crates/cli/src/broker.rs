@@ -12,7 +12,7 @@ use crate::EXIT_ERROR;
 #[derive(Debug, Subcommand)]
 pub enum BrokerCommand {
     /// Serve the KBS protocol (and the admin API) until SIGTERM or ctrl-c.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply the PostgreSQL schema migrations (for operators who run them
     /// separately and start replicas with database.migrate = false).
     Migrate(StoreArgs),
@@ -102,6 +102,12 @@ pub struct ServeArgs {
     /// DANGEROUS: trust Veil's simulated Intel root (the root file from `veil sim tdx`).
     #[arg(long, value_name = "ROOT_FILE")]
     pub dangerous_trust_simulated_tdx: Option<PathBuf>,
+    /// DANGEROUS: trust Veil's simulated NVIDIA GPU root (the root file from `veil sim gpu`).
+    #[arg(long, value_name = "ROOT_FILE")]
+    pub dangerous_trust_simulated_gpu: Option<PathBuf>,
+    /// Arm CCA platform attestation keys (JWK or trust-anchor store files); repeatable.
+    #[arg(long = "cca-cpak")]
+    pub cca_cpaks: Vec<PathBuf>,
     /// DANGEROUS: serve the admin API without authentication.
     #[arg(long)]
     pub dangerous_allow_unauthenticated_admin: bool,
@@ -145,6 +151,12 @@ fn apply(a: &ServeArgs, cfg: &mut Config) {
     if a.dangerous_trust_simulated_tdx.is_some() {
         cfg.dangerous_trust_simulated_tdx = a.dangerous_trust_simulated_tdx.clone();
     }
+    if a.dangerous_trust_simulated_gpu.is_some() {
+        cfg.dangerous_trust_simulated_gpu = a.dangerous_trust_simulated_gpu.clone();
+    }
+    cfg.endorsements
+        .cca_cpaks
+        .extend(a.cca_cpaks.iter().cloned());
     cfg.endorsements
         .dcap_collateral
         .extend(a.dcap_collateral.iter().cloned());
@@ -227,7 +239,7 @@ async fn import(a: &ImportArgs) -> Result<(), String> {
 
 pub async fn run(cmd: BrokerCommand) -> ExitCode {
     let r = match cmd {
-        BrokerCommand::Serve(a) => return serve(a).await,
+        BrokerCommand::Serve(a) => return serve(*a).await,
         BrokerCommand::Migrate(a) => migrate(&a).await,
         BrokerCommand::Export(a) => export(&a).await,
         BrokerCommand::Import(a) => import(&a).await,

@@ -33,6 +33,12 @@ pub struct DemoArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// Add a simulated NVIDIA H100 to the guest: its SPDM evidence goes with
+    /// the CPU evidence, the broker appraises it as `gpu0`, and the secret is
+    /// released only when both are affirming (a guest whose GPU is not
+    /// trusted is refused).
+    #[arg(long)]
+    pub gpu: bool,
 }
 
 /// One appraisal check against a reference value.
@@ -62,6 +68,25 @@ struct BrokerFlow {
     unsealed: bool,
     attestations: u64,
     wrong_measurement_refused: bool,
+    /// With `--gpu`: the GPU submod's status, and whether a guest with an
+    /// untrusted GPU was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gpu_ear_status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    untrusted_gpu_refused: Option<bool>,
+}
+
+impl BrokerFlow {
+    fn ok(&self) -> bool {
+        self.released
+            && self.unsealed
+            && self.wrong_measurement_refused
+            && self.untrusted_gpu_refused.unwrap_or(true)
+            && self
+                .gpu_ear_status
+                .as_deref()
+                .is_none_or(|s| s == "affirming")
+    }
 }
 
 /// Starts an in-process agent on the simulated TEE; its API address, a stop
@@ -71,6 +96,7 @@ async fn start_agent(
     state_dir: &std::path::Path,
     params: ReportParams,
     keys: veil_agent::sealed::TrustedKeys,
+    gpu: Option<veil_sim::gpu::SimGpu>,
 ) -> Result<
     (
         String,
@@ -90,7 +116,15 @@ async fn start_agent(
         attempts: 3,
         backoff: std::time::Duration::from_millis(100),
     };
-    let kbs = veil_agent::kbs::TokenCache::new(cfg, std::sync::Arc::new(attester), None)?;
+    let devices: Vec<std::sync::Arc<dyn veil_attester::DeviceAttester>> = gpu
+        .into_iter()
+        .map(|g| {
+            std::sync::Arc::new(veil_attester::sim::SimGpuAttester::new(g))
+                as std::sync::Arc<dyn veil_attester::DeviceAttester>
+        })
+        .collect();
+    let kbs = veil_agent::kbs::TokenCache::new(cfg, std::sync::Arc::new(attester), None)?
+        .with_devices(devices);
     let agent = std::sync::Arc::new(veil_agent::Agent {
         kbs,
         sealing_keys: tokio::sync::RwLock::new(keys),
@@ -125,6 +159,7 @@ async fn broker_flow(
     params: &ReportParams,
     state_dir: &std::path::Path,
     text: bool,
+    gpu: bool,
 ) -> Result<BrokerFlow, String> {
     let work = state_dir.join(format!("demo-broker-{}", std::process::id()));
     let _cleanup = RemoveOnDrop(work.clone());
@@ -140,10 +175,24 @@ async fn broker_flow(
     let mut kek_bytes = [0u8; 32];
     aws_lc_rs::rand::fill(&mut kek_bytes).map_err(|_| "no randomness".to_string())?;
     std::fs::write(&kek, hex::encode(kek_bytes)).map_err(|e| e.to_string())?;
+    let gpu_root = if gpu {
+        let sim_gpu =
+            veil_sim::gpu::SimGpu::load_or_create(state_dir).map_err(|e| e.to_string())?;
+        let root = work.join("sim-gpu-root.pem");
+        std::fs::write(
+            &root,
+            veil_endorsements::certs::to_pem("CERTIFICATE", sim_gpu.root_der()),
+        )
+        .map_err(|e| e.to_string())?;
+        Some(root)
+    } else {
+        None
+    };
     let cfg = veil_broker::config::Config {
         data_dir: work.join("data"),
         insecure_http: true,
         dangerous_trust_simulated_tee: Some(ark),
+        dangerous_trust_simulated_gpu: gpu_root,
         kek_file: Some(kek),
         admin: veil_broker::config::AdminConfig {
             keys: vec![work.join("admin.pub")],
@@ -223,12 +272,20 @@ async fn broker_flow(
     );
 
     // The agent on the simulated TEE, serving the workload API on loopback.
-    let (api, agent_stop, agent_task) =
-        start_agent(&url, state_dir, params.clone(), keys.clone()).await?;
+    let sim_gpu = || veil_sim::gpu::SimGpu::load_or_create(state_dir).map_err(|e| e.to_string());
+    let (api, agent_stop, agent_task) = start_agent(
+        &url,
+        state_dir,
+        params.clone(),
+        keys.clone(),
+        if gpu { Some(sim_gpu()?) } else { None },
+    )
+    .await?;
     if text {
         println!(
-            "[agent]  veil agent on {api} (simulated SNP guest, measurement {}…)",
-            &hex::encode(params.measurement)[..16]
+            "[agent]  veil agent on {api} (simulated SNP guest, measurement {}…{})",
+            &hex::encode(params.measurement)[..16],
+            if gpu { ", with a simulated H100" } else { "" }
         );
     }
     let secret = http
@@ -247,19 +304,22 @@ async fn broker_flow(
         .json()
         .await
         .map_err(|e| e.to_string())?;
-    let ear_status = token["token"]
+    let ear = token["token"]
         .as_str()
         .and_then(|t| t.split('.').nth(1))
         .and_then(|p| {
             base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, p).ok()
         })
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|c| {
-            c["submods"]["cpu0"]["ear_status"]
-                .as_str()
-                .map(str::to_string)
-        })
         .unwrap_or_default();
+    let status_of = |submod: &str| {
+        ear["submods"][submod]["ear_status"]
+            .as_str()
+            .unwrap_or("absent")
+            .to_string()
+    };
+    let ear_status = status_of("cpu0");
+    let gpu_ear_status = gpu.then(|| status_of("gpu0"));
     let unsealed_resp = http
         .post(format!("{api}/cdh/unseal"))
         .body(sealed.clone())
@@ -301,17 +361,56 @@ async fn broker_flow(
             }
         );
         println!(
-            "[agent]  EAR status {ear_status}; attestations so far: {attestations} (the token is reused)"
+            "[agent]  EAR status {ear_status}{}; attestations so far: {attestations} (the token is reused)",
+            gpu_ear_status
+                .as_ref()
+                .map(|s| format!(" (cpu0), {s} (gpu0)"))
+                .unwrap_or_default()
         );
     }
     let _ = agent_stop.send(());
     let _ = agent_task.await;
 
+    // With a GPU: a guest whose GPU chains to no trusted root (another
+    // simulated device) gets a contraindicated gpu0, and no secret.
+    let mut untrusted_gpu_refused = None;
+    if gpu {
+        let rogue = veil_sim::gpu::SimGpu::generate().map_err(|e| e.to_string())?;
+        let (api3, stop3, task3) =
+            start_agent(&url, state_dir, params.clone(), keys.clone(), Some(rogue)).await?;
+        let resp = http
+            .get(format!("{api3}/cdh/resource/default/db/password"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let refused = resp.status() == reqwest::StatusCode::FORBIDDEN;
+        if text {
+            println!(
+                "[agent]  a guest whose GPU is not trusted: {}",
+                if refused {
+                    "refused (gpu0 contraindicated)"
+                } else {
+                    "NOT refused"
+                }
+            );
+        }
+        untrusted_gpu_refused = Some(refused);
+        let _ = stop3.send(());
+        let _ = task3.await;
+    }
+
     // A guest launched with another image: its measurement is not the
     // registered reference value, so the broker refuses it.
     let mut wrong = params.clone();
     wrong.measurement = [0xee; 48];
-    let (api2, stop2, task2) = start_agent(&url, state_dir, wrong, keys).await?;
+    let (api2, stop2, task2) = start_agent(
+        &url,
+        state_dir,
+        wrong,
+        keys,
+        if gpu { Some(sim_gpu()?) } else { None },
+    )
+    .await?;
     let refused_resp = http
         .get(format!("{api2}/cdh/resource/default/db/password"))
         .send()
@@ -337,6 +436,8 @@ async fn broker_flow(
         unsealed,
         attestations,
         wrong_measurement_refused: refused,
+        gpu_ear_status,
+        untrusted_gpu_refused,
     })
 }
 
@@ -487,7 +588,7 @@ pub async fn run(a: DemoArgs) -> ExitCode {
         return ExitCode::from(EXIT_REJECTED);
     }
     // The broker flow: an in-process broker, a simulated guest, a secret.
-    let flow = match broker_flow(&sim, &p, &a.state_dir, text).await {
+    let flow = match broker_flow(&sim, &p, &a.state_dir, text, a.gpu).await {
         Ok(f) => f,
         Err(e) => {
             eprintln!("error: broker flow: {e}");
@@ -495,7 +596,7 @@ pub async fn run(a: DemoArgs) -> ExitCode {
         }
     };
     if text {
-        let ok = flow.released && flow.unsealed && flow.wrong_measurement_refused;
+        let ok = flow.ok();
         println!("\nsummary");
         println!(
             "  TEE          AMD SEV-SNP {} (SIMULATED: demonstrates the flow, proves nothing about hardware)",
@@ -503,6 +604,9 @@ pub async fn run(a: DemoArgs) -> ExitCode {
         );
         println!("  measurement  {}", c.measurement);
         println!("  EAR status   {}", flow.ear_status);
+        if let Some(g) = &flow.gpu_ear_status {
+            println!("  GPU          simulated NVIDIA H100 (SIMULATED), gpu0 {g}");
+        }
         println!(
             "  released     default/db/password{}; sealed secret → default/app/api-key{}",
             if flow.released { "" } else { " (NOT)" },
@@ -516,6 +620,12 @@ pub async fn run(a: DemoArgs) -> ExitCode {
                 " (NOT refused!)"
             }
         );
+        if let Some(r) = flow.untrusted_gpu_refused {
+            println!(
+                "  refused      a guest whose GPU is not trusted{}",
+                if r { "" } else { " (NOT refused!)" }
+            );
+        }
         println!(
             "result: {}",
             if ok {
@@ -534,7 +644,7 @@ pub async fn run(a: DemoArgs) -> ExitCode {
         };
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
     }
-    if flow.released && flow.unsealed && flow.wrong_measurement_refused {
+    if flow.ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_REJECTED)

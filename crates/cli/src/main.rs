@@ -15,6 +15,7 @@ mod output;
 mod seal;
 mod sim;
 mod verify;
+mod verify_device;
 mod verify_tpm;
 
 use std::process::ExitCode;

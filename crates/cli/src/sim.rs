@@ -16,6 +16,25 @@ pub enum SimCommand {
     Snp(SnpArgs),
     /// Write a simulated TDX quote, its collateral and the simulated root.
     Tdx(TdxArgs),
+    /// Write simulated NVIDIA GPU evidence (CoCo `nvidia` JSON) and the
+    /// simulated GPU root.
+    Gpu(GpuArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GpuArgs {
+    /// Where the simulated PKI is kept.
+    #[arg(long, env = "VEIL_STATE_DIR", default_value = ".veil/sim")]
+    pub state_dir: PathBuf,
+    /// Evidence output file (CoCo `nvidia` evidence JSON).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The simulated GPU root (PEM) output file.
+    #[arg(long)]
+    pub root_out: Option<PathBuf>,
+    /// The SPDM request nonce, hex (32 bytes).
+    #[arg(long)]
+    pub nonce: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -94,6 +113,7 @@ pub fn run(cmd: SimCommand) -> ExitCode {
     let result = match cmd {
         SimCommand::Snp(a) => snp(a),
         SimCommand::Tdx(a) => tdx(a),
+        SimCommand::Gpu(a) => gpu(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -162,6 +182,31 @@ fn snp(a: SnpArgs) -> Result<(), String> {
         a.product,
         p.version,
         a.out.display()
+    );
+    Ok(())
+}
+
+fn gpu(a: GpuArgs) -> Result<(), String> {
+    let sim = veil_sim::gpu::SimGpu::load_or_create(&a.state_dir).map_err(|e| e.to_string())?;
+    if let Some(out) = &a.out {
+        let nonce: [u8; 32] = match &a.nonce {
+            Some(n) => hex_exact("nonce", n, false)?,
+            None => [0; 32],
+        };
+        let ev = sim.evidence(&nonce).map_err(|e| e.to_string())?;
+        let text = serde_json::to_string(&ev).map_err(|e| e.to_string())?;
+        std::fs::write(out, text).map_err(|e| format!("{}: {e}", out.display()))?;
+    }
+    if let Some(out) = &a.root_out {
+        std::fs::write(
+            out,
+            veil_endorsements::certs::to_pem("CERTIFICATE", sim.root_der()),
+        )
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    }
+    eprintln!(
+        "SIMULATED NVIDIA GPU in {} (not evidence of real hardware)",
+        a.state_dir.display()
     );
     Ok(())
 }

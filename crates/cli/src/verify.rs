@@ -28,6 +28,16 @@ pub enum Tee {
     /// Azure TDX CVM: HCL report + TD quote (DCAP, --collateral) + vTPM quote.
     #[value(name = "az-tdx-vtpm")]
     AzTdxVtpm,
+    /// NVIDIA Hopper GPU: CoCo `nvidia` JSON, or a bare SPDM report (hex or
+    /// binary) with its PEM chain in --certs.
+    Nvidia,
+    /// AWS Nitro Enclaves attestation document: raw CBOR, base64, JSON, or a
+    /// TLS certificate embedding one; --certs adds roots to the pinned AWS
+    /// root.
+    Nitro,
+    /// Arm CCA token (CBOR, or CoCo JSON); --certs gives the CPAK (JWK or a
+    /// trust-anchor store).
+    Cca,
 }
 
 #[derive(Debug, Args)]
@@ -74,7 +84,9 @@ pub struct VerifyArgs {
     /// evidence only.
     #[arg(long)]
     pub dangerous_allow_stale_collateral: bool,
-    /// The nonce the evidence must be bound to (TPM qualifying data):
+    /// The nonce the evidence must be bound to (TPM qualifying data, Nitro
+    /// `nonce`, CCA realm challenge, GPU request nonce — 64 hex digits are
+    /// taken as bytes for a GPU):
     /// `hex:…` for bytes, a plain string otherwise. Without it the binding
     /// is not checked (and the output says so).
     #[arg(long)]
@@ -87,6 +99,10 @@ pub struct VerifyArgs {
     /// Evidence verified under it proves nothing about real hardware.
     #[arg(long, value_name = "ARK_FILE")]
     pub dangerous_trust_simulated_tee: Option<PathBuf>,
+    /// DANGEROUS: also trust this simulated NVIDIA GPU root (from `veil sim
+    /// gpu`). Evidence verified under it proves nothing about real hardware.
+    #[arg(long, value_name = "ROOT_FILE")]
+    pub dangerous_trust_simulated_gpu: Option<PathBuf>,
 }
 
 pub fn parse_product(s: &str) -> Result<Product, String> {
@@ -134,6 +150,7 @@ pub async fn run(a: VerifyArgs) -> ExitCode {
         Tee::Snp => {}
         Tee::Tdx | Tee::Sgx => return run_dcap(&a, at).await,
         Tee::Tpm | Tee::AzSnpVtpm | Tee::AzTdxVtpm => return crate::verify_tpm::run(&a, at).await,
+        Tee::Nvidia | Tee::Nitro | Tee::Cca => return crate::verify_device::run(&a, at).await,
     }
     let bytes = match std::fs::read(&a.evidence) {
         Ok(b) => b,

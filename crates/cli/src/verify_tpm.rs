@@ -65,7 +65,13 @@ fn print(format: Format, tee: &str, at: UnixTime, nonce_checked: bool, claims: s
     }
 }
 
-fn reject(format: Format, tee: &str, at: UnixTime, code: &str, error: String) -> ExitCode {
+pub(crate) fn reject(
+    format: Format,
+    tee: &str,
+    at: UnixTime,
+    code: &str,
+    error: String,
+) -> ExitCode {
     match format {
         Format::Json => {
             let v = serde_json::json!({"verdict": "REJECT", "tee": tee, "verified_at": at.to_string(),

@@ -61,6 +61,124 @@ fn demo_runs_on_a_fresh_directory() {
 }
 
 #[test]
+fn demo_with_a_simulated_gpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = veil(&["demo", "--gpu", "--format", "json"], dir.path());
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["broker"]["released"], true);
+    assert_eq!(v["broker"]["gpu_ear_status"], "affirming");
+    assert_eq!(v["broker"]["untrusted_gpu_refused"], true);
+    assert!(dir.path().join(".veil/sim/gpu/device.pk8").exists());
+}
+
+#[test]
+fn verify_nvidia_nitro_and_cca_vectors() {
+    let Some(dir) = veil_testkit::vectors() else {
+        return;
+    };
+    let v = |rel: &str| dir.join(rel).display().to_string();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_veil"))
+            .arg("verify")
+            .args(args)
+            .output()
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        (out.status.code(), json)
+    };
+    // NVIDIA: a bare hex report with its chain; the nonce as 64 hex digits.
+    let report = v("nvidia/trustee/hopper_coco_report1.txt");
+    let chain = v("nvidia/trustee/hopper_coco_certs1.txt");
+    let nonce = "87d8e24ab336adafe228d49e83d745f6dba4ae505372b6a5704820856b343fec";
+    let (code, out) = run(&[
+        "--tee", "nvidia", &report, "--certs", &chain, "--nonce", nonce,
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out["claims"]["gpus"][0]["driver_version"], "580.95.05");
+    assert_eq!(out["claims"]["gpus"][0]["trailing_zero_byte"], true);
+    let wrong = format!("hex:{}00", &nonce[..62]);
+    let (code, out) = run(&[
+        "--tee", "nvidia", &report, "--certs", &chain, "--nonce", &wrong,
+    ]);
+    assert_eq!(
+        (code, out["code"].as_str()),
+        (Some(1), Some("nonce")),
+        "{out}"
+    );
+    let (code, out) = run(&[
+        "--tee",
+        "nvidia",
+        &report,
+        "--certs",
+        &v("nvidia/trustee/hopper_cert_chain_case3.txt"),
+    ]);
+    assert_eq!(
+        (code, out["code"].as_str()),
+        (Some(1), Some("chain")),
+        "{out}"
+    );
+    // Nitro: base64, raw CBOR and a certificate embedding, each at its time.
+    let b64 = v("nitro/evervault/valid-attestation-doc-base64");
+    let (code, out) = run(&["--tee", "nitro", &b64, "--at", "2023-09-18T15:03:31Z"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out["claims"]["debug"], true);
+    let (code, out) = run(&["--tee", "nitro", &b64]);
+    assert_eq!(
+        (code, out["code"].as_str()),
+        (Some(1), Some("chain")),
+        "{out}"
+    );
+    let (code, out) = run(&[
+        "--tee",
+        "nitro",
+        &v("nitro/evervault/valid-attestation-doc-bytes"),
+        "--at",
+        "2022-10-13T09:00:00Z",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        out["claims"]["pcr0"],
+        "f4d48b81a460c9916d1e685119074bf24660afd3e34fae9fca0a0d28d9d5599936332687e6f66fc890ac8cf150142d8b"
+    );
+    let (code, out) = run(&[
+        "--tee",
+        "nitro",
+        &v("nitro/evervault/non-debug-cert-containing-attestation-document-18-1-23-der.crt"),
+        "--at",
+        "2023-01-18T14:00:00Z",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out["claims"]["certificate_bound"], true);
+    // CCA: the synthetic token with its CPAK; a wrong challenge.
+    let token = v("cca/trustee/cca-example-token.cbor");
+    let cpak = v("cca/trustee/cpak-pub.json");
+    let (code, out) = run(&["--tee", "cca", &token, "--certs", &cpak]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out["claims"]["rim"]
+            .as_str()
+            .unwrap()
+            .starts_with("ae87fbf7")
+    );
+    let (code, out) = run(&[
+        "--tee", "cca", &token, "--certs", &cpak, "--nonce", "hex:00",
+    ]);
+    assert_eq!(
+        (code, out["code"].as_str()),
+        (Some(1), Some("nonce")),
+        "{out}"
+    );
+    let (code, _) = run(&["--tee", "cca", &token]);
+    assert_eq!(code, Some(2));
+}
+
+#[test]
 fn verify_real_vectors() {
     let Some(v) = vectors() else { return };
     let dir = tempfile::tempdir().unwrap();

@@ -116,6 +116,26 @@ impl KbsClient {
     where
         F: FnOnce(&str, &[u8; 48]) -> Result<Value, String>,
     {
+        self.attest_composite(tee, init_data, |_, _| Ok(String::new()), evidence)
+            .await
+    }
+
+    /// The full handshake with device (additional) evidence: `devices`
+    /// receives the nonce and the device binding digest
+    /// (`SHA-384(JCS({"nonce", "tee-pubkey"}))`) and returns the
+    /// `additional_evidence` string (`{"<tee>": evidence, …}` or `""`);
+    /// `evidence` then receives the primary digest, which covers that string.
+    pub async fn attest_composite<D, F>(
+        &self,
+        tee: &str,
+        init_data: Option<&crate::types::InitData>,
+        devices: D,
+        evidence: F,
+    ) -> Result<String, ClientError>
+    where
+        D: FnOnce(&str, &[u8; 48]) -> Result<String, String>,
+        F: FnOnce(&str, &[u8; 48]) -> Result<Value, String>,
+    {
         let c = self
             .post(
                 "auth",
@@ -128,14 +148,18 @@ impl KbsClient {
             .key
             .public_jwk()
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let digest = binding::primary_digest(&c.nonce, &jwk, "").map_err(ClientError::Protocol)?;
+        let device_digest =
+            binding::device_digest(&c.nonce, &jwk).map_err(ClientError::Protocol)?;
+        let additional = devices(&c.nonce, &device_digest).map_err(ClientError::Protocol)?;
+        let digest =
+            binding::primary_digest(&c.nonce, &jwk, &additional).map_err(ClientError::Protocol)?;
         let ev = evidence(&c.nonce, &digest).map_err(ClientError::Protocol)?;
         let t = self
             .post(
                 "attest",
                 &json!({"init-data": init_data,
                         "runtime-data": {"nonce": c.nonce, "tee-pubkey": jwk},
-                        "tee-evidence": {"primary_evidence": ev, "additional_evidence": ""}}),
+                        "tee-evidence": {"primary_evidence": ev, "additional_evidence": additional}}),
             )
             .await?;
         let t: AttestationToken =

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod derw;
+pub mod gpu;
 pub mod snp;
 pub mod tdx;
 
@@ -26,4 +27,29 @@ pub enum SimError {
     State { path: String, reason: String },
     #[error("cannot encode the report: {0}")]
     Encode(#[from] veil_evidence::ParseError),
+}
+
+/// Writes a private key file (mode 0600 on Unix).
+pub(crate) fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    opts.open(path)?.write_all(data)
+}
+
+/// A certificate as PEM text.
+pub fn pem(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or(""));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
 }

@@ -24,7 +24,7 @@ use veil_evidence::snp::{
 };
 
 use crate::derw::{bits, explicit, ia5, name, null, octets, oid, seq, time, uint};
-use crate::{SIMULATED_ORG, SimError};
+use crate::{SIMULATED_ORG, SimError, write_private};
 
 const PSS_SHA384_PARAMS: [u8; 59] = [
     0x30, 0x39, 0xa0, 0x0f, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
@@ -430,17 +430,6 @@ impl SimSnp {
     pub fn report(&self, p: &ReportParams) -> Result<AttestationReport, SimError> {
         self.sign(self.report_body(p)?)
     }
-}
-
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    opts.mode(0o600);
-    opts.open(path)?.write_all(data)
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use aws_lc_rs::signature::{
 use serde_json::{Value, json};
 
 use crate::derw::{bits, explicit, name, octets, oid, seq, time, tlv, uint};
-use crate::{SIMULATED_ORG, SimError};
+use crate::{SIMULATED_ORG, SimError, pem, write_private};
 
 const CA_NOT_BEFORE: i64 = 1_577_836_800; // 2020-01-01
 const CA_NOT_AFTER: i64 = 2_524_521_600; // 2049-12-31
@@ -177,18 +177,6 @@ fn sgx_extension() -> Vec<u8> {
         &seq(&[&oid(&format!("{base}.5")), &tlv(0x0a, &[0])]),
     ]);
     seq(&[&oid(base), &octets(&value)])
-}
-
-fn pem(der: &[u8]) -> String {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).unwrap_or(""));
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
 }
 
 fn rfc3339(t: i64) -> String {
@@ -480,17 +468,6 @@ impl SimTdx {
             "qe_identity": qe_identity,
         }))
     }
-}
-
-fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    opts.mode(0o600);
-    opts.open(path)?.write_all(data)
 }
 
 /// A small measured-boot event log (firmware, kernel, command line into

@@ -124,6 +124,8 @@ impl VerifiedNitroDoc {
             "timestamp_ms": d.timestamp_ms,
             "pcrs": pcrs,
             "pcr0": d.pcrs.get(&0).map(hex::encode),
+            // The enclave image measurement, for `nitro_measurement`.
+            "measurement": d.pcrs.get(&0).map(hex::encode),
             "debug": self.debug,
             "public_key": hexo(&d.public_key),
             "user_data": hexo(&d.user_data),

@@ -1,5 +1,7 @@
 //! The KBS protocol endpoints: `/auth`, `/attest`, `GET /resource/...`.
 
+use std::collections::BTreeMap;
+
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use axum::Json;
 use axum::body::Bytes;
@@ -300,15 +302,6 @@ pub(crate) async fn attest(
             return Err(ApiError::AttestationFailed(r.detail));
         }
     };
-    if !att.tee_evidence.additional_evidence.is_empty() {
-        b.metrics
-            .attestations
-            .with_label_values(&[tee.as_str(), "rejected"])
-            .inc();
-        return Err(ApiError::AttestationFailed(
-            "additional (device) evidence is not supported by this broker yet".into(),
-        ));
-    }
     claims["runtime_data_claims"] = json!({
         "nonce": nonce,
         "tee-pubkey": att.runtime_data.tee_pubkey,
@@ -330,12 +323,22 @@ pub(crate) async fn attest(
             tracing::error!(error = %e, "attestation policy failed");
             ApiError::Internal
         })?;
-    let submods = [Submod {
+    let mut submods = vec![Submod {
         name: "cpu0".into(),
         vector,
         policy_id: DEFAULT_CPU_POLICY_ID.into(),
         attester_claims: claims,
     }];
+    submods.extend(
+        device_submods(
+            &b,
+            &nonce,
+            &att.runtime_data.tee_pubkey,
+            &att.tee_evidence.additional_evidence,
+            &reference,
+        )
+        .await?,
+    );
     let ear = ear_claims(
         &submods,
         &nonce,
@@ -347,6 +350,13 @@ pub(crate) async fn attest(
         .as_str()
         .unwrap_or("none")
         .to_string();
+    for s in submods.iter().skip(1) {
+        let tee = s.attester_claims["tee"].as_str().unwrap_or("device");
+        let st = ear["submods"][&s.name]["ear_status"]
+            .as_str()
+            .unwrap_or("none");
+        b.metrics.attestations.with_label_values(&[tee, st]).inc();
+    }
     b.metrics
         .attestations
         .with_label_values(&[tee.as_str(), status.as_str()])
@@ -379,6 +389,90 @@ pub(crate) async fn attest(
     let mut resp = Json(AttestationToken { token }).into_response();
     resp.headers_mut().insert(SET_COOKIE, set_cookie(&b, &id)?);
     Ok(resp)
+}
+
+/// The id of the default device (GPU) attestation policy.
+const DEFAULT_GPU_POLICY_ID: &str = "default_gpu";
+
+/// Appraises the CoCo `additional_evidence` (`{"<device tee>": evidence}`):
+/// each device is verified against the device runtime digest and becomes a
+/// submod of its class (`gpu0`, `gpu1`, …) appraised by the device policy.
+/// A device whose evidence fails verification is still reported, as a
+/// contraindicated submod with the reason, so that policy (which by
+/// default requires every submod to be affirming) refuses releases.
+async fn device_submods(
+    b: &Broker,
+    nonce: &str,
+    tee_pubkey: &Value,
+    additional: &str,
+    reference: &Value,
+) -> Result<Vec<Submod>, ApiError> {
+    if additional.is_empty() {
+        return Ok(Vec::new());
+    }
+    let map: serde_json::Map<String, Value> = serde_json::from_str(additional).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "additional_evidence is not a JSON object of device evidence: {e}"
+        ))
+    })?;
+    let digest = binding::device_digest(nonce, tee_pubkey)
+        .map_err(|e| ApiError::BadRequest(format!("runtime-data: {e}")))?;
+    let policy = policy(
+        b,
+        &format!("attestation-policy/{DEFAULT_GPU_POLICY_ID}"),
+        DEFAULT_ATTESTATION_POLICY,
+    )
+    .await?;
+    let mut counters: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (tee, evidence) in &map {
+        let verifier = b.registry.device(tee).ok_or_else(|| {
+            ApiError::AttestationFailed(format!(
+                "additional evidence for {tee:?}: this broker verifies device evidence from: nvidia"
+            ))
+        })?;
+        let results = verifier
+            .verify(evidence, &digest, UnixTime::now())
+            .await
+            .map_err(|r| {
+                tracing::warn!(tee, reason = %r.log, "device evidence rejected");
+                ApiError::AttestationFailed(r.detail)
+            })?;
+        for result in results {
+            let n = counters.entry(verifier.class()).or_insert(0);
+            let name = format!("{}{n}", verifier.class());
+            *n += 1;
+            let (vector, claims) = match result {
+                Ok(claims) => {
+                    let vector = policy
+                        .trust_vector(&json!({"tee": tee, "claims": claims}), reference)
+                        .map_err(|e| {
+                            tracing::error!(error = %e, "device attestation policy failed");
+                            ApiError::Internal
+                        })?;
+                    (vector, claims)
+                }
+                Err(r) => {
+                    tracing::warn!(tee, submod = name, reason = %r.log, "device evidence rejected");
+                    let mut vector = serde_json::Map::new();
+                    for key in ["instance-identity", "hardware"] {
+                        vector.insert(key.into(), json!(97));
+                    }
+                    (
+                        vector,
+                        json!({"tee": tee, "verified": false, "error": r.detail}),
+                    )
+                }
+            };
+            out.push(Submod {
+                name,
+                vector,
+                policy_id: DEFAULT_GPU_POLICY_ID.into(),
+                attester_claims: claims,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// `GET /kbs/v0/resource/<repo>/<type>/<tag>`.

@@ -1,0 +1,223 @@
+//! CPU + GPU evidence gating one secret, with the real binaries: an agent on
+//! the simulated SNP TEE with a simulated H100 attests once with composite
+//! evidence; the broker appraises `cpu0` and `gpu0`; a resource policy that
+//! requires both releases the secret only when both are affirming — not to
+//! a CPU-only guest, not when the GPU is untrusted.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use base64::Engine as _;
+use common::{p, spawn_agent, spawn_dev_broker, veil};
+
+fn ear(token: &serde_json::Value) -> serde_json::Value {
+    let payload = token["token"].as_str().unwrap().split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+async fn get(url: String) -> (u16, Vec<u8>) {
+    let r = reqwest::get(url).await.unwrap();
+    (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test]
+async fn secret_released_only_when_cpu_and_gpu_are_affirming() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sim = d.join("sim");
+    veil(&[
+        "sim",
+        "snp",
+        "--state-dir",
+        p(&sim),
+        "--out",
+        p(&d.join("ev.json")),
+        "--certs-dir",
+        p(&d.join("certs")),
+    ]);
+    veil(&[
+        "sim",
+        "gpu",
+        "--state-dir",
+        p(&sim),
+        "--root-out",
+        p(&d.join("gpu-root.pem")),
+    ]);
+    veil(&["admin", "keygen", "--out", p(d)]);
+    let ark = d.join("certs/ark.pem");
+    let broker = spawn_dev_broker(
+        d,
+        &[
+            "--dangerous-trust-simulated-tee",
+            p(&ark),
+            "--dangerous-trust-simulated-gpu",
+            p(&d.join("gpu-root.pem")),
+        ],
+    );
+    let url = format!("http://{}", broker.addr);
+    let key = d.join("admin.key");
+    let secret = d.join("secret");
+    std::fs::write(&secret, b"model weights key").unwrap();
+    veil(&[
+        "admin",
+        "set-resource",
+        "default/gpu/model-key",
+        "--file",
+        p(&secret),
+        "--url",
+        &url,
+        "--key",
+        p(&key),
+    ]);
+    // Releases under default/gpu/* need both a CPU and a GPU submod, all
+    // affirming; other paths keep the default rule.
+    let policy = d.join("policy.rego");
+    std::fs::write(
+        &policy,
+        r#"package policy
+import rego.v1
+default allow := false
+all_affirming if {
+	every _, s in input.submods { s.ear_status == "affirming" }
+}
+allow if {
+	data["resource-path"][0] == "default"
+	data["resource-path"][1] == "gpu"
+	input.submods.cpu0.ear_status == "affirming"
+	input.submods.gpu0.ear_status == "affirming"
+	all_affirming
+}
+allow if {
+	data["resource-path"][1] != "gpu"
+	count(input.submods) > 0
+	all_affirming
+}
+"#,
+    )
+    .unwrap();
+    veil(&[
+        "admin",
+        "set-policy",
+        "--url",
+        &url,
+        "--key",
+        p(&key),
+        "--kind",
+        "resource",
+        p(&policy),
+    ]);
+
+    // CPU + trusted GPU: released, one attestation, both submods affirming.
+    let agent = spawn_agent(&url, "sim-snp", &["--sim-state", p(&sim), "--sim-gpu"]);
+    let api = format!("http://{}", agent.addr);
+    let (status, body) = get(format!("{api}/cdh/resource/default/gpu/model-key")).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(body, b"model weights key");
+    let token: serde_json::Value = reqwest::get(format!("{api}/aa/token?token_type=kbs"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let claims = ear(&token);
+    assert_eq!(claims["submods"]["cpu0"]["ear_status"], "affirming");
+    let gpu = &claims["submods"]["gpu0"];
+    assert_eq!(gpu["ear_status"], "affirming", "{gpu}");
+    assert_eq!(gpu["ear_attester_claims"]["tee"], "nvidia");
+    assert_eq!(
+        gpu["ear_attester_claims"]["driver_version"],
+        veil_sim::gpu::DRIVER_VERSION
+    );
+    assert_eq!(gpu["ear_appraisal_policy_ids"][0], "default_gpu");
+    drop(agent);
+
+    // CPU only: the token has no gpu0, the GPU secret is refused.
+    let cpu_only = spawn_agent(&url, "sim-snp", &["--sim-state", p(&sim)]);
+    let (status, _) = get(format!(
+        "http://{}/cdh/resource/default/gpu/model-key",
+        cpu_only.addr
+    ))
+    .await;
+    assert_eq!(status, 403);
+    drop(cpu_only);
+
+    // A registered driver version that the GPU does not run: gpu0 is
+    // contraindicated by the appraisal policy and the secret is refused.
+    let out = veil(&[
+        "admin",
+        "set-reference-value",
+        "--url",
+        &url,
+        "--key",
+        p(&key),
+        "--name",
+        "nvidia_driver_version",
+        "--value",
+        "999.99.99",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let old_driver = spawn_agent(&url, "sim-snp", &["--sim-state", p(&sim), "--sim-gpu"]);
+    let oapi = format!("http://{}", old_driver.addr);
+    let (status, _) = get(format!("{oapi}/cdh/resource/default/gpu/model-key")).await;
+    assert_eq!(status, 403);
+    let token: serde_json::Value = reqwest::get(format!("{oapi}/aa/token?token_type=kbs"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let claims = ear(&token);
+    assert_eq!(claims["submods"]["cpu0"]["ear_status"], "affirming");
+    assert_eq!(claims["submods"]["gpu0"]["ear_status"], "contraindicated");
+    drop(old_driver);
+
+    // A broker that does not trust the simulated GPU: gpu0 fails
+    // verification, is reported contraindicated, and nothing is released
+    // (the default resource policy wants every submod affirming).
+    let d2 = d.join("b2");
+    std::fs::create_dir_all(&d2).unwrap();
+    std::fs::copy(d.join("admin.pub"), d2.join("admin.pub")).unwrap();
+    let broker2 = spawn_dev_broker(&d2, &["--dangerous-trust-simulated-tee", p(&ark)]);
+    let url2 = format!("http://{}", broker2.addr);
+    veil(&[
+        "admin",
+        "set-resource",
+        "default/key/1",
+        "--file",
+        p(&secret),
+        "--url",
+        &url2,
+        "--key",
+        p(&key),
+    ]);
+    let untrusted = spawn_agent(&url2, "sim-snp", &["--sim-state", p(&sim), "--sim-gpu"]);
+    let uapi = format!("http://{}", untrusted.addr);
+    let (status, _) = get(format!("{uapi}/cdh/resource/default/key/1")).await;
+    assert_eq!(status, 403);
+    let token: serde_json::Value = reqwest::get(format!("{uapi}/aa/token?token_type=kbs"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let claims = ear(&token);
+    assert_eq!(claims["submods"]["gpu0"]["ear_status"], "contraindicated");
+    let why = claims["submods"]["gpu0"]["ear_attester_claims"]["error"]
+        .as_str()
+        .unwrap();
+    assert!(why.contains("chain"), "{why}");
+    // The same guest without its GPU gets the secret from that broker.
+    let cpu_only2 = spawn_agent(&url2, "sim-snp", &["--sim-state", p(&sim)]);
+    let (status, body) = get(format!(
+        "http://{}/cdh/resource/default/key/1",
+        cpu_only2.addr
+    ))
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body, b"model weights key");
+}

@@ -1,0 +1,289 @@
+//! The simulated NVIDIA GPU.
+//!
+//! A PKI that mirrors NVIDIA's device identity hierarchy — a root CA, a
+//! device identity intermediate and a per-device signing certificate whose
+//! 2.23.133.5.4.1 extension carries the firmware ID (FWID), all ECDSA P-384
+//! — and SPDM 1.1 GET_MEASUREMENTS request/response pairs signed by the
+//! device key, with NVIDIA's OpaqueData (driver and VBIOS versions, FWID),
+//! in the CoCo `nvidia` evidence shape.
+//!
+//! Every certificate names the organisation [`crate::SIMULATED_ORG`]; a
+//! verifier trusts the simulated root only through a `dangerous` option.
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    ECDSA_P384_SHA384_ASN1_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
+};
+use base64::Engine as _;
+use veil_evidence::nvidia::{DeviceEvidence, MeasurementBlock, NvidiaEvidence, OpaqueItem};
+
+use crate::derw::{bits, explicit, name, octets, oid, seq, time, uint};
+use crate::{SIMULATED_ORG, SimError, pem, write_private};
+
+const NOT_BEFORE: i64 = 1_577_836_800; // 2020-01-01
+const NOT_AFTER: i64 = 2_524_521_600; // 2049-12-31
+/// The driver version the simulated GPU reports.
+pub const DRIVER_VERSION: &str = "550.90.07";
+/// The VBIOS version the simulated GPU reports (as NVIDIA's verifier
+/// prints it).
+pub const VBIOS_VERSION: &str = "96.00.9f.00.01";
+const VBIOS_BYTES: [u8; 8] = [0x00, 0x9f, 0x00, 0x96, 0x01, 0, 0, 0];
+/// How many measurement blocks the simulated GPU reports.
+pub const BLOCKS: u8 = 8;
+
+/// The simulated device's measurement of block `index` (deterministic).
+pub fn measurement(index: u8) -> [u8; 48] {
+    let d = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA384,
+        format!("veil simulated GPU measurement {index}").as_bytes(),
+    );
+    let mut out = [0u8; 48];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// A simulated GPU and its PKI.
+#[derive(Debug)]
+pub struct SimGpu {
+    root_key: EcdsaKeyPair,
+    ica_key: EcdsaKeyPair,
+    device_key: EcdsaKeyPair,
+    root_der: Vec<u8>,
+    ica_der: Vec<u8>,
+    device_der: Vec<u8>,
+    fwid: [u8; 48],
+}
+
+fn crypto<T, E>(r: Result<T, E>, what: &'static str) -> Result<T, SimError> {
+    r.map_err(|_| SimError::Crypto(what))
+}
+
+fn p384() -> Result<EcdsaKeyPair, SimError> {
+    crypto(
+        EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING),
+        "P-384 keygen",
+    )
+}
+
+fn alg() -> Vec<u8> {
+    seq(&[&oid("1.2.840.10045.4.3.3")])
+}
+
+fn spki(key: &EcdsaKeyPair) -> Vec<u8> {
+    seq(&[
+        &seq(&[&oid("1.2.840.10045.2.1"), &oid("1.3.132.0.34")]),
+        &bits(key.public_key().as_ref()),
+    ])
+}
+
+fn dn(cn: &str) -> Vec<u8> {
+    name(&[
+        ("2.5.4.3", cn),
+        ("2.5.4.10", SIMULATED_ORG),
+        ("2.5.4.6", "US"),
+    ])
+}
+
+fn cert(
+    serial: u8,
+    issuer_cn: &str,
+    subject_cn: &str,
+    subject: &EcdsaKeyPair,
+    issuer: &EcdsaKeyPair,
+    extensions: &[Vec<u8>],
+) -> Result<Vec<u8>, SimError> {
+    let refs: Vec<&[u8]> = extensions.iter().map(Vec::as_slice).collect();
+    let tbs = seq(&[
+        &explicit(0, &uint(&[2])),
+        &uint(&[serial]),
+        &alg(),
+        &dn(issuer_cn),
+        &seq(&[&time(NOT_BEFORE), &time(NOT_AFTER)]),
+        &dn(subject_cn),
+        &spki(subject),
+        &explicit(3, &seq(&refs)),
+    ]);
+    let pkcs8 = crypto(issuer.to_pkcs8v1(), "key export")?;
+    let asn1 = crypto(
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_ASN1_SIGNING, pkcs8.as_ref()),
+        "key import",
+    )?;
+    let sig = crypto(asn1.sign(&SystemRandom::new(), &tbs), "ECDSA sign")?;
+    Ok(seq(&[&tbs, &alg(), &bits(sig.as_ref())]))
+}
+
+fn basic_ca() -> Vec<u8> {
+    seq(&[
+        &oid("2.5.29.19"),
+        &[0x01, 0x01, 0xff],
+        &octets(&seq(&[&[0x01, 0x01, 0xff]])),
+    ])
+}
+
+/// The device extension in NVIDIA's layout: version, device key, FWID.
+fn fwid_extension(device: &EcdsaKeyPair, fwid: &[u8; 48]) -> Vec<u8> {
+    let value = seq(&[
+        &uint(&[1]),
+        &spki(device),
+        &seq(&[&oid("2.16.840.1.101.3.4.2.2"), &octets(fwid)]),
+    ]);
+    seq(&[&oid("2.23.133.5.4.1"), &octets(&value)])
+}
+
+impl SimGpu {
+    /// A fresh simulated GPU with its own root.
+    pub fn generate() -> Result<Self, SimError> {
+        let (root_key, ica_key, device_key) = (p384()?, p384()?, p384()?);
+        let fwid = measurement(0xff);
+        Self::assemble(root_key, ica_key, device_key, fwid)
+    }
+
+    fn assemble(
+        root_key: EcdsaKeyPair,
+        ica_key: EcdsaKeyPair,
+        device_key: EcdsaKeyPair,
+        fwid: [u8; 48],
+    ) -> Result<Self, SimError> {
+        let root_der = cert(
+            1,
+            "NVIDIA Device Identity CA",
+            "NVIDIA Device Identity CA",
+            &root_key,
+            &root_key,
+            &[basic_ca()],
+        )?;
+        let ica_der = cert(
+            2,
+            "NVIDIA Device Identity CA",
+            "GH100 Identity",
+            &ica_key,
+            &root_key,
+            &[basic_ca()],
+        )?;
+        let device_der = cert(
+            3,
+            "GH100 Identity",
+            "GH100 A01 FSP BROM",
+            &device_key,
+            &ica_key,
+            &[fwid_extension(&device_key, &fwid)],
+        )?;
+        Ok(SimGpu {
+            root_key,
+            ica_key,
+            device_key,
+            root_der,
+            ica_der,
+            device_der,
+            fwid,
+        })
+    }
+
+    /// Loads the GPU kept in `dir/gpu` (keys as PKCS#8, mode 0600), or
+    /// creates one there, so that an agent and a broker told to trust the
+    /// simulated root share one device.
+    pub fn load_or_create(dir: &std::path::Path) -> Result<Self, SimError> {
+        let base = dir.join("gpu");
+        let state = |reason: String| SimError::State {
+            path: base.display().to_string(),
+            reason,
+        };
+        let files: Vec<_> = ["root", "ica", "device"]
+            .iter()
+            .map(|n| base.join(format!("{n}.pk8")))
+            .collect();
+        let root_file = base.join("root.der");
+        if files.iter().all(|f| f.exists()) && root_file.exists() {
+            let key = |p: &std::path::Path| -> Result<EcdsaKeyPair, SimError> {
+                let der = std::fs::read(p).map_err(|e| state(e.to_string()))?;
+                crypto(
+                    EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &der),
+                    "key import",
+                )
+            };
+            let [root, ica, device] = [&files[0], &files[1], &files[2]];
+            let mut sim = Self::assemble(key(root)?, key(ica)?, key(device)?, measurement(0xff))?;
+            // Certificates are re-signed on load (ECDSA is randomised); the
+            // root a broker was told to trust is the file written at
+            // creation, whose key and name are the same.
+            sim.root_der = std::fs::read(&root_file).map_err(|e| state(e.to_string()))?;
+            return Ok(sim);
+        }
+        let sim = Self::generate()?;
+        std::fs::create_dir_all(&base).map_err(|e| state(e.to_string()))?;
+        for (k, f) in [&sim.root_key, &sim.ica_key, &sim.device_key]
+            .iter()
+            .zip(&files)
+        {
+            let der = crypto(k.to_pkcs8v1(), "key export")?;
+            write_private(f, der.as_ref()).map_err(|e| state(e.to_string()))?;
+        }
+        std::fs::write(&root_file, &sim.root_der).map_err(|e| state(e.to_string()))?;
+        Ok(sim)
+    }
+
+    /// The simulated root (DER): what a verifier must be told to trust.
+    pub fn root_der(&self) -> &[u8] {
+        &self.root_der
+    }
+
+    /// The device certificate chain, leaf first, as PEM (the driver's
+    /// layout).
+    pub fn chain_pem(&self) -> String {
+        [&self.device_der, &self.ica_der, &self.root_der]
+            .iter()
+            .map(|d| pem(d))
+            .collect()
+    }
+
+    /// A signed report: the GET_MEASUREMENTS request with `nonce` and the
+    /// MEASUREMENTS response with every block, signed by the device key.
+    pub fn report(&self, nonce: &[u8; 32]) -> Result<Vec<u8>, SimError> {
+        let blocks: Vec<MeasurementBlock> = (1..=BLOCKS)
+            .map(|i| MeasurementBlock {
+                index: i,
+                value_type: 0x01,
+                value: measurement(i).to_vec(),
+            })
+            .collect();
+        let mut driver = DRIVER_VERSION.as_bytes().to_vec();
+        driver.push(0);
+        let opaque = vec![
+            OpaqueItem {
+                kind: veil_evidence::nvidia::OPAQUE_DRIVER_VERSION,
+                data: driver,
+            },
+            OpaqueItem {
+                kind: veil_evidence::nvidia::OPAQUE_VBIOS_VERSION,
+                data: VBIOS_BYTES.to_vec(),
+            },
+            OpaqueItem {
+                kind: veil_evidence::nvidia::OPAQUE_FWID,
+                data: self.fwid.to_vec(),
+            },
+        ];
+        let mut responder_nonce = [0u8; 32];
+        crypto(aws_lc_rs::rand::fill(&mut responder_nonce), "random nonce")?;
+        let mut report =
+            veil_evidence::nvidia::encode_unsigned(nonce, &blocks, &responder_nonce, &opaque)?;
+        let sig = crypto(
+            self.device_key.sign(&SystemRandom::new(), &report),
+            "ECDSA sign",
+        )?;
+        report.extend_from_slice(sig.as_ref());
+        Ok(report)
+    }
+
+    /// CoCo `nvidia` evidence for one simulated H100 bound to `nonce`.
+    pub fn evidence(&self, nonce: &[u8; 32]) -> Result<NvidiaEvidence, SimError> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        Ok(NvidiaEvidence {
+            device_evidence_list: vec![DeviceEvidence {
+                arch: "HOPPER".into(),
+                uuid: format!("GPU-{}", hex::encode(&self.fwid[..8])),
+                evidence: b64.encode(self.report(nonce)?),
+                certificate: b64.encode(self.chain_pem()),
+            }],
+        })
+    }
+}
