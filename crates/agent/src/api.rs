@@ -149,6 +149,7 @@ async fn evidence(State(a): State<S>, Query(q): Query<HashMap<String, String>>) 
 async fn info(State(a): State<S>) -> Response {
     Json(json!({
         "tee": a.kbs.tee(),
+        "additional_tees": a.kbs.device_tees(),
         "broker": a.kbs.url(),
         "attestations": a.kbs.attestations(),
         "version": env!("CARGO_PKG_VERSION"),

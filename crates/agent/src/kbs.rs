@@ -110,6 +110,11 @@ impl TokenCache {
         self.attester.tee()
     }
 
+    /// The device (additional evidence) names, e.g. `["nvidia"]`.
+    pub fn device_tees(&self) -> Vec<&'static str> {
+        self.devices.iter().map(|d| d.tee()).collect()
+    }
+
     /// The broker URL.
     pub fn url(&self) -> &str {
         &self.cfg.url

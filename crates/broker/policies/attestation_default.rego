@@ -134,9 +134,29 @@ pcr_value(index) := input.claims.pcrs[index] if input.tee == "nitro"
 
 pcr_value(index) := input.claims.tpm.pcrs.sha256[index] if input.tee != "nitro"
 
+# GPUs: every measurement block with registered values
+# (`nvidia_measurement<N>`, e.g. from NVIDIA's reference integrity
+# manifests) must equal one of them.
+gpu_measurements_ok if input.tee != "nvidia"
+
+gpu_measurements_ok if {
+	input.tee == "nvidia"
+	every name, values in data.reference {
+		gpu_measurement_matches(name, values)
+	}
+}
+
+gpu_measurement_matches(name, _) if not startswith(name, "nvidia_measurement")
+
+gpu_measurement_matches(name, values) if {
+	startswith(name, "nvidia_measurement")
+	input.claims.measurements[trim_prefix(name, "nvidia_measurement")] in values
+}
+
 executables := 2 if {
 	measurement_ok
 	pcrs_ok
+	gpu_measurements_ok
 }
 
 # Instance identity: the report is signed by a key bound to the platform.

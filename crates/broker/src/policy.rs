@@ -132,6 +132,74 @@ mod tests {
     }
 
     #[test]
+    fn nitro_cca_and_gpu_appraisal() {
+        let p = Policy::compile("default_cpu", DEFAULT_ATTESTATION_POLICY).unwrap();
+        let status = |input: Value, rv: Value| {
+            let v = p.trust_vector(&input, &rv).unwrap();
+            crate::token::ear_status(&v).to_string()
+        };
+        // Nitro: debug enclaves are contraindicated; PCRs and the image
+        // measurement (PCR0) against registered values.
+        let nitro = |debug: bool| json!({"tee":"nitro","claims":{"debug":debug,"measurement":"aa","pcrs":{"0":"aa","8":"cc"}}});
+        assert_eq!(status(nitro(false), json!({})), "affirming");
+        assert_eq!(status(nitro(true), json!({})), "contraindicated");
+        assert_eq!(
+            status(nitro(false), json!({"nitro_pcr8": ["cc"]})),
+            "affirming"
+        );
+        assert_eq!(
+            status(nitro(false), json!({"nitro_pcr8": ["dd"]})),
+            "contraindicated"
+        );
+        assert_eq!(
+            status(nitro(false), json!({"nitro_measurement": ["bb"]})),
+            "contraindicated"
+        );
+        // CCA: only a secured lifecycle state; the RIM as the measurement.
+        let cca = |secured: bool| json!({"tee":"cca","claims":{"platform_secured":secured,"measurement":"aa"}});
+        assert_eq!(status(cca(true), json!({})), "affirming");
+        assert_eq!(status(cca(false), json!({})), "contraindicated");
+        assert_eq!(
+            status(cca(true), json!({"cca_measurement": ["bb"]})),
+            "contraindicated"
+        );
+        // GPUs: driver/VBIOS versions and measurement blocks when registered;
+        // GPU reference values never affect CPU appraisal.
+        let gpu = json!({"tee":"nvidia","claims":{"driver_version":"550.90.07",
+            "vbios_version":"96.00.9f.00.01","measurements":{"1":"aa","2":"bb"}}});
+        assert_eq!(status(gpu.clone(), json!({})), "affirming");
+        assert_eq!(
+            status(
+                gpu.clone(),
+                json!({"nvidia_driver_version": ["550.90.07"], "nvidia_measurement2": ["bb"]})
+            ),
+            "affirming"
+        );
+        assert_eq!(
+            status(
+                gpu.clone(),
+                json!({"nvidia_vbios_version": ["96.00.74.00.1a"]})
+            ),
+            "contraindicated"
+        );
+        assert_eq!(
+            status(gpu.clone(), json!({"nvidia_measurement1": ["bb"]})),
+            "contraindicated"
+        );
+        assert_eq!(
+            status(gpu, json!({"nvidia_measurement7": ["bb"]})),
+            "contraindicated"
+        );
+        assert_eq!(
+            status(
+                snp_input(false, "aa"),
+                json!({"nvidia_measurement1": ["bb"], "nvidia_driver_version": ["1"]})
+            ),
+            "affirming"
+        );
+    }
+
+    #[test]
     fn tdx_tcb_status() {
         let p = Policy::compile("default_cpu", DEFAULT_ATTESTATION_POLICY).unwrap();
         let input = |status: &str| json!({"tee":"tdx","claims":{"debug":false,"measurement":"aa","tcb_status":status}});

@@ -952,6 +952,101 @@ mod tests {
         assert!(!e.detail.contains("nonce_mismatch"), "{}", e.detail);
     }
 
+    /// Nitro documents through the broker: chain and signature at the
+    /// document's time, then the nonce must be the report data; expired
+    /// leaves and init-data are refused.
+    #[tokio::test]
+    async fn nitro_binds_the_report_data() {
+        let Some(dir) = veil_testkit::vectors() else {
+            return;
+        };
+        let r = registry(&Config::default());
+        let v = r.get("nitro").unwrap();
+        let b64 = String::from_utf8(veil_testkit::read(
+            &dir,
+            "nitro/evervault/valid-attestation-doc-base64",
+        ))
+        .unwrap();
+        let ev = json!({"attestation_document": b64.trim()});
+        let at = UnixTime::parse("2023-09-18T15:03:31Z").unwrap();
+        let e = v.verify(&ev, &[0u8; 64], None, at).await.unwrap_err();
+        assert!(
+            e.detail.contains("report data does not bind"),
+            "{}",
+            e.detail
+        );
+        let e = v
+            .verify(&ev, &[0u8; 64], None, UnixTime::now())
+            .await
+            .unwrap_err();
+        assert!(e.detail.contains("(chain)"), "{}", e.detail);
+        let init = InitDataDigest {
+            algorithm: "sha384".into(),
+            digest: vec![0; 48],
+        };
+        let e = v
+            .verify(&ev, &[0u8; 64], Some(&init), at)
+            .await
+            .unwrap_err();
+        assert!(e.detail.contains("init-data"), "{}", e.detail);
+    }
+
+    /// CCA tokens through the broker: refused without a CPAK; with one,
+    /// the realm challenge must be the report data and init-data the
+    /// personalization value.
+    #[tokio::test]
+    async fn cca_needs_a_cpak_and_binds_the_challenge() {
+        let Some(dir) = veil_testkit::vectors() else {
+            return;
+        };
+        let token = veil_testkit::read(&dir, "cca/trustee/cca-example-token.cbor");
+        let ev = json!({ "token": token });
+        let parsed = veil_evidence::cca::CcaToken::parse(&token).unwrap();
+        let mut rd = [0u8; 64];
+        rd.copy_from_slice(&parsed.realm_claims.challenge);
+        let none = registry(&Config::default());
+        let e = none
+            .get("cca")
+            .unwrap()
+            .verify(&ev, &rd, None, UnixTime::now())
+            .await
+            .unwrap_err();
+        assert!(e.detail.contains("cca_cpaks"), "{}", e.detail);
+        let mut cfg = Config::default();
+        cfg.endorsements.cca_cpaks = vec![dir.join("cca/trustee/tastore.json")];
+        let r = registry(&cfg);
+        let v = r.get("cca").unwrap();
+        let claims = v.verify(&ev, &rd, None, UnixTime::now()).await.unwrap();
+        assert_eq!(claims["tee"], "cca");
+        assert_eq!(claims["measurement"], claims["rim"]);
+        let rpv = InitDataDigest {
+            algorithm: "sha512".into(),
+            digest: parsed.realm_claims.personalization_value.clone(),
+        };
+        v.verify(&ev, &rd, Some(&rpv), UnixTime::now())
+            .await
+            .unwrap();
+        let other = InitDataDigest {
+            algorithm: "sha512".into(),
+            digest: vec![1; 64],
+        };
+        let e = v
+            .verify(&ev, &rd, Some(&other), UnixTime::now())
+            .await
+            .unwrap_err();
+        assert!(e.detail.contains("personalization"), "{}", e.detail);
+        rd[0] ^= 1;
+        let e = v.verify(&ev, &rd, None, UnixTime::now()).await.unwrap_err();
+        assert!(
+            e.detail.contains("report data does not bind"),
+            "{}",
+            e.detail
+        );
+        // GPUs are device evidence only, never a primary TEE.
+        assert!(r.get("nvidia").is_none());
+        assert!(r.device("nvidia").is_some());
+    }
+
     /// A plain TPM quote: refused until its AK is allow-listed, and then
     /// only with its qualifying data as the report data.
     #[tokio::test]

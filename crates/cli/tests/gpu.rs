@@ -134,6 +134,14 @@ allow if {
         veil_sim::gpu::DRIVER_VERSION
     );
     assert_eq!(gpu["ear_appraisal_policy_ids"][0], "default_gpu");
+    let info: serde_json::Value = reqwest::get(format!("{api}/info"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["additional_tees"][0], "nvidia");
+    assert_eq!(info["attestations"], 1);
     drop(agent);
 
     // CPU only: the token has no gpu0, the GPU secret is refused.
