@@ -65,12 +65,20 @@ tcb_ok if {
 }
 
 # NVIDIA GPUs: the driver and VBIOS versions must be registered ones
-# (`nvidia_driver_version`, `nvidia_vbios_version`) when any are.
+# (`nvidia_driver_version`, `nvidia_vbios_version`) when any are; with a
+# `nvidia_require_ocsp` reference value registered, every certificate of
+# the GPU's chain must have been confirmed good by OCSP (a revoked one is
+# rejected by the verifier in any case).
 tcb_ok if {
 	input.tee == "nvidia"
 	version_ok("driver_version")
 	version_ok("vbios_version")
+	ocsp_ok
 }
+
+ocsp_ok if not data.reference.nvidia_require_ocsp
+
+ocsp_ok if input.claims.ocsp.status == "good"
 
 version_ok(name) if not data.reference[sprintf("nvidia_%s", [name])]
 

@@ -116,6 +116,11 @@ pub struct EndorsementsConfig {
     /// "implementation-id": hex, "instance-id": hex}`). With none, `cca`
     /// evidence is refused.
     pub cca_cpaks: Vec<PathBuf>,
+    /// NVIDIA's OCSP responder (e.g. `https://ocsp.ndis.nvidia.com/`):
+    /// when set, every GPU certificate is checked; a revoked one rejects
+    /// the GPU, an unreachable responder is reported in the claims
+    /// (`ocsp.status = "unavailable"`) for policy to decide.
+    pub nvidia_ocsp_url: Option<String>,
 }
 
 impl Default for EndorsementsConfig {
@@ -130,6 +135,7 @@ impl Default for EndorsementsConfig {
             tpm_ak_certs: Vec::new(),
             tpm_trusted_aks: Vec::new(),
             cca_cpaks: Vec::new(),
+            nvidia_ocsp_url: None,
         }
     }
 }

@@ -200,7 +200,20 @@ impl Registry {
             gpu_roots.push(veil_verifier::x509::Cert::parse(&der).map_err(|e| e.to_string())?);
         }
         let mut devices: BTreeMap<&'static str, Arc<dyn DeviceVerifier>> = BTreeMap::new();
-        devices.insert("nvidia", Arc::new(NvidiaDevices { roots: gpu_roots }));
+        let ocsp = match &cfg.endorsements.nvidia_ocsp_url {
+            Some(url) => Some(
+                veil_endorsements::ocsp::OcspClient::new(url, std::time::Duration::from_secs(5))
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => None,
+        };
+        devices.insert(
+            "nvidia",
+            Arc::new(NvidiaDevices {
+                roots: gpu_roots,
+                ocsp,
+            }),
+        );
         if cfg.dangerous_accept_sample_evidence {
             tracing::warn!(
                 "DANGEROUS: accepting unsigned `sample` evidence (dangerous_accept_sample_evidence)"
@@ -633,6 +646,73 @@ pub trait DeviceVerifier: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 struct NvidiaDevices {
     roots: Vec<veil_verifier::x509::Cert>,
+    /// NVIDIA's OCSP responder and a client for it, when configured.
+    ocsp: Option<veil_endorsements::ocsp::OcspClient>,
+}
+
+/// Asks the OCSP responder about every certificate of a verified
+/// GPU chain (each against its issuer; the last against the root it chains
+/// to), each request with a fresh nonce. Returns the `ocsp` claim: `status`
+/// `good` when every answer is good, `unavailable` (with the reason) when
+/// the responder cannot be reached or an answer is unusable — reported, for
+/// policy to decide — and `Err` when a certificate is revoked.
+pub async fn check_gpu_ocsp(
+    client: &veil_endorsements::ocsp::OcspClient,
+    chain: &[veil_verifier::x509::Cert],
+    roots: &[veil_verifier::x509::Cert],
+    at: UnixTime,
+) -> Result<Value, String> {
+    use veil_verifier::ocsp::{Revocation, cert_id, check_response};
+    let backend = &veil_verifier::crypto::AWS_LC;
+    let mut pairs: Vec<(&veil_verifier::x509::Cert, &veil_verifier::x509::Cert)> =
+        chain.iter().zip(chain.iter().skip(1)).collect();
+    if let Some(last) = chain.last()
+        && !last.is_self_issued()
+        && let Some(root) = roots.iter().find(|r| r.subject == last.issuer)
+    {
+        pairs.push((last, root));
+    }
+    let mut answers = Vec::new();
+    let mut unavailable = None;
+    for (cert, issuer) in pairs {
+        if cert.is_self_issued() {
+            continue;
+        }
+        let mut nonce = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| "no randomness".to_string())?;
+        let outcome = async {
+            let id = cert_id(cert, issuer, backend).map_err(|e| e.to_string())?;
+            let req = veil_endorsements::ocsp::encode_request(&[id], Some(&nonce))
+                .map_err(|e| e.to_string())?;
+            let resp = client.fetch(req).await.map_err(|e| e.to_string())?;
+            check_response(&resp, cert, issuer, Some(&nonce), at, backend)
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        match outcome {
+            Ok(Revocation::Revoked { at }) => {
+                return Err(format!("{} was revoked at {at} (OCSP)", cert.subject));
+            }
+            Ok(r) => {
+                if r != Revocation::Good && unavailable.is_none() {
+                    unavailable = Some(format!("{}: {}", cert.subject, r.name()));
+                }
+                answers.push(json!({"certificate": cert.subject, "status": r.name()}));
+            }
+            Err(e) => {
+                if unavailable.is_none() {
+                    unavailable = Some(format!("{}: {e}", cert.subject));
+                }
+                answers.push(json!({"certificate": cert.subject, "status": "unavailable"}));
+            }
+        }
+    }
+    Ok(match unavailable {
+        None => json!({"status": "good", "certificates": answers}),
+        Some(reason) => {
+            json!({"status": "unavailable", "reason": reason, "certificates": answers})
+        }
+    })
 }
 
 #[async_trait]
@@ -649,16 +729,15 @@ impl DeviceVerifier for NvidiaDevices {
     ) -> Result<Vec<Result<Value, Rejection>>, Rejection> {
         let ev = parse_evidence(evidence, "nvidia", veil_evidence::nvidia::parse_json)?;
         let nonce = device_digest.get(..32).unwrap_or_default();
-        Ok(ev
-            .device_evidence_list
-            .iter()
-            .map(|d| {
-                let bad = |e: veil_verifier::nvidia::GpuError| {
-                    Rejection::new(
-                        format!("GPU {} evidence rejected ({}): {e}", d.uuid, e.code()),
-                        e.to_string(),
-                    )
-                };
+        let mut out = Vec::new();
+        for d in &ev.device_evidence_list {
+            let bad = |e: veil_verifier::nvidia::GpuError| {
+                Rejection::new(
+                    format!("GPU {} evidence rejected ({}): {e}", d.uuid, e.code()),
+                    e.to_string(),
+                )
+            };
+            let verified = (|| {
                 let report = d.report_bytes().map_err(|e| bad(e.into()))?;
                 let chain = veil_verifier::nvidia::parse_chain(
                     &d.certificate_bytes().map_err(|e| bad(e.into()))?,
@@ -675,9 +754,27 @@ impl DeviceVerifier for NvidiaDevices {
                 )
                 .map_err(bad)?;
                 v.check_nonce(nonce).map_err(bad)?;
-                v.claims().map_err(bad)
-            })
-            .collect())
+                Ok((v.claims().map_err(bad)?, chain))
+            })();
+            let result = match verified {
+                Ok((mut claims, chain)) => match &self.ocsp {
+                    Some(client) => match check_gpu_ocsp(client, &chain, &self.roots, now).await {
+                        Ok(ocsp) => {
+                            claims["ocsp"] = ocsp;
+                            Ok(claims)
+                        }
+                        Err(e) => Err(Rejection::new(
+                            format!("GPU {} evidence rejected (revoked): {e}", d.uuid),
+                            e,
+                        )),
+                    },
+                    None => Ok(claims),
+                },
+                Err(r) => Err(r),
+            };
+            out.push(result);
+        }
+        Ok(out)
     }
 }
 

@@ -108,6 +108,9 @@ pub struct ServeArgs {
     /// Arm CCA platform attestation keys (JWK or trust-anchor store files); repeatable.
     #[arg(long = "cca-cpak")]
     pub cca_cpaks: Vec<PathBuf>,
+    /// NVIDIA's OCSP responder URL: check every GPU certificate.
+    #[arg(long)]
+    pub nvidia_ocsp_url: Option<String>,
     /// DANGEROUS: serve the admin API without authentication.
     #[arg(long)]
     pub dangerous_allow_unauthenticated_admin: bool,
@@ -157,6 +160,9 @@ fn apply(a: &ServeArgs, cfg: &mut Config) {
     cfg.endorsements
         .cca_cpaks
         .extend(a.cca_cpaks.iter().cloned());
+    if a.nvidia_ocsp_url.is_some() {
+        cfg.endorsements.nvidia_ocsp_url = a.nvidia_ocsp_url.clone();
+    }
     cfg.endorsements
         .dcap_collateral
         .extend(a.dcap_collateral.iter().cloned());

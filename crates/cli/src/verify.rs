@@ -103,6 +103,11 @@ pub struct VerifyArgs {
     /// gpu`). Evidence verified under it proves nothing about real hardware.
     #[arg(long, value_name = "ROOT_FILE")]
     pub dangerous_trust_simulated_gpu: Option<PathBuf>,
+    /// NVIDIA GPUs: ask this OCSP responder about every certificate of the
+    /// chain (e.g. https://ocsp.ndis.nvidia.com/); without it revocation is
+    /// not checked (and the output says so).
+    #[arg(long)]
+    pub ocsp_url: Option<String>,
 }
 
 pub fn parse_product(s: &str) -> Result<Product, String> {

@@ -75,9 +75,9 @@ fn print(format: Format, tee: &str, at: UnixTime, nonce_checked: bool, claims: s
 
 /// Extra roots from `--certs` (every certificate of every file).
 fn extra_roots(a: &VerifyArgs) -> Result<Vec<Cert>, String> {
-    veil_endorsements::certs::read_files(&a.certs)?
+    veil_endorsements::certs::read_certificates(&a.certs)?
         .iter()
-        .map(|(_, der)| Cert::parse(der).map_err(|e| e.to_string()))
+        .map(|der| Cert::parse(der).map_err(|e| e.to_string()))
         .collect()
 }
 
@@ -107,7 +107,7 @@ pub async fn run(a: &VerifyArgs, at: UnixTime) -> ExitCode {
     match a.tee {
         Tee::Nitro => nitro(a, at, &bytes, nonce.as_deref()),
         Tee::Cca => cca(a, at, &bytes, nonce.as_deref()),
-        _ => nvidia(a, at, &bytes, nonce.as_deref()),
+        _ => nvidia(a, at, &bytes, nonce.as_deref()).await,
     }
 }
 
@@ -230,7 +230,7 @@ fn cca(a: &VerifyArgs, at: UnixTime, bytes: &[u8], nonce: Option<&[u8]>) -> Exit
     ExitCode::SUCCESS
 }
 
-fn nvidia(a: &VerifyArgs, at: UnixTime, bytes: &[u8], nonce: Option<&[u8]>) -> ExitCode {
+async fn nvidia(a: &VerifyArgs, at: UnixTime, bytes: &[u8], nonce: Option<&[u8]>) -> ExitCode {
     use veil_verifier::nvidia::{default_roots, parse_chain, verify_report};
     let tee = "nvidia";
     let mut roots = match default_roots() {
@@ -238,13 +238,13 @@ fn nvidia(a: &VerifyArgs, at: UnixTime, bytes: &[u8], nonce: Option<&[u8]>) -> E
         Err(e) => return fail(e),
     };
     if let Some(path) = &a.dangerous_trust_simulated_gpu {
-        match veil_endorsements::certs::read_files(std::slice::from_ref(path)) {
+        match veil_endorsements::certs::read_certificates(std::slice::from_ref(path)) {
             Ok(ders) => {
                 eprintln!(
                     "WARNING: trusting Veil's SIMULATED NVIDIA GPU root ({}): evidence accepted under it proves nothing about real hardware",
                     path.display()
                 );
-                for (_, der) in ders {
+                for der in ders {
                     match Cert::parse(&der) {
                         Ok(c) => roots.push(c),
                         Err(e) => return fail(e),
@@ -289,6 +289,16 @@ fn nvidia(a: &VerifyArgs, at: UnixTime, bytes: &[u8], nonce: Option<&[u8]>) -> E
         }
         vec![("HOPPER".into(), "GPU".into(), report, chain)]
     };
+    let ocsp = match &a.ocsp_url {
+        Some(url) => {
+            match veil_endorsements::ocsp::OcspClient::new(url, std::time::Duration::from_secs(10))
+            {
+                Ok(c) => Some(c),
+                Err(e) => return fail(e),
+            }
+        }
+        None => None,
+    };
     let mut gpus = Vec::new();
     for (arch, uuid, report, chain_pem) in &devices {
         let chain = match parse_chain(chain_pem) {
@@ -304,10 +314,17 @@ fn nvidia(a: &VerifyArgs, at: UnixTime, bytes: &[u8], nonce: Option<&[u8]>) -> E
         {
             return reject(a.format, tee, at, e.code(), e.to_string());
         }
-        match v.claims() {
-            Ok(c) => gpus.push(c),
+        let mut claims = match v.claims() {
+            Ok(c) => c,
             Err(e) => return reject(a.format, tee, at, e.code(), e.to_string()),
+        };
+        if let Some(client) = &ocsp {
+            match veil_broker::verifiers::check_gpu_ocsp(client, &chain, &roots, at).await {
+                Ok(o) => claims["ocsp"] = o,
+                Err(e) => return reject(a.format, tee, at, "revoked", e),
+            }
         }
+        gpus.push(claims);
     }
     print(
         a.format,

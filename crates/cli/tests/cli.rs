@@ -125,7 +125,16 @@ fn verify_nvidia_nitro_and_cca_vectors() {
     );
     // Nitro: base64, raw CBOR and a certificate embedding, each at its time.
     let b64 = v("nitro/evervault/valid-attestation-doc-base64");
-    let (code, out) = run(&["--tee", "nitro", &b64, "--at", "2023-09-18T15:03:31Z"]);
+    let aws_root = v("nitro/evervault/aws_nitro_root.pem");
+    let (code, out) = run(&[
+        "--tee",
+        "nitro",
+        &b64,
+        "--certs",
+        &aws_root,
+        "--at",
+        "2023-09-18T15:03:31Z",
+    ]);
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(out["claims"]["debug"], true);
     let (code, out) = run(&["--tee", "nitro", &b64]);

@@ -229,3 +229,162 @@ allow if {
     assert_eq!(status, 200);
     assert_eq!(body, b"model weights key");
 }
+
+/// OCSP for GPU certificates (a loopback stub of NVIDIA's responder,
+/// answering as the simulated PKI): good answers are claims, a revoked
+/// device certificate rejects the GPU in the broker and in `veil verify`.
+#[tokio::test]
+async fn revoked_gpu_certificate_blocks_the_secret() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use veil_sim::gpu::{SimGpu, SimOcspStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sim = d.join("sim");
+    veil(&[
+        "sim",
+        "snp",
+        "--state-dir",
+        p(&sim),
+        "--out",
+        p(&d.join("ev.json")),
+        "--certs-dir",
+        p(&d.join("certs")),
+    ]);
+    let root = d.join("gpu-root.pem");
+    let gpu_ev = d.join("gpu.json");
+    veil(&[
+        "sim",
+        "gpu",
+        "--state-dir",
+        p(&sim),
+        "--root-out",
+        p(&root),
+        "--out",
+        p(&gpu_ev),
+    ]);
+    veil(&["admin", "keygen", "--out", p(d)]);
+    let device = SimGpu::load_or_create(&sim).unwrap();
+    let revoked = Arc::new(AtomicBool::new(false));
+    let r = revoked.clone();
+    let responder = veil_testkit::StubHttp::start_handler(move |method, _path, body| {
+        let status = if r.load(Ordering::SeqCst) {
+            SimOcspStatus::Revoked
+        } else {
+            SimOcspStatus::Good
+        };
+        let now = veil_verifier::UnixTime::now().0;
+        match (method, device.ocsp_response(body, status, now)) {
+            ("POST", Ok(resp)) => (
+                "200 OK".into(),
+                resp,
+                "Content-Type: application/ocsp-response\r\n".into(),
+            ),
+            _ => ("400 Bad Request".into(), Vec::new(), String::new()),
+        }
+    });
+    let broker = spawn_dev_broker(
+        d,
+        &[
+            "--dangerous-trust-simulated-tee",
+            p(&d.join("certs/ark.pem")),
+            "--dangerous-trust-simulated-gpu",
+            p(&root),
+            "--nvidia-ocsp-url",
+            &responder.base,
+        ],
+    );
+    let url = format!("http://{}", broker.addr);
+    let secret = d.join("secret");
+    std::fs::write(&secret, b"s3cret").unwrap();
+    veil(&[
+        "admin",
+        "set-resource",
+        "default/key/1",
+        "--file",
+        p(&secret),
+        "--url",
+        &url,
+        "--key",
+        p(&d.join("admin.key")),
+    ]);
+    let token_of = |api: String| async move {
+        let t: serde_json::Value = reqwest::get(format!("{api}/aa/token?token_type=kbs"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ear(&t)
+    };
+
+    let good = spawn_agent(&url, "sim-snp", &["--sim-state", p(&sim), "--sim-gpu"]);
+    let api = format!("http://{}", good.addr);
+    let (status, body) = get(format!("{api}/cdh/resource/default/key/1")).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let claims = token_of(api).await;
+    let gpu = &claims["submods"]["gpu0"];
+    assert_eq!(gpu["ear_status"], "affirming");
+    assert_eq!(
+        gpu["ear_attester_claims"]["ocsp"]["status"], "good",
+        "{gpu}"
+    );
+    // The device certificate and its CA were both asked about.
+    assert_eq!(
+        gpu["ear_attester_claims"]["ocsp"]["certificates"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    drop(good);
+
+    revoked.store(true, Ordering::SeqCst);
+    let bad = spawn_agent(&url, "sim-snp", &["--sim-state", p(&sim), "--sim-gpu"]);
+    let api = format!("http://{}", bad.addr);
+    let (status, _) = get(format!("{api}/cdh/resource/default/key/1")).await;
+    assert_eq!(status, 403);
+    let claims = token_of(api).await;
+    let gpu = &claims["submods"]["gpu0"];
+    assert_eq!(gpu["ear_status"], "contraindicated");
+    assert!(
+        gpu["ear_attester_claims"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("revoked"),
+        "{gpu}"
+    );
+    drop(bad);
+
+    // `veil verify` asks the same responder.
+    let verify = |extra: &[&str]| {
+        let mut args = vec![
+            "verify",
+            "--tee",
+            "nvidia",
+            p(&gpu_ev),
+            "--dangerous-trust-simulated-gpu",
+            p(&root),
+            "--ocsp-url",
+            &responder.base,
+        ];
+        args.extend_from_slice(extra);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_veil"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        (out.status.code(), json)
+    };
+    let (code, out) = verify(&[]);
+    assert_eq!(
+        (code, out["code"].as_str()),
+        (Some(1), Some("revoked")),
+        "{out}"
+    );
+    revoked.store(false, Ordering::SeqCst);
+    let (code, out) = verify(&[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out["claims"]["gpus"][0]["ocsp"]["status"], "good");
+    assert!(!responder.hits().is_empty());
+}

@@ -95,6 +95,23 @@ pub fn read_files(paths: &[std::path::PathBuf]) -> Result<Vec<(String, Vec<u8>)>
         .collect()
 }
 
+/// Every certificate (DER) in the given DER or PEM files; a CRL is an
+/// error (the callers want trust anchors or chains).
+pub fn read_certificates(paths: &[std::path::PathBuf]) -> Result<Vec<Vec<u8>>, String> {
+    let mut out = Vec::new();
+    for (name, bytes) in read_files(paths)? {
+        for blob in decode_blobs(&name, &bytes).map_err(|e| e.to_string())? {
+            match blob {
+                Blob::Certificate(der) => out.push(der),
+                Blob::Crl(_) => {
+                    return Err(format!("{name}: a CRL where certificates were expected"));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Encodes DER as PEM.
 pub fn to_pem(label: &str, der: &[u8]) -> String {
     der::pem::encode_string(label, der::pem::LineEnding::LF, der).unwrap_or_default()

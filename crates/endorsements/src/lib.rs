@@ -16,6 +16,7 @@ pub mod certs;
 pub mod dcap;
 #[cfg(feature = "fetch")]
 pub mod kds;
+pub mod ocsp;
 #[cfg(feature = "fetch")]
 pub mod pcs;
 pub mod roots;

@@ -287,3 +287,115 @@ impl SimGpu {
         })
     }
 }
+
+/// What the simulated OCSP responder says about a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimOcspStatus {
+    Good,
+    Revoked,
+    Unknown,
+}
+
+impl SimGpu {
+    /// The simulated NVIDIA OCSP responder: answers `request` (DER) for
+    /// this device's certificates, signed by the issuer of the certificate
+    /// asked about (the device identity CA for the device certificate, the
+    /// root for the CA), valid from a minute before `now` for an hour, the
+    /// request's nonce echoed. `status` decides the answer for the device
+    /// certificate; its CA is always good.
+    pub fn ocsp_response(
+        &self,
+        request: &[u8],
+        status: SimOcspStatus,
+        now: i64,
+    ) -> Result<Vec<u8>, SimError> {
+        use der::asn1::{GeneralizedTime, Null, OctetString};
+        use der::{Decode, Encode};
+        use veil_endorsements::ocsp::{
+            BasicOcspResponse, CertStatus, OcspRequest, OcspResponse, ResponseBytes, ResponseData,
+            ResponseStatus, RevokedInfo, SingleResponse,
+        };
+        let bad = |e: der::Error| SimError::State {
+            path: "OCSP".into(),
+            reason: e.to_string(),
+        };
+        let req = OcspRequest::from_der(request).map_err(bad)?;
+        let [single] = req.tbs_request.request_list.as_slice() else {
+            return Err(SimError::Crypto("one certificate per OCSP request"));
+        };
+        let id = &single.req_cert;
+        let key_hash = |k: &EcdsaKeyPair| {
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA384, k.public_key().as_ref())
+                .as_ref()
+                .to_vec()
+        };
+        // Signed by the issuer of the certificate asked about.
+        let (signer, about_device) = if id.issuer_key_hash.as_bytes() == key_hash(&self.ica_key) {
+            (&self.ica_key, true)
+        } else if id.issuer_key_hash.as_bytes() == key_hash(&self.root_key) {
+            (&self.root_key, false)
+        } else {
+            return Err(SimError::Crypto("OCSP request for another issuer"));
+        };
+        let time = |t: i64| {
+            GeneralizedTime::from_unix_duration(std::time::Duration::from_secs(
+                u64::try_from(t).unwrap_or(0),
+            ))
+            .map_err(bad)
+        };
+        let cert_status = match (about_device, status) {
+            (true, SimOcspStatus::Revoked) => CertStatus::Revoked(RevokedInfo {
+                revocation_time: time(now.saturating_sub(3600))?,
+                revocation_reason: None,
+            }),
+            (true, SimOcspStatus::Unknown) => CertStatus::Unknown(Null),
+            _ => CertStatus::Good(Null),
+        };
+        let data = ResponseData {
+            version: None,
+            // ResponderID byKey [2] EXPLICIT KeyHash (SHA-1 in the RFC; the
+            // simulator's value is not checked by anyone).
+            responder_id: der::asn1::Any::from_der(&crate::derw::tlv(
+                0xa2,
+                &octets(&key_hash(signer)),
+            ))
+            .map_err(bad)?,
+            produced_at: time(now)?,
+            responses: vec![SingleResponse {
+                cert_id: id.clone(),
+                cert_status,
+                this_update: time(now.saturating_sub(60))?,
+                next_update: Some(time(now.saturating_add(3600))?),
+                single_extensions: None,
+            }],
+            response_extensions: req.tbs_request.request_extensions.clone(),
+        };
+        let tbs = data.to_der().map_err(bad)?;
+        let pkcs8 = crypto(signer.to_pkcs8v1(), "key export")?;
+        let asn1 = crypto(
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_ASN1_SIGNING, pkcs8.as_ref()),
+            "key import",
+        )?;
+        let sig = crypto(asn1.sign(&SystemRandom::new(), &tbs), "ECDSA sign")?;
+        let basic = BasicOcspResponse {
+            tbs_response_data: data,
+            signature_algorithm: x509_cert::spki::AlgorithmIdentifierOwned {
+                oid: der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3"),
+                parameters: None,
+            },
+            signature: der::asn1::BitString::from_bytes(sig.as_ref()).map_err(bad)?,
+            certs: None,
+        };
+        OcspResponse {
+            response_status: ResponseStatus::Successful,
+            response_bytes: Some(ResponseBytes {
+                response_type: der::asn1::ObjectIdentifier::new_unwrap(
+                    veil_endorsements::ocsp::OID_OCSP_BASIC,
+                ),
+                response: OctetString::new(basic.to_der().map_err(bad)?).map_err(bad)?,
+            }),
+        }
+        .to_der()
+        .map_err(bad)
+    }
+}

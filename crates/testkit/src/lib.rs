@@ -70,11 +70,37 @@ impl StubHttp {
         routes: Vec<(String, Vec<u8>, Vec<(String, String)>)>,
         throttle: usize,
     ) -> Self {
+        let count = AtomicUsize::new(0);
+        Self::start_handler(move |_method, path, _body| {
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            if n < throttle {
+                return (
+                    "429 Too Many Requests\r\nRetry-After: 0".to_string(),
+                    Vec::new(),
+                    String::new(),
+                );
+            }
+            match routes.iter().find(|(p, _, _)| p == path) {
+                Some((_, b, h)) => (
+                    "200 OK".to_string(),
+                    b.clone(),
+                    h.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect(),
+                ),
+                None => ("404 Not Found".to_string(), Vec::new(), String::new()),
+            }
+        })
+    }
+
+    /// A loopback server whose answers come from `handler(method, path,
+    /// body)` → (status line after `HTTP/1.1 `, body, extra header lines):
+    /// for stubs of services that take POST bodies (an OCSP responder).
+    pub fn start_handler(
+        handler: impl Fn(&str, &str, &[u8]) -> (String, Vec<u8>, String) + Send + 'static,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let hits = Arc::new(Mutex::new(Vec::new()));
         let h = hits.clone();
-        let count = AtomicUsize::new(0);
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut s) = stream else { break };
@@ -84,33 +110,30 @@ impl StubHttp {
                 if r.read_line(&mut line).is_err() {
                     continue;
                 }
+                let mut length = 0usize;
                 loop {
                     let mut l = String::new();
                     match r.read_line(&mut l) {
                         Ok(0) | Err(_) => break,
                         Ok(_) if l == "\r\n" => break,
-                        Ok(_) => {}
+                        Ok(_) => {
+                            if let Some((k, v)) = l.split_once(':')
+                                && k.eq_ignore_ascii_case("content-length")
+                            {
+                                length = v.trim().parse().unwrap_or(0);
+                            }
+                        }
                     }
                 }
-                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                let mut body = vec![0u8; length];
+                if std::io::Read::read_exact(&mut r, &mut body).is_err() {
+                    continue;
+                }
+                let mut words = line.split_whitespace();
+                let method = words.next().unwrap_or("").to_string();
+                let path = words.next().unwrap_or("").to_string();
                 h.lock().unwrap().push(path.clone());
-                let n = count.fetch_add(1, Ordering::SeqCst);
-                let (status, body, extra) = if n < throttle {
-                    (
-                        "429 Too Many Requests\r\nRetry-After: 0",
-                        Vec::new(),
-                        String::new(),
-                    )
-                } else {
-                    match routes.iter().find(|(p, _, _)| *p == path) {
-                        Some((_, b, h)) => (
-                            "200 OK",
-                            b.clone(),
-                            h.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect(),
-                        ),
-                        None => ("404 Not Found", Vec::new(), String::new()),
-                    }
-                };
+                let (status, body, extra) = handler(&method, &path, &body);
                 let head = format!(
                     "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
                     body.len()

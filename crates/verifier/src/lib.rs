@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod dcap;
 pub mod nitro;
 pub mod nvidia;
+pub mod ocsp;
 pub mod snp;
 pub mod time;
 pub mod tpm;

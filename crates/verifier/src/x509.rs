@@ -317,6 +317,19 @@ pub fn verify_chain<'c>(
     Err(fail("chain too long".into()))
 }
 
+/// Checks `signature` over `tbs` with `signer`'s key under the algorithm
+/// `alg` (one of the algorithms accepted on certificates), for signed
+/// structures other than certificates and CRLs (OCSP responses).
+pub fn verify_signature(
+    alg: &x509_cert::spki::AlgorithmIdentifierOwned,
+    tbs: &[u8],
+    signature: &[u8],
+    signer: &Cert,
+    backend: &dyn CryptoBackend,
+) -> Result<(), CertError> {
+    verify_sig(classify_alg(alg).as_ref(), tbs, signature, signer, backend)
+}
+
 fn verify_sig(
     alg: Result<&SigAlg, &String>,
     tbs: &[u8],

@@ -86,3 +86,70 @@ fn simulated_gpu_verifies_only_under_its_own_root() {
         Err(GpuError::Architecture(_))
     ));
 }
+
+/// OCSP for the simulated device chain: good, revoked and unknown answers;
+/// a wrong nonce, a stale answer, an answer about another certificate and
+/// a forged signature are refused.
+#[test]
+fn ocsp_answers_are_checked() {
+    use veil_endorsements::ocsp::encode_request;
+    use veil_sim::gpu::SimOcspStatus;
+    use veil_verifier::ocsp::{OcspError, Revocation, cert_id, check_response};
+    let sim = SimGpu::generate().unwrap();
+    let chain = parse_chain(sim.chain_pem().as_bytes()).unwrap();
+    let (device, ica) = (&chain[0], &chain[1]);
+    let now = UnixTime::now();
+    let nonce = [9u8; 32];
+    let request = encode_request(&[cert_id(device, ica, &AWS_LC).unwrap()], Some(&nonce)).unwrap();
+    let answer = |status| sim.ocsp_response(&request, status, now.0).unwrap();
+    let check = |resp: &[u8], n: &[u8], at: UnixTime| {
+        check_response(resp, device, ica, Some(n), at, &AWS_LC)
+    };
+    assert_eq!(
+        check(&answer(SimOcspStatus::Good), &nonce, now),
+        Ok(Revocation::Good)
+    );
+    assert!(matches!(
+        check(&answer(SimOcspStatus::Revoked), &nonce, now),
+        Ok(Revocation::Revoked { .. })
+    ));
+    assert_eq!(
+        check(&answer(SimOcspStatus::Unknown), &nonce, now),
+        Ok(Revocation::Unknown)
+    );
+    let good = answer(SimOcspStatus::Good);
+    assert_eq!(check(&good, &[8u8; 32], now), Err(OcspError::NonceMismatch));
+    assert!(matches!(
+        check(&good, &nonce, UnixTime(now.0 + 7200)),
+        Err(OcspError::NotCurrent(_))
+    ));
+    // The same answer is not about the CA certificate.
+    assert_eq!(
+        check_response(&good, ica, &chain[2], Some(&nonce), now, &AWS_LC),
+        Err(OcspError::BadSignature)
+    );
+    // The CA certificate, answered by the root.
+    let ca_req = encode_request(&[cert_id(ica, &chain[2], &AWS_LC).unwrap()], None).unwrap();
+    let ca_answer = sim
+        .ocsp_response(&ca_req, SimOcspStatus::Revoked, now.0)
+        .unwrap();
+    assert_eq!(
+        check_response(&ca_answer, ica, &chain[2], None, now, &AWS_LC),
+        Ok(Revocation::Good)
+    );
+    // An answer about the CA certificate presented for the device.
+    assert_eq!(
+        check_response(&ca_answer, device, ica, None, now, &AWS_LC),
+        Err(OcspError::BadSignature)
+    );
+    // Any flipped byte of a signed answer: never "good" for another reason.
+    for i in 0..good.len() {
+        let mut b = good.clone();
+        b[i] ^= 1;
+        if let Ok(r) = check(&b, &nonce, now) {
+            // Only bytes outside the signed data and CertID may change
+            // without effect (none exist in this encoding).
+            panic!("flipping byte {i} still gave {r:?}");
+        }
+    }
+}
