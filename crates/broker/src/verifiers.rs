@@ -125,11 +125,12 @@ impl Registry {
             kds,
         });
         verifiers.insert("snp", snp.clone());
-        verifiers.insert("az-snp-vtpm", Arc::new(AzSnpTee { snp }));
+        verifiers.insert("az-snp-vtpm", Arc::new(AzSnpTee { snp: snp.clone() }));
         verifiers.insert(
             "tpm",
             Arc::new(TpmTee {
                 policy: tpm_policy(&cfg.endorsements)?,
+                snp: snp.clone(),
             }),
         );
         let mut collateral = Vec::new();
@@ -246,28 +247,15 @@ struct SnpTee {
     kds: KdsClient,
 }
 
-fn snp_rejection(e: &SnpError) -> Rejection {
-    Rejection::new(
-        format!("SNP evidence rejected at step {} ({})", e.step(), e.code()),
-        e.to_string(),
-    )
-}
-
-#[async_trait]
-impl TeeVerifier for SnpTee {
-    async fn verify(
+impl SnpTee {
+    /// Verifies a report with `endorsements` plus the configured bundles,
+    /// fetching the VCEK from AMD KDS when none is at hand.
+    async fn verify_report(
         &self,
-        evidence: &Value,
-        report_data: &[u8; 64],
-        init_data: Option<&InitDataDigest>,
+        report: &veil_evidence::snp::AttestationReport,
+        mut endorsements: SnpEndorsements,
         now: UnixTime,
-    ) -> Result<Value, Rejection> {
-        let ev = parse_evidence(evidence, "SNP", veil_evidence::snp::coco::parse_json)?;
-        let report = &ev.report;
-        let mut endorsements = SnpEndorsements::default();
-        endorsements
-            .add_cert_table(&ev.cert_chain)
-            .map_err(|e| Rejection::new("unusable certificate in cert_chain", e.to_string()))?;
+    ) -> Result<veil_verifier::snp::VerifiedSnpReport, Rejection> {
         for b in &self.bundles {
             endorsements.extend(b.snp_endorsements(report.product(), &report.chip_id));
         }
@@ -290,7 +278,33 @@ impl TeeVerifier for SnpTee {
                 Err(e) => tracing::warn!(error = %e, "could not obtain a VCEK"),
             }
         }
-        let verified = result.map_err(|e| snp_rejection(&e))?;
+        result.map_err(|e| snp_rejection(&e))
+    }
+}
+
+fn snp_rejection(e: &SnpError) -> Rejection {
+    Rejection::new(
+        format!("SNP evidence rejected at step {} ({})", e.step(), e.code()),
+        e.to_string(),
+    )
+}
+
+#[async_trait]
+impl TeeVerifier for SnpTee {
+    async fn verify(
+        &self,
+        evidence: &Value,
+        report_data: &[u8; 64],
+        init_data: Option<&InitDataDigest>,
+        now: UnixTime,
+    ) -> Result<Value, Rejection> {
+        let ev = parse_evidence(evidence, "SNP", veil_evidence::snp::coco::parse_json)?;
+        let report = &ev.report;
+        let mut endorsements = SnpEndorsements::default();
+        endorsements
+            .add_cert_table(&ev.cert_chain)
+            .map_err(|e| Rejection::new("unusable certificate in cert_chain", e.to_string()))?;
+        let verified = self.verify_report(report, endorsements, now).await?;
         let claims = verified.claims();
         // The binding: the whole 64-byte field, compared exactly.
         if report.report_data != *report_data {
@@ -351,6 +365,7 @@ fn tpm_rejection(e: &veil_verifier::tpm::TpmError) -> Rejection {
         }
         TpmError::AkNotTrusted(_) => "the TPM attestation key is not trusted".to_string(),
         TpmError::Parse(_) => "malformed TPM evidence".to_string(),
+        TpmError::Tee(m) => format!("the VM's TEE attestation was refused: {m}"),
         _ => "TPM quote rejected".to_string(),
     };
     Rejection::new(detail, e.to_string())
@@ -480,6 +495,8 @@ impl TeeVerifier for AzTdxTee {
 #[derive(Debug)]
 struct TpmTee {
     policy: veil_verifier::tpm::AkPolicy,
+    /// For the SEV-SNP report a confidential GCE VM attaches.
+    snp: Arc<SnpTee>,
 }
 
 #[async_trait]
@@ -498,6 +515,7 @@ impl TeeVerifier for TpmTee {
             ));
         }
         let backend = &veil_verifier::crypto::AWS_LC;
+        let mut snp_claims = None;
         let verified = match evidence.get("attestation").and_then(Value::as_str) {
             Some(b64) => {
                 let pb = base64::engine::general_purpose::STANDARD
@@ -506,6 +524,16 @@ impl TeeVerifier for TpmTee {
                 let att = veil_evidence::gce::GceAttestation::parse(&pb).map_err(|e| {
                     Rejection::new(format!("malformed TPM attestation: {e}"), e.to_string())
                 })?;
+                // A confidential VM's SNP report: verified, and bound to
+                // the same report data as the quote.
+                if let Some((report, endorsements)) =
+                    veil_verifier::tpm::gce_snp_parts(&att).map_err(|e| tpm_rejection(&e))?
+                {
+                    let v = self.snp.verify_report(&report, endorsements, now).await?;
+                    veil_verifier::tpm::check_gce_snp_nonce(&report, report_data)
+                        .map_err(|e| tpm_rejection(&e))?;
+                    snp_claims = Some(serde_json::to_value(v.claims()).unwrap_or_default());
+                }
                 veil_verifier::tpm::verify_gce(&att, &self.policy, Some(report_data), now, backend)
             }
             None => {
@@ -521,7 +549,11 @@ impl TeeVerifier for TpmTee {
             }
         }
         .map_err(|e| tpm_rejection(&e))?;
-        Ok(json!({"tee": "tpm", "tpm": verified.claims()}))
+        let mut claims = json!({"tee": "tpm", "tpm": verified.claims()});
+        if let Some(c) = snp_claims {
+            claims["snp"] = c;
+        }
+        Ok(claims)
     }
 }
 

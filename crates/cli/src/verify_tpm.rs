@@ -93,6 +93,7 @@ fn tpm_code(e: &veil_verifier::tpm::TpmError) -> &'static str {
         Pcr(_) => "pcr",
         PcrDigestMismatch => "pcr_digest_mismatch",
         AkNotTrusted(_) => "ak_not_trusted",
+        Tee(_) => "tee_attestation",
     }
 }
 
@@ -209,6 +210,7 @@ pub async fn run(a: &VerifyArgs, at: UnixTime) -> ExitCode {
                 Err(e) => return fail(e),
             };
             let is_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+            let mut snp_claims = None;
             let result = if is_json {
                 match veil_evidence::tpm::TpmEvidence::parse_json(&bytes) {
                     Ok(ev) => veil_verifier::tpm::verify_tpm_evidence(
@@ -223,6 +225,33 @@ pub async fn run(a: &VerifyArgs, at: UnixTime) -> ExitCode {
             } else {
                 match veil_evidence::gce::GceAttestation::parse(&bytes) {
                     Ok(att) => {
+                        // A confidential VM's SEV-SNP report, verified and
+                        // bound to the same nonce.
+                        let snp = match anchors(a.dangerous_trust_simulated_tee.as_ref()) {
+                            Ok(x) => SnpVerifier::new(x),
+                            Err(e) => return fail(e),
+                        };
+                        let mut endorsements = SnpEndorsements::default();
+                        for path in &a.certs {
+                            // AK CA files are not SNP endorsements; only
+                            // AMD certificates are picked from them.
+                            let _ = endorsements.add_file(path);
+                        }
+                        match veil_verifier::tpm::verify_gce_snp(
+                            &att,
+                            &snp,
+                            &endorsements,
+                            nonce.as_deref(),
+                            at,
+                        ) {
+                            Ok(s) => {
+                                snp_claims =
+                                    s.map(|v| serde_json::to_value(v.claims()).unwrap_or_default())
+                            }
+                            Err(e) => {
+                                return reject(a.format, tee, at, tpm_code(&e), e.to_string());
+                            }
+                        }
                         veil_verifier::tpm::verify_gce(&att, &policy, nonce.as_deref(), at, &AWS_LC)
                     }
                     Err(e) => return fail(format!("{}: {e}", a.evidence.display())),
@@ -230,7 +259,11 @@ pub async fn run(a: &VerifyArgs, at: UnixTime) -> ExitCode {
             };
             match result {
                 Ok(v) => {
-                    print(a.format, tee, at, nonce.is_some(), v.claims());
+                    let mut claims = v.claims();
+                    if let Some(c) = snp_claims {
+                        claims["snp"] = c;
+                    }
+                    print(a.format, tee, at, nonce.is_some(), claims);
                     ExitCode::SUCCESS
                 }
                 Err(e) => reject(a.format, tee, at, tpm_code(&e), e.to_string()),

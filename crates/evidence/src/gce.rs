@@ -2,9 +2,13 @@
 //! protobuf (proto/attest.proto): `ak_pub` (1, a `TPMT_PUBLIC`), `quotes`
 //! (2, repeated `Quote` {`quote` 1: `TPMS_ATTEST`, `raw_sig` 2:
 //! `TPMT_SIGNATURE`, `pcrs` 3: `PCRs` {`hash` 1, `pcrs` 2: map<uint32,
-//! bytes>}}), `event_log` (3, TCG2 crypto-agile), `ak_cert` (6, DER).
-//! Other fields (canonical event logs, intermediate certificates, TEE
-//! reports) are well-formed-checked and skipped.
+//! bytes>}}), `event_log` (3, TCG2 crypto-agile), `ak_cert` (6, DER),
+//! `intermediate_certs` (7), and the TEE attestation of a confidential VM:
+//! `sev_snp_attestation` (8, go-sev-guest's `sevsnp.Attestation`, whose
+//! report travels field by field and is rebuilt here into the 0x4A0-byte
+//! `ATTESTATION_REPORT` the AMD signature covers) or `tdx_attestation` (9,
+//! recorded as present; not decoded). Other fields (instance info,
+//! canonical event logs) are well-formed-checked and skipped.
 //!
 //! Why hand-written: four fields of one message do not justify a protobuf
 //! code generator and its build-time dependency; the wire format is small.
@@ -30,6 +34,27 @@ pub struct GceAttestation {
     pub event_log: Vec<u8>,
     pub ak_cert: Option<Vec<u8>>,
     pub intermediate_certs: Vec<Vec<u8>>,
+    /// The confidential VM's hardware attestation, if any.
+    pub tee: Option<GceTee>,
+}
+
+/// The hardware attestation a confidential GCE VM attaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GceTee {
+    Snp(GceSnp),
+    /// A TDX quote (go-tdx-guest `QuoteV4` message), not decoded.
+    Tdx,
+}
+
+/// An SEV-SNP report and the certificates the host supplied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GceSnp {
+    /// The `ATTESTATION_REPORT` rebuilt from the message's fields.
+    pub report: Vec<u8>,
+    pub vcek: Option<Vec<u8>>,
+    pub vlek: Option<Vec<u8>>,
+    pub ask: Option<Vec<u8>>,
+    pub ark: Option<Vec<u8>>,
 }
 
 fn bad(reason: impl Into<String>) -> ParseError {
@@ -170,6 +195,162 @@ fn quote(buf: &[u8]) -> Result<GceQuote, ParseError> {
     })
 }
 
+/// `sevsnp.Attestation` {report 1, certificate_chain 2, product 3}.
+fn sev_snp(buf: &[u8]) -> Result<GceSnp, ParseError> {
+    let mut p = Proto::new(buf);
+    let mut snp = GceSnp {
+        report: Vec::new(),
+        vcek: None,
+        vlek: None,
+        ask: None,
+        ark: None,
+    };
+    while let Some((n, f)) = p.next()? {
+        match n {
+            1 => snp.report = snp_report(bytes_of(f, "sevsnp.Report")?)?,
+            2 => {
+                let mut c = Proto::new(bytes_of(f, "sevsnp.CertificateChain")?);
+                while let Some((n, f)) = c.next()? {
+                    let slot = match n {
+                        1 => &mut snp.vcek,
+                        6 => &mut snp.vlek,
+                        2 => &mut snp.ask,
+                        3 => &mut snp.ark,
+                        _ => continue,
+                    };
+                    let der = bytes_of(f, "certificate")?;
+                    if !der.is_empty() {
+                        *slot = Some(der.to_vec());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if snp.report.is_empty() {
+        return Err(bad("sev_snp_attestation without a report"));
+    }
+    Ok(snp)
+}
+
+/// Rebuilds the `ATTESTATION_REPORT` (AMD SEV-SNP ABI, Table 23) from
+/// go-sev-guest's `sevsnp.Report`: every field at its offset, reserved
+/// bytes zero. Unknown fields and wrong lengths are refused, so nothing
+/// the signature does not cover can ride along.
+fn snp_report(buf: &[u8]) -> Result<Vec<u8>, ParseError> {
+    let mut out = vec![0u8; 0x4a0];
+    let mut put = |offset: usize, bytes: &[u8]| -> Result<(), ParseError> {
+        let end = offset
+            .checked_add(bytes.len())
+            .ok_or_else(|| bad("offset"))?;
+        out.get_mut(offset..end)
+            .ok_or_else(|| bad("offset"))?
+            .copy_from_slice(bytes);
+        Ok(())
+    };
+    let u32_of = |v: u64, what: &str| {
+        u32::try_from(v).map_err(|_| bad(format!("{what} does not fit 32 bits")))
+    };
+    let mut version = None;
+    let mut fms = None;
+    let mut mit = [None, None];
+    let mut p = Proto::new(buf);
+    while let Some((n, f)) = p.next()? {
+        // (offset, exact length) of byte fields.
+        let bytes_at: Option<(usize, usize)> = match n {
+            4 => Some((0x10, 16)),
+            5 => Some((0x20, 16)),
+            11 => Some((0x50, 64)),
+            12 => Some((0x90, 48)),
+            13 => Some((0xc0, 32)),
+            14 => Some((0xe0, 48)),
+            15 => Some((0x110, 48)),
+            16 => Some((0x140, 32)),
+            17 => Some((0x160, 32)),
+            19 => Some((0x1a0, 64)),
+            28 => Some((0x2a0, 512)),
+            _ => None,
+        };
+        if let Some((offset, len)) = bytes_at {
+            let b = bytes_of(f, "sevsnp.Report bytes field")?;
+            if b.len() != len {
+                return Err(bad(format!(
+                    "sevsnp.Report field {n} is {} bytes, not {len}",
+                    b.len()
+                )));
+            }
+            put(offset, b)?;
+            continue;
+        }
+        let Field::Varint(v) = f else {
+            return Err(bad(format!("sevsnp.Report field {n} is not a varint")));
+        };
+        match n {
+            1 => {
+                version = Some(u32_of(v, "version")?);
+                put(0x00, &u32_of(v, "version")?.to_le_bytes())?;
+            }
+            2 => put(0x04, &u32_of(v, "guest_svn")?.to_le_bytes())?,
+            3 => put(0x08, &v.to_le_bytes())?,
+            6 => put(0x30, &u32_of(v, "vmpl")?.to_le_bytes())?,
+            7 => put(0x34, &u32_of(v, "signature_algo")?.to_le_bytes())?,
+            8 => put(0x38, &v.to_le_bytes())?,
+            9 => put(0x40, &v.to_le_bytes())?,
+            10 => put(0x48, &u32_of(v, "signer_info")?.to_le_bytes())?,
+            18 => put(0x180, &v.to_le_bytes())?,
+            20 => put(0x1e0, &v.to_le_bytes())?,
+            21..=26 => {
+                // build, minor, major of the current (0x1E8) and committed
+                // (0x1EC) firmware versions, one byte each.
+                let b = u8::try_from(v).map_err(|_| bad("firmware version part over 255"))?;
+                let offset = match n {
+                    21 => 0x1e8,
+                    22 => 0x1e9,
+                    23 => 0x1ea,
+                    24 => 0x1ec,
+                    25 => 0x1ed,
+                    _ => 0x1ee,
+                };
+                put(offset, &[b])?;
+            }
+            27 => put(0x1f0, &v.to_le_bytes())?,
+            29 => fms = Some(u32_of(v, "cpuid1eax_fms")?),
+            30 => mit[0] = Some(v),
+            31 => mit[1] = Some(v),
+            other => return Err(bad(format!("unknown sevsnp.Report field {other}"))),
+        }
+    }
+    let version = version.ok_or_else(|| bad("sevsnp.Report without a version"))?;
+    if let Some(eax) = fms.filter(|_| version >= 3) {
+        // CPUID_FAM_ID = base + extended family, CPUID_MOD_ID = extended
+        // model ‖ base model, CPUID_STEP (CPUID Fn0000_0001 EAX layout).
+        let field = |shift: u32, mask: u32| (eax.wrapping_shr(shift) & mask) as u8;
+        let base_family = field(8, 0xf);
+        let family = if base_family == 0xf {
+            base_family.wrapping_add(field(20, 0xff))
+        } else {
+            base_family
+        };
+        let model = if base_family == 0xf || base_family == 0x6 {
+            field(16, 0xf).wrapping_shl(4) | field(4, 0xf)
+        } else {
+            field(4, 0xf)
+        };
+        put(0x188, &[family, model, field(0, 0xf)])?;
+    } else if fms.is_some_and(|f| f != 0) {
+        return Err(bad("CPUID in a report version without CPUID fields"));
+    }
+    match (version >= 5, mit) {
+        (true, [l, c]) => {
+            put(0x1f8, &l.unwrap_or(0).to_le_bytes())?;
+            put(0x200, &c.unwrap_or(0).to_le_bytes())?;
+        }
+        (false, [None | Some(0), None | Some(0)]) => {}
+        (false, _) => return Err(bad("mitigation vectors in a report version before 5")),
+    }
+    Ok(out)
+}
+
 impl GceAttestation {
     pub fn parse(buf: &[u8]) -> Result<Self, ParseError> {
         let mut p = Proto::new(buf);
@@ -179,6 +360,7 @@ impl GceAttestation {
             event_log: Vec::new(),
             ak_cert: None,
             intermediate_certs: Vec::new(),
+            tee: None,
         };
         while let Some((n, f)) = p.next()? {
             match n {
@@ -189,6 +371,11 @@ impl GceAttestation {
                 7 => a
                     .intermediate_certs
                     .push(bytes_of(f, "intermediate_certs")?.to_vec()),
+                8 => a.tee = Some(GceTee::Snp(sev_snp(bytes_of(f, "sev_snp_attestation")?)?)),
+                9 => {
+                    bytes_of(f, "tdx_attestation")?;
+                    a.tee = Some(GceTee::Tdx);
+                }
                 _ => {}
             }
         }

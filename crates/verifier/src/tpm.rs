@@ -35,6 +35,8 @@ pub enum TpmError {
     PcrDigestMismatch,
     #[error("attestation key not trusted: {0}")]
     AkNotTrusted(String),
+    #[error("TEE attestation: {0}")]
+    Tee(String),
 }
 
 /// An attestation key's public part.
@@ -530,6 +532,85 @@ pub fn verify_gce(
         merged.event_log = Some(event_claims(&log));
     }
     Ok(merged)
+}
+
+/// The SEV-SNP report a confidential GCE VM attaches to its attestation,
+/// rebuilt by the parser from go-sev-guest's message, with the VCEK/VLEK and
+/// ASK/ARK it carries as endorsements. `Ok(None)` when the attestation
+/// carries no TEE report; a TDX quote is refused (Veil does not decode
+/// go-tdx-guest messages).
+pub fn gce_snp_parts(
+    att: &veil_evidence::gce::GceAttestation,
+) -> Result<
+    Option<(
+        veil_evidence::snp::AttestationReport,
+        veil_endorsements::snp::SnpEndorsements,
+    )>,
+    TpmError,
+> {
+    let gce = match &att.tee {
+        None => return Ok(None),
+        Some(veil_evidence::gce::GceTee::Tdx) => {
+            return Err(TpmError::Tee(
+                "the attestation carries a TDX quote, which Veil does not decode from go-tdx-guest messages".into(),
+            ));
+        }
+        Some(veil_evidence::gce::GceTee::Snp(g)) => g,
+    };
+    let report = veil_evidence::snp::AttestationReport::parse(&gce.report)?;
+    let mut e = veil_endorsements::snp::SnpEndorsements::default();
+    for der in [&gce.vcek, &gce.vlek, &gce.ask, &gce.ark]
+        .into_iter()
+        .flatten()
+    {
+        e.certs.push(der.clone());
+    }
+    Ok(Some((report, e)))
+}
+
+/// The binding of a GCE SNP report to the TPM nonce: go-tpm-tools'
+/// attester puts the nonce into REPORT_DATA followed by zeros up to 64
+/// bytes, so that exact value is required.
+pub fn check_gce_snp_nonce(
+    report: &veil_evidence::snp::AttestationReport,
+    nonce: &[u8],
+) -> Result<(), TpmError> {
+    let mut expected = [0u8; 64];
+    expected
+        .get_mut(..nonce.len())
+        .ok_or_else(|| {
+            TpmError::Tee("a nonce longer than 64 bytes cannot be in REPORT_DATA".into())
+        })?
+        .copy_from_slice(nonce);
+    if report.report_data != expected {
+        return Err(TpmError::NonceMismatch {
+            expected: hex::encode(expected),
+            actual: hex::encode(report.report_data),
+        });
+    }
+    Ok(())
+}
+
+/// [`gce_snp_parts`], the SNP verification (with `endorsements` added to
+/// the attached certificates) and, with a nonce, [`check_gce_snp_nonce`].
+pub fn verify_gce_snp(
+    att: &veil_evidence::gce::GceAttestation,
+    snp: &crate::snp::SnpVerifier,
+    endorsements: &veil_endorsements::snp::SnpEndorsements,
+    nonce: Option<&[u8]>,
+    at: UnixTime,
+) -> Result<Option<crate::snp::VerifiedSnpReport>, TpmError> {
+    let Some((report, mut e)) = gce_snp_parts(att)? else {
+        return Ok(None);
+    };
+    e.extend(endorsements.clone());
+    let verified = snp
+        .verify(&report, &e, at)
+        .map_err(|err| TpmError::Tee(format!("SEV-SNP report: {err}")))?;
+    if let Some(n) = nonce {
+        check_gce_snp_nonce(&report, n)?;
+    }
+    Ok(Some(verified))
 }
 
 fn hash_supported(alg: u16) -> bool {

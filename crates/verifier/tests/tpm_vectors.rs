@@ -209,3 +209,167 @@ fn swtpm_quote_needs_its_ak_allow_listed() {
         Err(TpmError::NonceMismatch { .. })
     ));
 }
+
+/// Protobuf encoding helpers for the test (varint, length-delimited).
+fn pb_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn pb_bytes(out: &mut Vec<u8>, field: u64, b: &[u8]) {
+    pb_varint(out, field << 3 | 2);
+    pb_varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+fn pb_uint(out: &mut Vec<u8>, field: u64, v: u64) {
+    pb_varint(out, field << 3);
+    pb_varint(out, v);
+}
+
+/// A go-sev-guest `sevsnp.Report` message holding the fields of `raw`.
+fn sevsnp_report(raw: &[u8], cpuid_eax: u32) -> Vec<u8> {
+    let le = |o: usize, n: usize| {
+        let mut b = [0u8; 8];
+        b[..n].copy_from_slice(&raw[o..o + n]);
+        u64::from_le_bytes(b)
+    };
+    let mut m = Vec::new();
+    for (f, o, n) in [
+        (1, 0x0, 4),
+        (2, 0x4, 4),
+        (3, 0x8, 8),
+        (6, 0x30, 4),
+        (7, 0x34, 4),
+        (8, 0x38, 8),
+        (9, 0x40, 8),
+        (10, 0x48, 4),
+        (18, 0x180, 8),
+        (20, 0x1e0, 8),
+    ] {
+        pb_uint(&mut m, f, le(o, n));
+    }
+    for (f, o, n) in [
+        (4, 0x10, 16),
+        (5, 0x20, 16),
+        (11, 0x50, 64),
+        (12, 0x90, 48),
+        (13, 0xc0, 32),
+        (14, 0xe0, 48),
+        (15, 0x110, 48),
+        (16, 0x140, 32),
+        (17, 0x160, 32),
+        (19, 0x1a0, 64),
+    ] {
+        pb_bytes(&mut m, f, &raw[o..o + n]);
+    }
+    for (f, o) in [
+        (21, 0x1e8),
+        (22, 0x1e9),
+        (23, 0x1ea),
+        (24, 0x1ec),
+        (25, 0x1ed),
+        (26, 0x1ee),
+    ] {
+        pb_uint(&mut m, f, u64::from(raw[o]));
+    }
+    pb_uint(&mut m, 27, le(0x1f0, 8));
+    pb_bytes(&mut m, 28, &raw[0x2a0..0x4a0]);
+    pb_uint(&mut m, 29, u64::from(cpuid_eax));
+    m
+}
+
+/// A confidential GCE VM: the real GCE vTPM attestation with a (simulated)
+/// SEV-SNP report attached as go-tpm-tools does (field 8). The report is
+/// rebuilt byte for byte from go-sev-guest's fields, verified under its
+/// (simulated) chain, and must carry the TPM nonce zero-padded.
+#[test]
+fn gce_confidential_vm_snp_report() {
+    use veil_evidence::snp::Product;
+    use veil_sim::snp::{ReportParams, SimSnp};
+    use veil_verifier::snp::{SnpVerifier, TrustAnchors};
+    use veil_verifier::tpm::verify_gce_snp;
+    let Some(dir) = common::vectors() else { return };
+    let pb = common::read(&dir, "tpm/go-tpm-tools/gce-cos-85-nonce9009.pb");
+    let sim = SimSnp::generate(Product::Milan).unwrap();
+    let mut p = ReportParams::new(Product::Milan);
+    p.report_data[..2].copy_from_slice(&[0x90, 0x09]);
+    let report = sim.report(&p).unwrap();
+    let raw = report.as_bytes().to_vec();
+    // Milan: family 0x19 (0xF + 0x0A), model 0x01, stepping 1.
+    let eax = 0x00a0_0f11;
+    let mut chain = Vec::new();
+    pb_bytes(&mut chain, 1, &sim.vcek_der(&p.tcb).unwrap());
+    pb_bytes(&mut chain, 2, sim.ask_der());
+    let mut snp_att = Vec::new();
+    pb_bytes(&mut snp_att, 1, &sevsnp_report(&raw, eax));
+    pb_bytes(&mut snp_att, 2, &chain);
+    let mut with_snp = pb.clone();
+    pb_bytes(&mut with_snp, 8, &snp_att);
+    let att = GceAttestation::parse(&with_snp).unwrap();
+    let Some(veil_evidence::gce::GceTee::Snp(g)) = &att.tee else {
+        panic!("no SNP report")
+    };
+    assert_eq!(
+        g.report, raw,
+        "the rebuilt report differs from the original"
+    );
+    // The TPM part is unchanged and still verifies.
+    let pol = policy(&dir, &GCE_CERTS);
+    verify_gce(&att, &pol, Some(&[0x90, 0x09]), UnixTime::now(), &AWS_LC).unwrap();
+    let anchors = TrustAnchors::amd()
+        .dangerous_trust_simulated_root(Product::Milan, sim.ark_der())
+        .unwrap();
+    let snp = SnpVerifier::new(anchors);
+    let none = veil_endorsements::snp::SnpEndorsements::default();
+    let v = verify_gce_snp(&att, &snp, &none, Some(&[0x90, 0x09]), UnixTime::now())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        v.claims().measurement.to_string(),
+        hex::encode(p.measurement)
+    );
+    // Another nonce: refused.
+    assert!(matches!(
+        verify_gce_snp(&att, &snp, &none, Some(&[0x90, 0x08]), UnixTime::now()),
+        Err(TpmError::NonceMismatch { .. })
+    ));
+    // AMD's roots only: the simulated chain is refused.
+    let strict = SnpVerifier::new(TrustAnchors::amd());
+    assert!(matches!(
+        verify_gce_snp(&att, &strict, &none, Some(&[0x90, 0x09]), UnixTime::now()),
+        Err(TpmError::Tee(_))
+    ));
+    // A changed measurement byte in the message: the signature fails.
+    let mut tampered = raw.clone();
+    tampered[0x90] ^= 1;
+    let mut snp_att = Vec::new();
+    pb_bytes(&mut snp_att, 1, &sevsnp_report(&tampered, eax));
+    pb_bytes(&mut snp_att, 2, &chain);
+    let mut bad = pb.clone();
+    pb_bytes(&mut bad, 8, &snp_att);
+    let att = GceAttestation::parse(&bad).unwrap();
+    assert!(matches!(
+        verify_gce_snp(&att, &snp, &none, Some(&[0x90, 0x09]), UnixTime::now()),
+        Err(TpmError::Tee(_))
+    ));
+    // An unknown Report field is refused by the parser.
+    let mut extra = sevsnp_report(&raw, eax);
+    pb_uint(&mut extra, 99, 1);
+    let mut snp_att = Vec::new();
+    pb_bytes(&mut snp_att, 1, &extra);
+    let mut unknown = pb.clone();
+    pb_bytes(&mut unknown, 8, &snp_att);
+    assert!(GceAttestation::parse(&unknown).is_err());
+    // A TDX quote is refused as not decoded.
+    let mut tdx = pb.clone();
+    pb_bytes(&mut tdx, 9, b"quote");
+    let att = GceAttestation::parse(&tdx).unwrap();
+    assert!(matches!(
+        verify_gce_snp(&att, &snp, &none, None, UnixTime::now()),
+        Err(TpmError::Tee(_))
+    ));
+}
