@@ -126,13 +126,7 @@ impl Registry {
         });
         verifiers.insert("snp", snp.clone());
         verifiers.insert("az-snp-vtpm", Arc::new(AzSnpTee { snp: snp.clone() }));
-        verifiers.insert(
-            "tpm",
-            Arc::new(TpmTee {
-                policy: tpm_policy(&cfg.endorsements)?,
-                snp: snp.clone(),
-            }),
-        );
+        let tpm_ak_policy = tpm_policy(&cfg.endorsements)?;
         let mut collateral = Vec::new();
         for p in &cfg.endorsements.dcap_collateral {
             let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
@@ -176,6 +170,14 @@ impl Registry {
             });
             if kind == veil_evidence::dcap::TeeType::Tdx {
                 verifiers.insert("az-tdx-vtpm", Arc::new(AzTdxTee { tdx: tee.clone() }));
+                verifiers.insert(
+                    "tpm",
+                    Arc::new(TpmTee {
+                        policy: tpm_ak_policy.clone(),
+                        snp: snp.clone(),
+                        tdx: tee.clone(),
+                    }),
+                );
             }
             verifiers.insert(name, tee);
         }
@@ -495,8 +497,9 @@ impl TeeVerifier for AzTdxTee {
 #[derive(Debug)]
 struct TpmTee {
     policy: veil_verifier::tpm::AkPolicy,
-    /// For the SEV-SNP report a confidential GCE VM attaches.
+    /// For the SEV-SNP report or TD quote a confidential GCE VM attaches.
     snp: Arc<SnpTee>,
+    tdx: Arc<DcapTee>,
 }
 
 #[async_trait]
@@ -515,7 +518,7 @@ impl TeeVerifier for TpmTee {
             ));
         }
         let backend = &veil_verifier::crypto::AWS_LC;
-        let mut snp_claims = None;
+        let mut tee_claims = None;
         let verified = match evidence.get("attestation").and_then(Value::as_str) {
             Some(b64) => {
                 let pb = base64::engine::general_purpose::STANDARD
@@ -524,15 +527,25 @@ impl TeeVerifier for TpmTee {
                 let att = veil_evidence::gce::GceAttestation::parse(&pb).map_err(|e| {
                     Rejection::new(format!("malformed TPM attestation: {e}"), e.to_string())
                 })?;
-                // A confidential VM's SNP report: verified, and bound to
-                // the same report data as the quote.
-                if let Some((report, endorsements)) =
-                    veil_verifier::tpm::gce_snp_parts(&att).map_err(|e| tpm_rejection(&e))?
-                {
-                    let v = self.snp.verify_report(&report, endorsements, now).await?;
-                    veil_verifier::tpm::check_gce_snp_nonce(&report, report_data)
-                        .map_err(|e| tpm_rejection(&e))?;
-                    snp_claims = Some(serde_json::to_value(v.claims()).unwrap_or_default());
+                // A confidential VM's SNP report or TD quote: verified, and
+                // bound to the same report data as the quote.
+                use veil_verifier::tpm::{GceTeeParts, check_gce_report_data, gce_tee_parts};
+                match gce_tee_parts(&att).map_err(|e| tpm_rejection(&e))? {
+                    Some(GceTeeParts::Snp(report, endorsements)) => {
+                        let v = self.snp.verify_report(&report, endorsements, now).await?;
+                        check_gce_report_data(&report.report_data, report_data)
+                            .map_err(|e| tpm_rejection(&e))?;
+                        tee_claims =
+                            Some(("snp", serde_json::to_value(v.claims()).unwrap_or_default()));
+                    }
+                    Some(GceTeeParts::Tdx(quote)) => {
+                        let v = self.tdx.verify_quote(&quote, now).await?;
+                        check_gce_report_data(quote.report_data(), report_data)
+                            .map_err(|e| tpm_rejection(&e))?;
+                        tee_claims =
+                            Some(("tdx", serde_json::to_value(v.claims()).unwrap_or_default()));
+                    }
+                    None => {}
                 }
                 veil_verifier::tpm::verify_gce(&att, &self.policy, Some(report_data), now, backend)
             }
@@ -550,8 +563,8 @@ impl TeeVerifier for TpmTee {
         }
         .map_err(|e| tpm_rejection(&e))?;
         let mut claims = json!({"tee": "tpm", "tpm": verified.claims()});
-        if let Some(c) = snp_claims {
-            claims["snp"] = c;
+        if let Some((name, c)) = tee_claims {
+            claims[name] = c;
         }
         Ok(claims)
     }

@@ -210,7 +210,7 @@ pub async fn run(a: &VerifyArgs, at: UnixTime) -> ExitCode {
                 Err(e) => return fail(e),
             };
             let is_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-            let mut snp_claims = None;
+            let mut tee_claims = None;
             let result = if is_json {
                 match veil_evidence::tpm::TpmEvidence::parse_json(&bytes) {
                     Ok(ev) => veil_verifier::tpm::verify_tpm_evidence(
@@ -225,8 +225,8 @@ pub async fn run(a: &VerifyArgs, at: UnixTime) -> ExitCode {
             } else {
                 match veil_evidence::gce::GceAttestation::parse(&bytes) {
                     Ok(att) => {
-                        // A confidential VM's SEV-SNP report, verified and
-                        // bound to the same nonce.
+                        // A confidential VM's SEV-SNP report or TD quote,
+                        // verified and bound to the same nonce.
                         let snp = match anchors(a.dangerous_trust_simulated_tee.as_ref()) {
                             Ok(x) => SnpVerifier::new(x),
                             Err(e) => return fail(e),
@@ -237,17 +237,33 @@ pub async fn run(a: &VerifyArgs, at: UnixTime) -> ExitCode {
                             // AMD certificates are picked from them.
                             let _ = endorsements.add_file(path);
                         }
-                        match veil_verifier::tpm::verify_gce_snp(
+                        let dcap = match &a.collateral {
+                            Some(path) => {
+                                let c = match std::fs::read(path)
+                                    .map_err(|e| e.to_string())
+                                    .and_then(|b| {
+                                        veil_endorsements::dcap::Collateral::parse(&b)
+                                            .map_err(|e| e.to_string())
+                                    }) {
+                                    Ok(c) => c,
+                                    Err(e) => return fail(format!("{}: {e}", path.display())),
+                                };
+                                match veil_verifier::dcap::DcapVerifier::intel() {
+                                    Ok(v) => Some((v, c)),
+                                    Err(e) => return fail(e),
+                                }
+                            }
+                            None => None,
+                        };
+                        match veil_verifier::tpm::verify_gce_tee(
                             &att,
                             &snp,
                             &endorsements,
+                            dcap.as_ref().map(|(v, c)| (v, c)),
                             nonce.as_deref(),
                             at,
                         ) {
-                            Ok(s) => {
-                                snp_claims =
-                                    s.map(|v| serde_json::to_value(v.claims()).unwrap_or_default())
-                            }
+                            Ok(t) => tee_claims = t.map(|v| v.claims()),
                             Err(e) => {
                                 return reject(a.format, tee, at, tpm_code(&e), e.to_string());
                             }
@@ -260,8 +276,8 @@ pub async fn run(a: &VerifyArgs, at: UnixTime) -> ExitCode {
             match result {
                 Ok(v) => {
                     let mut claims = v.claims();
-                    if let Some(c) = snp_claims {
-                        claims["snp"] = c;
+                    if let Some((name, c)) = tee_claims {
+                        claims[name] = c;
                     }
                     print(a.format, tee, at, nonce.is_some(), claims);
                     ExitCode::SUCCESS

@@ -7,7 +7,8 @@
 //! `sev_snp_attestation` (8, go-sev-guest's `sevsnp.Attestation`, whose
 //! report travels field by field and is rebuilt here into the 0x4A0-byte
 //! `ATTESTATION_REPORT` the AMD signature covers) or `tdx_attestation` (9,
-//! recorded as present; not decoded). Other fields (instance info,
+//! go-tdx-guest's `tdx.QuoteV4`, rebuilt the same way into the DCAP quote
+//! v4 bytes the attestation key signs). Other fields (instance info,
 //! canonical event logs) are well-formed-checked and skipped.
 //!
 //! Why hand-written: four fields of one message do not justify a protobuf
@@ -42,8 +43,8 @@ pub struct GceAttestation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GceTee {
     Snp(GceSnp),
-    /// A TDX quote (go-tdx-guest `QuoteV4` message), not decoded.
-    Tdx,
+    /// The TD quote (v4) rebuilt from go-tdx-guest's `QuoteV4` message.
+    Tdx(Vec<u8>),
 }
 
 /// An SEV-SNP report and the certificates the host supplied.
@@ -351,6 +352,224 @@ fn snp_report(buf: &[u8]) -> Result<Vec<u8>, ParseError> {
     Ok(out)
 }
 
+/// Collects the fields of a message: (number, field) in order.
+fn fields(buf: &[u8]) -> Result<Vec<(u64, Field<'_>)>, ParseError> {
+    let mut p = Proto::new(buf);
+    let mut out = Vec::new();
+    while let Some(f) = p.next()? {
+        out.push(f);
+    }
+    Ok(out)
+}
+
+/// Writes the fields of a message at their layout positions: `layout` is
+/// (field number, exact length) in the order of the C structure; varint
+/// fields are written little-endian in `len` bytes; absent fields (proto3
+/// leaves out zeros) are zeros. Fields neither in `layout` nor in
+/// `also_allowed` (handled by the caller), repeated fields and wrongly sized
+/// ones are refused.
+fn flatten(
+    what: &str,
+    fs: &[(u64, Field<'_>)],
+    layout: &[(u64, usize)],
+    also_allowed: &[u64],
+    out: &mut Vec<u8>,
+) -> Result<(), ParseError> {
+    for (n, _) in fs {
+        if !layout.iter().any(|(k, _)| k == n) && !also_allowed.contains(n) {
+            return Err(bad(format!("unknown {what} field {n}")));
+        }
+    }
+    for (n, len) in layout {
+        let mut found = fs.iter().filter(|(k, _)| k == n);
+        let value = found.next();
+        if found.next().is_some() {
+            return Err(bad(format!("{what} field {n} repeated")));
+        }
+        match value {
+            Some((_, Field::Bytes(b))) if b.len() == *len => out.extend_from_slice(b),
+            Some((_, Field::Bytes(b))) => {
+                return Err(bad(format!(
+                    "{what} field {n} is {} bytes, not {len}",
+                    b.len()
+                )));
+            }
+            Some((_, Field::Varint(v))) => {
+                let bytes = v.to_le_bytes();
+                let (le, rest) = bytes.split_at((*len).min(8));
+                if rest.iter().any(|b| *b != 0) {
+                    return Err(bad(format!("{what} field {n} does not fit {len} bytes")));
+                }
+                out.extend_from_slice(le);
+            }
+            // proto3 leaves zero values out.
+            None => out.extend(std::iter::repeat_n(0u8, *len)),
+            Some(_) => return Err(bad(format!("{what} field {n} has the wrong wire type"))),
+        }
+    }
+    Ok(())
+}
+
+/// The one length-delimited field `n` of a message (a sub-message).
+fn sub<'a>(fs: &[(u64, Field<'a>)], n: u64, what: &str) -> Result<&'a [u8], ParseError> {
+    let mut it = fs.iter().filter(|(k, _)| *k == n);
+    let one = it.next();
+    if it.next().is_some() {
+        return Err(bad(format!("{what} repeated")));
+    }
+    match one {
+        Some((_, Field::Bytes(b))) => Ok(b),
+        None => Ok(&[]),
+        Some(_) => Err(bad(format!("{what} is not length-delimited"))),
+    }
+}
+
+fn varint_of(fs: &[(u64, Field<'_>)], n: u64) -> Result<u64, ParseError> {
+    match fs.iter().find(|(k, _)| *k == n) {
+        Some((_, Field::Varint(v))) => Ok(*v),
+        None => Ok(0),
+        Some(_) => Err(bad(format!("field {n} is not a varint"))),
+    }
+}
+
+/// Rebuilds the DCAP quote v4 (Intel TDX DCAP Quoting Library API, "Quote
+/// Format") from go-tdx-guest's `tdx.QuoteV4`: header, TD quote body, the
+/// signature data (signature, attestation key, certification data type 6
+/// holding the QE report, its signature, QE authentication data and the PCK
+/// certificate chain), then any extra bytes.
+fn tdx_quote(buf: &[u8]) -> Result<Vec<u8>, ParseError> {
+    let q = fields(buf)?;
+    for (n, _) in &q {
+        if !(1..=5).contains(n) {
+            return Err(bad(format!("unknown tdx.QuoteV4 field {n}")));
+        }
+    }
+    let mut out = Vec::with_capacity(5000);
+    flatten(
+        "tdx.Header",
+        &fields(sub(&q, 1, "header")?)?,
+        &[(1, 2), (2, 2), (3, 4), (4, 2), (5, 2), (6, 16), (7, 20)],
+        &[],
+        &mut out,
+    )?;
+    // The body: RTMRs are a repeated field of four 48-byte values.
+    let body = fields(sub(&q, 2, "td_quote_body")?)?;
+    let rtmrs: Vec<&[u8]> = body
+        .iter()
+        .filter(|(n, _)| *n == 11)
+        .map(|(_, f)| match f {
+            Field::Bytes(b) if b.len() == 48 => Ok(*b),
+            _ => Err(bad("an RTMR is not 48 bytes")),
+        })
+        .collect::<Result<_, _>>()?;
+    if rtmrs.len() != 4 {
+        return Err(bad(format!("{} RTMRs, expected 4", rtmrs.len())));
+    }
+    let mut fixed = Vec::new();
+    flatten(
+        "tdx.TDQuoteBody",
+        &body,
+        &[
+            (1, 16),
+            (2, 48),
+            (3, 48),
+            (4, 8),
+            (5, 8),
+            (6, 8),
+            (7, 48),
+            (8, 48),
+            (9, 48),
+            (10, 48),
+            (12, 64),
+        ],
+        &[11],
+        &mut fixed,
+    )?;
+    let (before_rtmr, report_data) = fixed.split_at(fixed.len().saturating_sub(64));
+    out.extend_from_slice(before_rtmr);
+    for r in rtmrs {
+        out.extend_from_slice(r);
+    }
+    out.extend_from_slice(report_data);
+    // Signature data.
+    let signed = fields(sub(&q, 4, "signed_data")?)?;
+    let mut sig = Vec::new();
+    for (n, len, what) in [(1, 64, "signature"), (2, 64, "ecdsa_attestation_key")] {
+        let b = sub(&signed, n, what)?;
+        if b.len() != len {
+            return Err(bad(format!("{what} is {} bytes, not {len}", b.len())));
+        }
+        sig.extend_from_slice(b);
+    }
+    let cert = fields(sub(&signed, 3, "certification_data")?)?;
+    let cert_type = u16::try_from(varint_of(&cert, 1)?).map_err(|_| bad("certification type"))?;
+    if cert_type != 6 {
+        return Err(bad(format!(
+            "certification data type {cert_type}, expected 6"
+        )));
+    }
+    let qe = fields(sub(&cert, 3, "qe_report_certification_data")?)?;
+    let mut qe_data = Vec::new();
+    flatten(
+        "tdx.EnclaveReport",
+        &fields(sub(&qe, 1, "qe_report")?)?,
+        &[
+            (1, 16),
+            (2, 4),
+            (3, 28),
+            (4, 16),
+            (5, 32),
+            (6, 32),
+            (7, 32),
+            (8, 96),
+            (9, 2),
+            (10, 2),
+            (11, 60),
+            (12, 64),
+        ],
+        &[],
+        &mut qe_data,
+    )?;
+    let qe_sig = sub(&qe, 2, "qe_report_signature")?;
+    if qe_sig.len() != 64 {
+        return Err(bad("qe_report_signature is not 64 bytes"));
+    }
+    qe_data.extend_from_slice(qe_sig);
+    let auth = fields(sub(&qe, 3, "qe_auth_data")?)?;
+    let auth_data = sub(&auth, 2, "qe_auth_data.data")?;
+    let auth_len = u16::try_from(auth_data.len()).map_err(|_| bad("QE auth data too long"))?;
+    if varint_of(&auth, 1)? != u64::from(auth_len) {
+        return Err(bad("QE auth data size does not match its data"));
+    }
+    qe_data.extend_from_slice(&auth_len.to_le_bytes());
+    qe_data.extend_from_slice(auth_data);
+    let pck = fields(sub(&qe, 4, "pck_certificate_chain_data")?)?;
+    let pck_type = u16::try_from(varint_of(&pck, 1)?).map_err(|_| bad("PCK data type"))?;
+    let chain = sub(&pck, 3, "pck_cert_chain")?;
+    let chain_len = u32::try_from(chain.len()).map_err(|_| bad("PCK chain too long"))?;
+    if varint_of(&pck, 2)? != u64::from(chain_len) {
+        return Err(bad("PCK chain size does not match its data"));
+    }
+    qe_data.extend_from_slice(&pck_type.to_le_bytes());
+    qe_data.extend_from_slice(&chain_len.to_le_bytes());
+    qe_data.extend_from_slice(chain);
+    let qe_len = u32::try_from(qe_data.len()).map_err(|_| bad("certification data too long"))?;
+    if varint_of(&cert, 2)? != u64::from(qe_len) {
+        return Err(bad("certification data size does not match its data"));
+    }
+    sig.extend_from_slice(&cert_type.to_le_bytes());
+    sig.extend_from_slice(&qe_len.to_le_bytes());
+    sig.extend_from_slice(&qe_data);
+    let sig_len = u32::try_from(sig.len()).map_err(|_| bad("signature data too long"))?;
+    if varint_of(&q, 3)? != u64::from(sig_len) {
+        return Err(bad("signed_data_size does not match the signature data"));
+    }
+    out.extend_from_slice(&sig_len.to_le_bytes());
+    out.extend_from_slice(&sig);
+    out.extend_from_slice(sub(&q, 5, "extra_bytes")?);
+    Ok(out)
+}
+
 impl GceAttestation {
     pub fn parse(buf: &[u8]) -> Result<Self, ParseError> {
         let mut p = Proto::new(buf);
@@ -372,10 +591,7 @@ impl GceAttestation {
                     .intermediate_certs
                     .push(bytes_of(f, "intermediate_certs")?.to_vec()),
                 8 => a.tee = Some(GceTee::Snp(sev_snp(bytes_of(f, "sev_snp_attestation")?)?)),
-                9 => {
-                    bytes_of(f, "tdx_attestation")?;
-                    a.tee = Some(GceTee::Tdx);
-                }
+                9 => a.tee = Some(GceTee::Tdx(tdx_quote(bytes_of(f, "tdx_attestation")?)?)),
                 _ => {}
             }
         }

@@ -534,82 +534,116 @@ pub fn verify_gce(
     Ok(merged)
 }
 
-/// The SEV-SNP report a confidential GCE VM attaches to its attestation,
-/// rebuilt by the parser from go-sev-guest's message, with the VCEK/VLEK and
-/// ASK/ARK it carries as endorsements. `Ok(None)` when the attestation
-/// carries no TEE report; a TDX quote is refused (Veil does not decode
-/// go-tdx-guest messages).
-pub fn gce_snp_parts(
-    att: &veil_evidence::gce::GceAttestation,
-) -> Result<
-    Option<(
-        veil_evidence::snp::AttestationReport,
+/// The hardware evidence a confidential GCE VM attaches to its attestation,
+/// rebuilt by the parser from go-sev-guest's / go-tdx-guest's messages.
+#[derive(Debug, Clone)]
+pub enum GceTeeParts {
+    /// The SNP report and the VCEK/VLEK and ASK/ARK it came with.
+    Snp(
+        Box<veil_evidence::snp::AttestationReport>,
         veil_endorsements::snp::SnpEndorsements,
-    )>,
-    TpmError,
-> {
-    let gce = match &att.tee {
-        None => return Ok(None),
-        Some(veil_evidence::gce::GceTee::Tdx) => {
-            return Err(TpmError::Tee(
-                "the attestation carries a TDX quote, which Veil does not decode from go-tdx-guest messages".into(),
-            ));
-        }
-        Some(veil_evidence::gce::GceTee::Snp(g)) => g,
-    };
-    let report = veil_evidence::snp::AttestationReport::parse(&gce.report)?;
-    let mut e = veil_endorsements::snp::SnpEndorsements::default();
-    for der in [&gce.vcek, &gce.vlek, &gce.ask, &gce.ark]
-        .into_iter()
-        .flatten()
-    {
-        e.certs.push(der.clone());
-    }
-    Ok(Some((report, e)))
+    ),
+    /// The TD quote (v4).
+    Tdx(Box<veil_evidence::dcap::Quote>),
 }
 
-/// The binding of a GCE SNP report to the TPM nonce: go-tpm-tools'
-/// attester puts the nonce into REPORT_DATA followed by zeros up to 64
+/// Parses the attached TEE evidence; `Ok(None)` when there is none.
+pub fn gce_tee_parts(
+    att: &veil_evidence::gce::GceAttestation,
+) -> Result<Option<GceTeeParts>, TpmError> {
+    Ok(match &att.tee {
+        None => None,
+        Some(veil_evidence::gce::GceTee::Snp(g)) => {
+            let report = veil_evidence::snp::AttestationReport::parse(&g.report)?;
+            let mut e = veil_endorsements::snp::SnpEndorsements::default();
+            for der in [&g.vcek, &g.vlek, &g.ask, &g.ark].into_iter().flatten() {
+                e.certs.push(der.clone());
+            }
+            Some(GceTeeParts::Snp(Box::new(report), e))
+        }
+        Some(veil_evidence::gce::GceTee::Tdx(q)) => {
+            Some(GceTeeParts::Tdx(Box::new(veil_evidence::dcap::Quote::parse(q)?)))
+        }
+    })
+}
+
+/// The binding of attached TEE evidence to the TPM nonce: go-tpm-tools'
+/// attester puts the nonce into the report data followed by zeros up to 64
 /// bytes, so that exact value is required.
-pub fn check_gce_snp_nonce(
-    report: &veil_evidence::snp::AttestationReport,
-    nonce: &[u8],
-) -> Result<(), TpmError> {
+pub fn check_gce_report_data(report_data: &[u8], nonce: &[u8]) -> Result<(), TpmError> {
     let mut expected = [0u8; 64];
     expected
         .get_mut(..nonce.len())
         .ok_or_else(|| {
-            TpmError::Tee("a nonce longer than 64 bytes cannot be in REPORT_DATA".into())
+            TpmError::Tee("a nonce longer than 64 bytes cannot be in the report data".into())
         })?
         .copy_from_slice(nonce);
-    if report.report_data != expected {
+    if report_data != expected {
         return Err(TpmError::NonceMismatch {
             expected: hex::encode(expected),
-            actual: hex::encode(report.report_data),
+            actual: hex::encode(report_data),
         });
     }
     Ok(())
 }
 
-/// [`gce_snp_parts`], the SNP verification (with `endorsements` added to
-/// the attached certificates) and, with a nonce, [`check_gce_snp_nonce`].
-pub fn verify_gce_snp(
+/// What verified the attached TEE evidence.
+#[derive(Debug, Clone)]
+pub enum VerifiedGceTee {
+    Snp(Box<crate::snp::VerifiedSnpReport>),
+    Tdx(Box<crate::dcap::VerifiedQuote>),
+}
+
+impl VerifiedGceTee {
+    /// Claims under `snp` or `tdx`.
+    pub fn claims(&self) -> (&'static str, serde_json::Value) {
+        match self {
+            VerifiedGceTee::Snp(v) => ("snp", serde_json::to_value(v.claims()).unwrap_or_default()),
+            VerifiedGceTee::Tdx(v) => ("tdx", serde_json::to_value(v.claims()).unwrap_or_default()),
+        }
+    }
+}
+
+/// Verifies the attached TEE evidence, if any: an SNP report with `snp`
+/// (the attached certificates plus `endorsements`), a TD quote with `dcap`
+/// and `collateral` (refused without collateral), and, with a nonce, its
+/// binding ([`check_gce_report_data`]).
+pub fn verify_gce_tee(
     att: &veil_evidence::gce::GceAttestation,
     snp: &crate::snp::SnpVerifier,
     endorsements: &veil_endorsements::snp::SnpEndorsements,
+    dcap: Option<(
+        &crate::dcap::DcapVerifier,
+        &veil_endorsements::dcap::Collateral,
+    )>,
     nonce: Option<&[u8]>,
     at: UnixTime,
-) -> Result<Option<crate::snp::VerifiedSnpReport>, TpmError> {
-    let Some((report, mut e)) = gce_snp_parts(att)? else {
-        return Ok(None);
+) -> Result<Option<VerifiedGceTee>, TpmError> {
+    let tee = |m: String| TpmError::Tee(m);
+    let verified = match gce_tee_parts(att)? {
+        None => return Ok(None),
+        Some(GceTeeParts::Snp(report, mut e)) => {
+            e.extend(endorsements.clone());
+            let v = snp
+                .verify(&report, &e, at)
+                .map_err(|err| tee(format!("SEV-SNP report: {err}")))?;
+            if let Some(n) = nonce {
+                check_gce_report_data(&report.report_data, n)?;
+            }
+            VerifiedGceTee::Snp(Box::new(v))
+        }
+        Some(GceTeeParts::Tdx(quote)) => {
+            let (dcap, collateral) =
+                dcap.ok_or_else(|| tee("a TD quote needs DCAP collateral".into()))?;
+            let v = dcap
+                .verify(&quote, collateral, at)
+                .map_err(|err| tee(format!("TD quote: {err}")))?;
+            if let Some(n) = nonce {
+                check_gce_report_data(quote.report_data(), n)?;
+            }
+            VerifiedGceTee::Tdx(Box::new(v))
+        }
     };
-    e.extend(endorsements.clone());
-    let verified = snp
-        .verify(&report, &e, at)
-        .map_err(|err| TpmError::Tee(format!("SEV-SNP report: {err}")))?;
-    if let Some(n) = nonce {
-        check_gce_snp_nonce(&report, n)?;
-    }
     Ok(Some(verified))
 }
 

@@ -291,7 +291,7 @@ fn gce_confidential_vm_snp_report() {
     use veil_evidence::snp::Product;
     use veil_sim::snp::{ReportParams, SimSnp};
     use veil_verifier::snp::{SnpVerifier, TrustAnchors};
-    use veil_verifier::tpm::verify_gce_snp;
+    use veil_verifier::tpm::{VerifiedGceTee, verify_gce_tee};
     let Some(dir) = common::vectors() else { return };
     let pb = common::read(&dir, "tpm/go-tpm-tools/gce-cos-85-nonce9009.pb");
     let sim = SimSnp::generate(Product::Milan).unwrap();
@@ -325,9 +325,18 @@ fn gce_confidential_vm_snp_report() {
         .unwrap();
     let snp = SnpVerifier::new(anchors);
     let none = veil_endorsements::snp::SnpEndorsements::default();
+    let verify_gce_snp =
+        |att: &GceAttestation,
+         snp: &SnpVerifier,
+         none: &veil_endorsements::snp::SnpEndorsements,
+         n: Option<&[u8]>,
+         at: UnixTime| { verify_gce_tee(att, snp, none, None, n, at) };
     let v = verify_gce_snp(&att, &snp, &none, Some(&[0x90, 0x09]), UnixTime::now())
         .unwrap()
         .unwrap();
+    let VerifiedGceTee::Snp(v) = v else {
+        panic!("not SNP")
+    };
     assert_eq!(
         v.claims().measurement.to_string(),
         hex::encode(p.measurement)
@@ -364,12 +373,193 @@ fn gce_confidential_vm_snp_report() {
     let mut unknown = pb.clone();
     pb_bytes(&mut unknown, 8, &snp_att);
     assert!(GceAttestation::parse(&unknown).is_err());
-    // A TDX quote is refused as not decoded.
-    let mut tdx = pb.clone();
-    pb_bytes(&mut tdx, 9, b"quote");
-    let att = GceAttestation::parse(&tdx).unwrap();
+}
+
+/// A go-tdx-guest `tdx.QuoteV4` message holding the fields of a v4 quote.
+fn tdx_quote_v4(q: &[u8]) -> Vec<u8> {
+    let le = |o: usize, n: usize| {
+        let mut b = [0u8; 8];
+        b[..n].copy_from_slice(&q[o..o + n]);
+        u64::from_le_bytes(b)
+    };
+    let mut header = Vec::new();
+    for (f, o, n) in [(1, 0, 2), (2, 2, 2), (3, 4, 4)] {
+        pb_uint(&mut header, f, le(o, n));
+    }
+    for (f, o, n) in [(4, 8, 2), (5, 10, 2), (6, 12, 16), (7, 28, 20)] {
+        pb_bytes(&mut header, f, &q[o..o + n]);
+    }
+    let mut body = Vec::new();
+    let b = 48;
+    for (f, o, n) in [
+        (1, 0, 16),
+        (2, 16, 48),
+        (3, 64, 48),
+        (4, 112, 8),
+        (5, 120, 8),
+        (6, 128, 8),
+        (7, 136, 48),
+        (8, 184, 48),
+        (9, 232, 48),
+        (10, 280, 48),
+    ] {
+        pb_bytes(&mut body, f, &q[b + o..b + o + n]);
+    }
+    for i in 0..4 {
+        pb_bytes(&mut body, 11, &q[b + 328 + 48 * i..b + 376 + 48 * i]);
+    }
+    pb_bytes(&mut body, 12, &q[b + 520..b + 584]);
+    let sig_len = le(632, 4) as usize;
+    let s = 636;
+    let cert_size = le(s + 130, 4) as usize;
+    let qe = s + 134;
+    let mut report = Vec::new();
+    for (f, o, n) in [
+        (1, 0, 16),
+        (3, 20, 28),
+        (4, 48, 16),
+        (5, 64, 32),
+        (6, 96, 32),
+        (7, 128, 32),
+        (8, 160, 96),
+        (11, 260, 60),
+        (12, 320, 64),
+    ] {
+        pb_bytes(&mut report, f, &q[qe + o..qe + o + n]);
+    }
+    for (f, o, n) in [(2, 16, 4), (9, 256, 2), (10, 258, 2)] {
+        pb_uint(&mut report, f, le(qe + o, n));
+    }
+    let auth_len = le(qe + 448, 2) as usize;
+    let mut auth = Vec::new();
+    pb_uint(&mut auth, 1, auth_len as u64);
+    pb_bytes(&mut auth, 2, &q[qe + 450..qe + 450 + auth_len]);
+    let pck_at = qe + 450 + auth_len;
+    let chain_len = le(pck_at + 2, 4) as usize;
+    let mut pck = Vec::new();
+    pb_uint(&mut pck, 1, le(pck_at, 2));
+    pb_uint(&mut pck, 2, chain_len as u64);
+    pb_bytes(&mut pck, 3, &q[pck_at + 6..pck_at + 6 + chain_len]);
+    let mut qe_cert = Vec::new();
+    pb_bytes(&mut qe_cert, 1, &report);
+    pb_bytes(&mut qe_cert, 2, &q[qe + 384..qe + 448]);
+    pb_bytes(&mut qe_cert, 3, &auth);
+    pb_bytes(&mut qe_cert, 4, &pck);
+    let mut cert = Vec::new();
+    pb_uint(&mut cert, 1, le(s + 128, 2));
+    pb_uint(&mut cert, 2, cert_size as u64);
+    pb_bytes(&mut cert, 3, &qe_cert);
+    let mut signed = Vec::new();
+    pb_bytes(&mut signed, 1, &q[s..s + 64]);
+    pb_bytes(&mut signed, 2, &q[s + 64..s + 128]);
+    pb_bytes(&mut signed, 3, &cert);
+    let mut m = Vec::new();
+    pb_bytes(&mut m, 1, &header);
+    pb_bytes(&mut m, 2, &body);
+    pb_uint(&mut m, 3, sig_len as u64);
+    pb_bytes(&mut m, 4, &signed);
+    let end = s + sig_len;
+    if end < q.len() {
+        pb_bytes(&mut m, 5, &q[end..]);
+    }
+    m
+}
+
+/// A confidential GCE VM on TDX: the TD quote go-tpm-tools attaches (field
+/// 9) is rebuilt byte for byte from go-tdx-guest's fields, verified by DCAP
+/// with the (simulated) collateral, and must carry the TPM nonce.
+#[test]
+fn gce_confidential_vm_td_quote() {
+    use veil_sim::tdx::{SimTdx, TdParams};
+    use veil_verifier::dcap::DcapVerifier;
+    use veil_verifier::snp::{SnpVerifier, TrustAnchors};
+    use veil_verifier::tpm::{VerifiedGceTee, verify_gce_tee};
+    let Some(dir) = common::vectors() else { return };
+    let pb = common::read(&dir, "tpm/go-tpm-tools/gce-cos-85-nonce9009.pb");
+    let sim = SimTdx::generate().unwrap();
+    let mut p = TdParams::default();
+    p.report_data[..2].copy_from_slice(&[0x90, 0x09]);
+    p.mr_td = [0x5a; 48];
+    let quote = sim.quote(&p).unwrap();
+    let collateral = veil_endorsements::dcap::Collateral::parse(
+        sim.collateral(UnixTime::now().0)
+            .unwrap()
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut with_tdx = pb.clone();
+    pb_bytes(&mut with_tdx, 9, &tdx_quote_v4(&quote));
+    let att = GceAttestation::parse(&with_tdx).unwrap();
+    let Some(veil_evidence::gce::GceTee::Tdx(rebuilt)) = &att.tee else {
+        panic!("no TD quote")
+    };
+    assert_eq!(
+        *rebuilt, quote,
+        "the rebuilt quote differs from the original"
+    );
+    let dcap = DcapVerifier::dangerous_trust_simulated_root(sim.root_der()).unwrap();
+    let snp = SnpVerifier::new(TrustAnchors::amd());
+    let none = veil_endorsements::snp::SnpEndorsements::default();
+    let v = verify_gce_tee(
+        &att,
+        &snp,
+        &none,
+        Some((&dcap, &collateral)),
+        Some(&[0x90, 0x09]),
+        UnixTime::now(),
+    )
+    .unwrap()
+    .unwrap();
+    let VerifiedGceTee::Tdx(_) = &v else {
+        panic!("not TDX")
+    };
+    let (name, claims) = v.claims();
+    assert_eq!(name, "tdx");
+    assert_eq!(claims["measurement"], hex::encode([0x5a; 48]), "{claims}");
     assert!(matches!(
-        verify_gce_snp(&att, &snp, &none, None, UnixTime::now()),
+        verify_gce_tee(
+            &att,
+            &snp,
+            &none,
+            Some((&dcap, &collateral)),
+            Some(&[0x90, 0x08]),
+            UnixTime::now()
+        ),
+        Err(TpmError::NonceMismatch { .. })
+    ));
+    // Without collateral, or under Intel's real root: refused.
+    assert!(matches!(
+        verify_gce_tee(&att, &snp, &none, None, None, UnixTime::now()),
+        Err(TpmError::Tee(_))
+    ));
+    let intel = DcapVerifier::intel().unwrap();
+    assert!(matches!(
+        verify_gce_tee(
+            &att,
+            &snp,
+            &none,
+            Some((&intel, &collateral)),
+            None,
+            UnixTime::now()
+        ),
+        Err(TpmError::Tee(_))
+    ));
+    // One changed MRTD byte in the message: the quote signature fails.
+    let mut tampered = quote.clone();
+    tampered[48 + 136] ^= 1;
+    let mut bad = pb.clone();
+    pb_bytes(&mut bad, 9, &tdx_quote_v4(&tampered));
+    let att = GceAttestation::parse(&bad).unwrap();
+    assert!(matches!(
+        verify_gce_tee(
+            &att,
+            &snp,
+            &none,
+            Some((&dcap, &collateral)),
+            None,
+            UnixTime::now()
+        ),
         Err(TpmError::Tee(_))
     ));
 }
