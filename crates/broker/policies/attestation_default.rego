@@ -149,10 +149,16 @@ gpu_measurements_ok if input.tee != "nvidia"
 
 gpu_measurements_ok if {
 	input.tee == "nvidia"
+	rim_ok
 	every name, values in data.reference {
 		gpu_measurement_matches(name, values)
 	}
 }
+
+# Reference integrity manifests, when the broker has any, must match.
+rim_ok if not is_object(input.claims.rim)
+
+rim_ok if input.claims.rim.status == "match"
 
 gpu_measurement_matches(name, _) if not startswith(name, "nvidia_measurement")
 

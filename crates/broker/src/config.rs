@@ -121,6 +121,11 @@ pub struct EndorsementsConfig {
     /// the GPU, an unreachable responder is reported in the claims
     /// (`ocsp.status = "unavailable"`) for policy to decide.
     pub nvidia_ocsp_url: Option<String>,
+    /// NVIDIA reference integrity manifests (SWID XML, e.g. the driver's and
+    /// the VBIOS's from NVIDIA's RIM service): GPU measurements are
+    /// compared with them (`rim` claim; the default policy requires a
+    /// match when any are configured).
+    pub nvidia_rims: Vec<PathBuf>,
 }
 
 impl Default for EndorsementsConfig {
@@ -136,6 +141,7 @@ impl Default for EndorsementsConfig {
             tpm_trusted_aks: Vec::new(),
             cca_cpaks: Vec::new(),
             nvidia_ocsp_url: None,
+            nvidia_rims: Vec::new(),
         }
     }
 }

@@ -210,11 +210,20 @@ impl Registry {
             ),
             None => None,
         };
+        let mut rims = Vec::new();
+        for p in &cfg.endorsements.nvidia_rims {
+            let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            rims.push(
+                veil_endorsements::rim::Rim::parse(&p.display().to_string(), &bytes)
+                    .map_err(|e| e.to_string())?,
+            );
+        }
         devices.insert(
             "nvidia",
             Arc::new(NvidiaDevices {
                 roots: gpu_roots,
                 ocsp,
+                rims,
             }),
         );
         if cfg.dangerous_accept_sample_evidence {
@@ -693,6 +702,8 @@ struct NvidiaDevices {
     roots: Vec<veil_verifier::x509::Cert>,
     /// NVIDIA's OCSP responder and a client for it, when configured.
     ocsp: Option<veil_endorsements::ocsp::OcspClient>,
+    /// Reference integrity manifests to compare measurements with.
+    rims: Vec<veil_endorsements::rim::Rim>,
 }
 
 /// Asks the OCSP responder about every certificate of a verified
@@ -799,7 +810,11 @@ impl DeviceVerifier for NvidiaDevices {
                 )
                 .map_err(bad)?;
                 v.check_nonce(nonce).map_err(bad)?;
-                Ok((v.claims().map_err(bad)?, chain))
+                let mut claims = v.claims().map_err(bad)?;
+                if !self.rims.is_empty() {
+                    claims["rim"] = veil_verifier::nvidia::compare_rims(&v, &self.rims);
+                }
+                Ok((claims, chain))
             })();
             let result = match verified {
                 Ok((mut claims, chain)) => match &self.ocsp {

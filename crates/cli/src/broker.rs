@@ -111,6 +111,9 @@ pub struct ServeArgs {
     /// NVIDIA's OCSP responder URL: check every GPU certificate.
     #[arg(long)]
     pub nvidia_ocsp_url: Option<String>,
+    /// NVIDIA reference integrity manifest (SWID XML); repeatable.
+    #[arg(long = "nvidia-rim")]
+    pub nvidia_rims: Vec<PathBuf>,
     /// DANGEROUS: serve the admin API without authentication.
     #[arg(long)]
     pub dangerous_allow_unauthenticated_admin: bool,
@@ -163,6 +166,9 @@ fn apply(a: &ServeArgs, cfg: &mut Config) {
     if a.nvidia_ocsp_url.is_some() {
         cfg.endorsements.nvidia_ocsp_url = a.nvidia_ocsp_url.clone();
     }
+    cfg.endorsements
+        .nvidia_rims
+        .extend(a.nvidia_rims.iter().cloned());
     cfg.endorsements
         .dcap_collateral
         .extend(a.dcap_collateral.iter().cloned());

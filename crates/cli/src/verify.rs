@@ -108,6 +108,10 @@ pub struct VerifyArgs {
     /// not checked (and the output says so).
     #[arg(long)]
     pub ocsp_url: Option<String>,
+    /// NVIDIA GPUs: reference integrity manifests (SWID XML) to compare the
+    /// measurements with; repeatable. A mismatch rejects.
+    #[arg(long = "rim")]
+    pub rims: Vec<PathBuf>,
 }
 
 pub fn parse_product(s: &str) -> Result<Product, String> {

@@ -299,6 +299,18 @@ async fn nvidia(a: &VerifyArgs, at: UnixTime, bytes: &[u8], nonce: Option<&[u8]>
         }
         None => None,
     };
+    let mut rims = Vec::new();
+    for path in &a.rims {
+        match std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| {
+                veil_endorsements::rim::Rim::parse(&path.display().to_string(), &b)
+                    .map_err(|e| e.to_string())
+            }) {
+            Ok(r) => rims.push(r),
+            Err(e) => return fail(format!("{}: {e}", path.display())),
+        }
+    }
     let mut gpus = Vec::new();
     for (arch, uuid, report, chain_pem) in &devices {
         let chain = match parse_chain(chain_pem) {
@@ -318,6 +330,22 @@ async fn nvidia(a: &VerifyArgs, at: UnixTime, bytes: &[u8], nonce: Option<&[u8]>
             Ok(c) => c,
             Err(e) => return reject(a.format, tee, at, e.code(), e.to_string()),
         };
+        if !rims.is_empty() {
+            let rim = veil_verifier::nvidia::compare_rims(&v, &rims);
+            if rim["status"] != "match" {
+                return reject(
+                    a.format,
+                    tee,
+                    at,
+                    "rim_mismatch",
+                    format!(
+                        "GPU {uuid}: measurements differ from the RIMs: {}",
+                        rim["mismatched"]
+                    ),
+                );
+            }
+            claims["rim"] = rim;
+        }
         if let Some(client) = &ocsp {
             match veil_broker::verifiers::check_gpu_ocsp(client, &chain, &roots, at).await {
                 Ok(o) => claims["ocsp"] = o,

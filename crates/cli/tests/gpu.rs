@@ -388,3 +388,132 @@ async fn revoked_gpu_certificate_blocks_the_secret() {
     assert_eq!(out["claims"]["gpus"][0]["ocsp"]["status"], "good");
     assert!(!responder.hits().is_empty());
 }
+
+/// Reference integrity manifests configured in the broker: the GPU's
+/// measurements must match them for `gpu0` to be affirming; `veil verify
+/// --rim` rejects a mismatch.
+#[tokio::test]
+async fn rims_gate_the_gpu() {
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sim = d.join("sim");
+    veil(&[
+        "sim",
+        "snp",
+        "--state-dir",
+        p(&sim),
+        "--out",
+        p(&d.join("ev.json")),
+        "--certs-dir",
+        p(&d.join("certs")),
+    ]);
+    let root = d.join("gpu-root.pem");
+    let gpu_ev = d.join("gpu.json");
+    veil(&[
+        "sim",
+        "gpu",
+        "--state-dir",
+        p(&sim),
+        "--root-out",
+        p(&root),
+        "--out",
+        p(&gpu_ev),
+    ]);
+    veil(&["admin", "keygen", "--out", p(d)]);
+    let all: BTreeMap<u8, Vec<u8>> = (1..=veil_sim::gpu::BLOCKS)
+        .map(|i| (i, veil_sim::gpu::measurement(i).to_vec()))
+        .collect();
+    let good = d.join("good-rim.xml");
+    std::fs::write(
+        &good,
+        veil_endorsements::rim::encode("GH100", "550.90.07", &all),
+    )
+    .unwrap();
+    let mut changed = all.clone();
+    changed.insert(5, vec![0x55; 48]);
+    let bad = d.join("bad-rim.xml");
+    std::fs::write(
+        &bad,
+        veil_endorsements::rim::encode("GH100", "550.90.07", &changed),
+    )
+    .unwrap();
+    let secret = d.join("secret");
+    std::fs::write(&secret, b"s3cret").unwrap();
+    let mut results = Vec::new();
+    for (name, rim) in [("good", &good), ("bad", &bad)] {
+        let bd = d.join(name);
+        std::fs::create_dir_all(&bd).unwrap();
+        std::fs::copy(d.join("admin.pub"), bd.join("admin.pub")).unwrap();
+        let broker = spawn_dev_broker(
+            &bd,
+            &[
+                "--dangerous-trust-simulated-tee",
+                p(&d.join("certs/ark.pem")),
+                "--dangerous-trust-simulated-gpu",
+                p(&root),
+                "--nvidia-rim",
+                p(rim),
+            ],
+        );
+        let url = format!("http://{}", broker.addr);
+        veil(&[
+            "admin",
+            "set-resource",
+            "default/key/1",
+            "--file",
+            p(&secret),
+            "--url",
+            &url,
+            "--key",
+            p(&d.join("admin.key")),
+        ]);
+        let agent = spawn_agent(&url, "sim-snp", &["--sim-state", p(&sim), "--sim-gpu"]);
+        let api = format!("http://{}", agent.addr);
+        let (status, _) = get(format!("{api}/cdh/resource/default/key/1")).await;
+        let t: serde_json::Value = reqwest::get(format!("{api}/aa/token?token_type=kbs"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        results.push((status, ear(&t)["submods"]["gpu0"].clone()));
+    }
+    let (status, gpu) = &results[0];
+    assert_eq!(*status, 200, "{gpu}");
+    assert_eq!(gpu["ear_attester_claims"]["rim"]["status"], "match");
+    let (status, gpu) = &results[1];
+    assert_eq!(*status, 403);
+    assert_eq!(gpu["ear_status"], "contraindicated");
+    assert_eq!(
+        gpu["ear_attester_claims"]["rim"]["mismatched"][0]["index"],
+        5
+    );
+    // The same manifests with `veil verify`.
+    let verify = |rim: &std::path::Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_veil"))
+            .args([
+                "verify",
+                "--tee",
+                "nvidia",
+                p(&gpu_ev),
+                "--dangerous-trust-simulated-gpu",
+                p(&root),
+                "--rim",
+                p(rim),
+            ])
+            .output()
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        (out.status.code(), json)
+    };
+    let (code, out) = verify(&good);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out["claims"]["gpus"][0]["rim"]["status"], "match");
+    let (code, out) = verify(&bad);
+    assert_eq!(
+        (code, out["code"].as_str()),
+        (Some(1), Some("rim_mismatch")),
+        "{out}"
+    );
+}

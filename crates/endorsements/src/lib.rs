@@ -19,6 +19,7 @@ pub mod kds;
 pub mod ocsp;
 #[cfg(feature = "fetch")]
 pub mod pcs;
+pub mod rim;
 pub mod roots;
 pub mod snp;
 

@@ -5,8 +5,9 @@
 //! TcbInfo extension) equal to the FWID the report carries, and the request
 //! nonce equal to the expected one.
 //!
-//! Not done here: reference integrity manifests (RIMs) and OCSP. Claims say
-//! so (`rim`, `ocsp`), and policy decides.
+//! Reference integrity manifests are compared by [`compare_rims`] when the
+//! operator supplies them; OCSP is asked by the caller (it needs the
+//! network). Claims say what was done (`rim`, `ocsp`), and policy decides.
 
 use veil_evidence::nvidia::{GpuReport, OPAQUE_FWID};
 
@@ -233,4 +234,60 @@ impl VerifiedGpu {
             "ocsp": "not checked",
         }))
     }
+}
+
+/// Compares a GPU's measurements with reference integrity manifests (the
+/// driver's and the VBIOS's): every active RIM entry must be reported by
+/// the GPU (RIM index *i* is measurement block *i* + 1) with one of its
+/// values; two RIMs listing the same active index is a conflict. Returns
+/// the `rim` claim: `status` `match` or `mismatch`, the manifests used and
+/// what did not match.
+pub fn compare_rims(gpu: &VerifiedGpu, rims: &[veil_endorsements::rim::Rim]) -> serde_json::Value {
+    use std::collections::BTreeMap;
+    let mut expected: BTreeMap<u32, (&[[u8; 48]], &str)> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for rim in rims {
+        for (index, entry) in rim.entries.iter().filter(|(_, e)| e.active) {
+            if expected
+                .insert(*index, (&entry.values, rim.version.as_str()))
+                .is_some()
+            {
+                problems.push(serde_json::json!({
+                    "index": index.saturating_add(1),
+                    "problem": "listed as active by two manifests",
+                }));
+            }
+        }
+    }
+    for (index, (values, version)) in &expected {
+        let block = index.saturating_add(1);
+        let reported = gpu
+            .report
+            .blocks
+            .iter()
+            .find(|b| u32::from(b.index) == block)
+            .map(|b| b.value.as_slice());
+        match reported {
+            Some(v) if values.iter().any(|x| x.as_slice() == v) => {}
+            Some(v) => problems.push(serde_json::json!({
+                "index": block,
+                "reported": hex::encode(v),
+                "expected": values.iter().map(hex::encode).collect::<Vec<_>>(),
+                "manifest": version,
+            })),
+            None => problems.push(serde_json::json!({
+                "index": block,
+                "problem": "not reported by the GPU",
+                "manifest": version,
+            })),
+        }
+    }
+    serde_json::json!({
+        "status": if problems.is_empty() { "match" } else { "mismatch" },
+        "compared": expected.len(),
+        "manifests": rims.iter().map(|r| serde_json::json!({
+            "name": r.name, "version": r.version, "edition": r.edition,
+        })).collect::<Vec<_>>(),
+        "mismatched": problems,
+    })
 }

@@ -561,9 +561,9 @@ pub fn gce_tee_parts(
             }
             Some(GceTeeParts::Snp(Box::new(report), e))
         }
-        Some(veil_evidence::gce::GceTee::Tdx(q)) => {
-            Some(GceTeeParts::Tdx(Box::new(veil_evidence::dcap::Quote::parse(q)?)))
-        }
+        Some(veil_evidence::gce::GceTee::Tdx(q)) => Some(GceTeeParts::Tdx(Box::new(
+            veil_evidence::dcap::Quote::parse(q)?,
+        ))),
     })
 }
 

@@ -153,3 +153,52 @@ fn ocsp_answers_are_checked() {
         }
     }
 }
+
+/// Reference integrity manifests: the simulated GPU's own measurements
+/// match; a changed value, a block the GPU does not report and two
+/// manifests claiming one index do not.
+#[test]
+fn rims_are_compared() {
+    use std::collections::BTreeMap;
+    use veil_endorsements::rim::{Rim, encode};
+    use veil_verifier::nvidia::compare_rims;
+    let sim = SimGpu::generate().unwrap();
+    let chain = parse_chain(sim.chain_pem().as_bytes()).unwrap();
+    let roots = vec![Cert::parse(sim.root_der()).unwrap()];
+    let v = verify_report(
+        "HOPPER",
+        "GPU-1",
+        &sim.report(&[1; 32]).unwrap(),
+        &chain,
+        &roots,
+        UnixTime::now(),
+        &AWS_LC,
+    )
+    .unwrap();
+    let all: BTreeMap<u8, Vec<u8>> = (1..=veil_sim::gpu::BLOCKS)
+        .map(|i| (i, measurement(i).to_vec()))
+        .collect();
+    let rim = |m: &BTreeMap<u8, Vec<u8>>, version: &str| {
+        Rim::parse("t", encode("GH100", version, m).as_bytes()).unwrap()
+    };
+    // Driver and VBIOS manifests splitting the blocks between them.
+    let (driver, vbios): (BTreeMap<u8, Vec<u8>>, BTreeMap<u8, Vec<u8>>) =
+        all.clone().into_iter().partition(|(i, _)| *i <= 4);
+    let r = compare_rims(
+        &v,
+        &[rim(&driver, "550.90.07"), rim(&vbios, "96.00.9f.00.01")],
+    );
+    assert_eq!(r["status"], "match", "{r}");
+    assert_eq!(r["compared"], 8);
+    let mut changed = all.clone();
+    changed.insert(3, vec![0; 48]);
+    let r = compare_rims(&v, &[rim(&changed, "x")]);
+    assert_eq!(r["status"], "mismatch");
+    assert_eq!(r["mismatched"][0]["index"], 3);
+    let mut more = all.clone();
+    more.insert(20, vec![1; 48]);
+    let r = compare_rims(&v, &[rim(&more, "x")]);
+    assert_eq!(r["mismatched"][0]["problem"], "not reported by the GPU");
+    let r = compare_rims(&v, &[rim(&all, "a"), rim(&driver, "b")]);
+    assert_eq!(r["status"], "mismatch");
+}
