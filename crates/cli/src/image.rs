@@ -105,6 +105,11 @@ pub struct PullArgs {
     /// Layers pulled at the same time.
     #[arg(long, default_value_t = 4)]
     pub parallel: usize,
+    /// Where GPG simple-signing signatures are kept, for `signedBy`
+    /// requirements (`file:///var/lib/containers/sigstore` or an
+    /// `https://` lookaside server), as containers' registries.d says.
+    #[arg(long)]
+    pub lookaside: Option<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -412,6 +417,7 @@ async fn pull(a: &PullArgs) -> Result<String, String> {
         veil_image::pull::PullOptions {
             parallel: a.parallel,
             progress,
+            lookaside: a.lookaside.clone(),
         },
     )
     .await
@@ -602,7 +608,7 @@ fn verify(a: &VerifyArgs) -> Result<String, String> {
         other => load_key("", other),
     };
     let why = policy
-        .evaluate(&identity, &image.digest, &signatures, &mut no_kbs)
+        .evaluate(&identity, &image.digest, &signatures, &[], &mut no_kbs)
         .map_err(|e| e.to_string())?;
     Ok(format!(
         "verified {} ({}) as {identity}: {}",

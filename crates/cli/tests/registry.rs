@@ -796,3 +796,164 @@ fn registry_token_flow() {
     );
     assert!(!ok && msg.contains("token realm answered 404"), "{msg}");
 }
+
+/// A throwaway GnuPG home with one RSA signing key: (home, fingerprint).
+fn gpg_key(dir: &Path, name: &str) -> (PathBuf, String) {
+    let home = dir.join(format!("gnupg-{name}"));
+    std::fs::create_dir_all(&home).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let params = home.join("params");
+    std::fs::write(
+        &params,
+        format!(
+            "%no-protection\nKey-Type: RSA\nKey-Length: 2048\nKey-Usage: sign\nName-Real: {name}\nName-Email: {name}@veil.test\nExpire-Date: 0\n%commit\n"
+        ),
+    )
+    .unwrap();
+    run(Command::new("gpg")
+        .env("GNUPGHOME", &home)
+        .args(["--batch", "--gen-key", p(&params)]));
+    let list = String::from_utf8(run(Command::new("gpg")
+        .env("GNUPGHOME", &home)
+        .args(["--list-keys", "--with-colons"])))
+    .unwrap();
+    let fpr = list
+        .lines()
+        .find_map(|l| l.strip_prefix("fpr:"))
+        .and_then(|l| l.split(':').find(|f| f.len() == 40))
+        .unwrap()
+        .to_string();
+    (home, fpr)
+}
+
+/// GPG "simple signing" (`signedBy`), checked against an independent
+/// implementation: skopeo (Go containers/image with gpgme) signs the pushed
+/// manifest with a GPG key, the signature goes into a lookaside directory,
+/// and `veil image pull --lookaside file://…` accepts it with the exported
+/// public keyring (binary and armored); another key, another identity and
+/// a missing signature are refused with nothing unpacked.
+#[test]
+fn gpg_simple_signing_from_skopeo() {
+    let Some(reg) = LocalRegistry::start() else {
+        return;
+    };
+    if !tool("skopeo", "--version") || !tool("gpg", "--version") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let r = &reg.addr;
+    let plain = plain_image(d);
+    let image = format!("{r}/gpg/app:1");
+    veil(&["image", "push", p(&plain), &image, "--plain-http"]);
+    let raw = run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ]));
+    std::fs::write(d.join("manifest.json"), &raw).unwrap();
+    let digest = sha256(&raw);
+    let (home, fpr) = gpg_key(d, "signer");
+    let (other_home, _) = gpg_key(d, "stranger");
+    // skopeo's standalone signing: the same bytes `skopeo copy --sign-by`
+    // stores in a lookaside store.
+    let sign = |identity: &str, out: &Path| {
+        run(Command::new("skopeo").env("GNUPGHOME", &home).args([
+            "standalone-sign",
+            p(&d.join("manifest.json")),
+            identity,
+            &fpr,
+            "--output",
+            p(out),
+        ]));
+    };
+    let lookaside = d.join("sigstore");
+    let sig_dir = lookaside.join(format!(
+        "gpg/app@sha256={}",
+        digest.trim_start_matches("sha256:")
+    ));
+    std::fs::create_dir_all(&sig_dir).unwrap();
+    sign(&image, &sig_dir.join("signature-1"));
+    // skopeo itself verifies what it made (sanity of the fixture).
+    run(Command::new("skopeo").env("GNUPGHOME", &home).args([
+        "standalone-verify",
+        p(&d.join("manifest.json")),
+        &image,
+        &fpr,
+        p(&sig_dir.join("signature-1")),
+    ]));
+    let export = |home: &Path, armor: bool, out: &Path| {
+        let mut args = vec!["--export"];
+        if armor {
+            args.push("--armor");
+        }
+        let key = run(Command::new("gpg").env("GNUPGHOME", home).args(&args));
+        std::fs::write(out, key).unwrap();
+    };
+    let pubring = d.join("signer.gpg");
+    export(&home, false, &pubring);
+    let armored = d.join("signer.asc");
+    export(&home, true, &armored);
+    let stranger = d.join("stranger.gpg");
+    export(&other_home, false, &stranger);
+    let policy = |name: &str, key: &Path| {
+        let f = d.join(format!("{name}.json"));
+        std::fs::write(
+            &f,
+            serde_json::json!({"default":[{"type":"reject"}],"transports":{"docker":{r.as_str():[
+                {"type":"signedBy","keyType":"GPGKeys","keyPath": p(key)}]}}})
+            .to_string(),
+        )
+        .unwrap();
+        f
+    };
+    let look = format!("file://{}", p(&lookaside));
+    let pull_with = |pol: &Path, bundle: &Path, extra: &[&str]| {
+        let mut args = vec!["--plain-http"];
+        args.extend_from_slice(extra);
+        veil_pull(&image, bundle, p(pol), &args)
+    };
+    for (name, key) in [("binary", &pubring), ("armored", &armored)] {
+        let bundle = d.join(format!("bundle-{name}"));
+        let (ok, msg) = pull_with(&policy(name, key), &bundle, &["--lookaside", &look]);
+        assert!(ok, "{name}: {msg}");
+        assert!(msg.contains("signedBy (GPG)"), "{msg}");
+        let layers = std::fs::read_dir(bundle.join("layers")).unwrap().count();
+        assert_eq!(layers, 3, "{name}");
+    }
+    // Another key's keyring.
+    let bundle = d.join("bundle-stranger");
+    let (ok, err) = pull_with(
+        &policy("stranger", &stranger),
+        &bundle,
+        &["--lookaside", &look],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("not signed by a key of the policy's keyring"),
+        "{err}"
+    );
+    assert_nothing_unpacked(&bundle);
+    // No lookaside store given: no signature found.
+    let bundle = d.join("bundle-none");
+    let (ok, err) = pull_with(&policy("none", &pubring), &bundle, &[]);
+    assert!(!ok);
+    assert!(err.contains("none was found"), "{err}");
+    assert_nothing_unpacked(&bundle);
+    // Signed for another identity.
+    sign(&format!("{r}/gpg/other:1"), &sig_dir.join("signature-1"));
+    let bundle = d.join("bundle-identity");
+    let (ok, err) = pull_with(
+        &policy("identity", &pubring),
+        &bundle,
+        &["--lookaside", &look],
+    );
+    assert!(!ok);
+    assert!(err.contains("does not match"), "{err}");
+    assert_nothing_unpacked(&bundle);
+}

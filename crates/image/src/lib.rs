@@ -53,6 +53,7 @@ pub mod reference;
 #[cfg(feature = "registry")]
 pub mod registry;
 pub mod signature;
+pub mod simple_signing;
 pub mod unpack;
 
 /// Everything that can go wrong with an image layer or its keys. Messages

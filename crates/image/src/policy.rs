@@ -11,12 +11,13 @@
 //!
 //! Requirements: `insecureAcceptAnything`, `reject`, `sigstoreSigned` with
 //! `keyPath`/`keyPaths`/`keyData`/`keyDatas` (a key path may be a broker
-//! resource, `kbs:///repo/type/tag`, fetched after attestation). Every
-//! requirement of the scope must accept; `sigstoreSigned` accepts when at
-//! least one signature verifies with one of its keys, names the manifest
-//! and passes the identity check. `signedBy` (GPG), Fulcio and Rekor
-//! requirements are refused when the policy is loaded, so that a policy
-//! that asks for them never silently accepts.
+//! resource, `kbs:///repo/type/tag`, fetched after attestation), and
+//! `signedBy` (`keyType: GPGKeys`, GPG keyrings by `keyPath`/`keyPaths`/
+//! `keyData`; signatures from a lookaside store). Every requirement of the
+//! scope must accept; a signature requirement accepts when at least one
+//! signature verifies with one of its keys, names the manifest and passes
+//! the identity check. Fulcio and Rekor options are refused when the policy
+//! is loaded, so that a policy that asks for them never silently accepts.
 //!
 //! Parsing is strict, as containers/image's: unknown fields and unknown
 //! requirement types are errors.
@@ -28,6 +29,7 @@ use serde::Deserialize;
 
 use crate::reference::Reference;
 use crate::signature::{Candidate, PublicKey};
+use crate::simple_signing::GpgKeyring;
 use crate::{ImageError, b64, malformed};
 
 /// A whole policy file.
@@ -72,6 +74,11 @@ pub enum Requirement {
         keys: Vec<KeySource>,
         identity: SignedIdentity,
     },
+    /// GPG simple signing (keys are GPG keyrings).
+    SignedBy {
+        keys: Vec<KeySource>,
+        identity: SignedIdentity,
+    },
 }
 
 #[derive(Deserialize)]
@@ -93,10 +100,13 @@ enum RawRequirement {
     InsecureAcceptAnything {},
     #[serde(rename = "reject")]
     Reject {},
-    #[serde(rename = "signedBy")]
+    #[serde(rename = "signedBy", rename_all = "camelCase")]
     SignedBy {
-        #[serde(flatten)]
-        _rest: serde_json::Map<String, serde_json::Value>,
+        key_type: String,
+        key_path: Option<String>,
+        key_paths: Option<Vec<String>>,
+        key_data: Option<String>,
+        signed_identity: Option<RawIdentity>,
     },
     #[serde(rename = "sigstoreSigned", rename_all = "camelCase")]
     SigstoreSigned {
@@ -182,11 +192,25 @@ fn requirement(raw: RawRequirement) -> Result<Requirement, ImageError> {
     Ok(match raw {
         RawRequirement::InsecureAcceptAnything {} => Requirement::InsecureAcceptAnything,
         RawRequirement::Reject {} => Requirement::Reject,
-        RawRequirement::SignedBy { .. } => {
-            return Err(ImageError::Unsupported {
-                what: "policy requirement",
-                value: "signedBy (GPG simple signing); use sigstoreSigned with a key".into(),
-            });
+        RawRequirement::SignedBy {
+            key_type,
+            key_path,
+            key_paths,
+            key_data,
+            signed_identity,
+        } => {
+            if key_type != "GPGKeys" {
+                return Err(ImageError::Unsupported {
+                    what: "signedBy keyType",
+                    value: key_type,
+                });
+            }
+            Requirement::SignedBy {
+                keys: key_sources("signedBy", key_path, key_paths, key_data, None, |b| {
+                    GpgKeyring::parse(b).map(|_| ())
+                })?,
+                identity: identity(signed_identity)?,
+            }
         }
         RawRequirement::SigstoreSigned {
             key_path,
@@ -217,57 +241,84 @@ fn requirement(raw: RawRequirement) -> Result<Requirement, ImageError> {
                     value: "rekorPublicKey* (transparency-log proofs)".into(),
                 });
             }
-            let mut keys = Vec::new();
-            let mut given = 0u8;
-            if let Some(p) = key_path {
-                given = given.saturating_add(1);
-                keys.push(p);
-            }
-            if let Some(ps) = key_paths {
-                given = given.saturating_add(1);
-                if ps.is_empty() {
-                    return Err(bad("keyPaths is empty"));
-                }
-                keys.extend(ps);
-            }
-            let mut sources: Vec<KeySource> = keys
-                .into_iter()
-                .map(|p| match p.strip_prefix("kbs://") {
-                    Some(_) => KeySource::Kbs(p),
-                    None => KeySource::Path(p),
-                })
-                .collect();
-            let mut datas = Vec::new();
-            if let Some(d) = key_data {
-                given = given.saturating_add(1);
-                datas.push(d);
-            }
-            if let Some(ds) = key_datas {
-                given = given.saturating_add(1);
-                if ds.is_empty() {
-                    return Err(bad("keyDatas is empty"));
-                }
-                datas.extend(ds);
-            }
-            for d in datas {
-                let pem = b64()
-                    .decode(d.trim())
-                    .map_err(|_| bad("keyData is not base64"))?;
-                // Checked now, so a broken inline key fails at load.
-                PublicKey::from_pem(&pem)?;
-                sources.push(KeySource::Data(pem));
-            }
-            if given != 1 {
-                return Err(bad(
-                    "sigstoreSigned needs exactly one of keyPath, keyPaths, keyData, keyDatas",
-                ));
-            }
+            let sources = key_sources(
+                "sigstoreSigned",
+                key_path,
+                key_paths,
+                key_data,
+                key_datas,
+                |pem| PublicKey::from_pem(pem).map(|_| ()),
+            )?;
             Requirement::SigstoreSigned {
                 keys: sources,
                 identity: identity(signed_identity)?,
             }
         }
     })
+}
+
+/// The keys of a requirement: exactly one of `keyPath`, `keyPaths`,
+/// `keyData` (base64) and `keyDatas`; paths starting `kbs://` are broker
+/// resources; inline keys are checked with `check` when the policy loads.
+fn key_sources(
+    what: &str,
+    key_path: Option<String>,
+    key_paths: Option<Vec<String>>,
+    key_data: Option<String>,
+    key_datas: Option<Vec<String>>,
+    check: impl Fn(&[u8]) -> Result<(), ImageError>,
+) -> Result<Vec<KeySource>, ImageError> {
+    let mut paths = Vec::new();
+    let mut given = 0u8;
+    if let Some(p) = key_path {
+        given = given.saturating_add(1);
+        paths.push(p);
+    }
+    if let Some(ps) = key_paths {
+        given = given.saturating_add(1);
+        if ps.is_empty() {
+            return Err(bad("keyPaths is empty"));
+        }
+        paths.extend(ps);
+    }
+    let mut sources: Vec<KeySource> = paths
+        .into_iter()
+        .map(|p| match p.strip_prefix("kbs://") {
+            Some(_) => KeySource::Kbs(p),
+            None => KeySource::Path(p),
+        })
+        .collect();
+    let mut datas = Vec::new();
+    if let Some(d) = key_data {
+        given = given.saturating_add(1);
+        datas.push(d);
+    }
+    if let Some(ds) = key_datas {
+        given = given.saturating_add(1);
+        if ds.is_empty() {
+            return Err(bad("keyDatas is empty"));
+        }
+        datas.extend(ds);
+    }
+    for d in datas {
+        let key = b64()
+            .decode(d.trim())
+            .map_err(|_| bad("keyData is not base64"))?;
+        // Checked now, so a broken inline key fails at load.
+        check(&key)?;
+        sources.push(KeySource::Data(key));
+    }
+    if given != 1 {
+        return Err(bad(format!(
+            "{what} needs exactly one of keyPath, keyPaths, keyData{}",
+            if what == "sigstoreSigned" {
+                ", keyDatas"
+            } else {
+                ""
+            }
+        )));
+    }
+    Ok(sources)
 }
 
 fn requirements(raw: Vec<RawRequirement>, scope: &str) -> Result<Vec<Requirement>, ImageError> {
@@ -350,7 +401,9 @@ impl Policy {
         self.requirements_for(image)
             .iter()
             .flat_map(|r| match r {
-                Requirement::SigstoreSigned { keys, .. } => keys.iter().collect(),
+                Requirement::SigstoreSigned { keys, .. } | Requirement::SignedBy { keys, .. } => {
+                    keys.iter().collect()
+                }
                 _ => Vec::new(),
             })
             .collect()
@@ -364,6 +417,14 @@ impl Policy {
             .any(|r| matches!(r, Requirement::SigstoreSigned { .. }))
     }
 
+    /// Whether deciding on `image` needs GPG simple-signing signatures
+    /// (from a lookaside store).
+    pub fn needs_simple_signatures(&self, image: &Reference) -> bool {
+        self.requirements_for(image)
+            .iter()
+            .any(|r| matches!(r, Requirement::SignedBy { .. }))
+    }
+
     /// Decides on `image` (the reference as pulled) whose manifest digest
     /// is `manifest_digest`, given the signatures found and a loader for
     /// the keys given by path or broker resource (inline keys need none).
@@ -373,6 +434,7 @@ impl Policy {
         image: &Reference,
         manifest_digest: &str,
         signatures: &[Candidate],
+        simple_signatures: &[Vec<u8>],
         load_key: &mut dyn FnMut(&KeySource) -> Result<Vec<u8>, ImageError>,
     ) -> Result<Vec<String>, ImageError> {
         let mut why = Vec::new();
@@ -399,6 +461,27 @@ impl Policy {
                         manifest_digest,
                         signatures,
                         &keys,
+                        identity,
+                    )?);
+                }
+                Requirement::SignedBy { keys, identity } => {
+                    let mut keyring: Option<GpgKeyring> = None;
+                    for k in keys {
+                        let parsed = match k {
+                            KeySource::Data(b) => GpgKeyring::parse(b)?,
+                            other => GpgKeyring::parse(&load_key(other)?)?,
+                        };
+                        match &mut keyring {
+                            Some(r) => r.extend(parsed),
+                            None => keyring = Some(parsed),
+                        }
+                    }
+                    let keyring = keyring.ok_or_else(|| bad("signedBy has no keys"))?;
+                    why.push(signed_by(
+                        image,
+                        manifest_digest,
+                        simple_signatures,
+                        &keyring,
                         identity,
                     )?);
                 }
@@ -446,6 +529,40 @@ fn sigstore_signed(
     }
     Err(ImageError::Policy(format!(
         "{image}: no signature accepted: {}",
+        reasons.join("; ")
+    )))
+}
+
+/// One signedBy requirement: accepted by the first simple-signing
+/// signature that verifies with the keyring, names the manifest and passes
+/// the identity check.
+fn signed_by(
+    image: &Reference,
+    manifest_digest: &str,
+    signatures: &[Vec<u8>],
+    keyring: &GpgKeyring,
+    identity: &SignedIdentity,
+) -> Result<String, ImageError> {
+    if signatures.is_empty() {
+        return Err(ImageError::Policy(format!(
+            "{image}: a GPG signature is required and none was found (lookaside store)"
+        )));
+    }
+    let mut reasons = Vec::new();
+    for (n, sig) in (1u32..).zip(signatures) {
+        match crate::simple_signing::verify(sig, keyring, manifest_digest) {
+            Ok(p) if identity_matches(identity, image, &p.identity) => {
+                return Ok(format!("signedBy (GPG) signature {n} ({})", p.identity));
+            }
+            Ok(p) => reasons.push(format!(
+                "signature {n}: signed identity {} does not match {image} ({identity:?})",
+                p.identity
+            )),
+            Err(e) => reasons.push(format!("signature {n}: {e}")),
+        }
+    }
+    Err(ImageError::Policy(format!(
+        "{image}: no GPG signature accepted: {}",
         reasons.join("; ")
     )))
 }
@@ -572,19 +689,19 @@ mod tests {
         let app = r("registry.example/team/app:1");
         // Default: reject.
         let e = p
-            .evaluate(&r("other.example/x:1"), D, &[], &mut never)
+            .evaluate(&r("other.example/x:1"), D, &[], &[], &mut never)
             .unwrap_err();
         assert!(matches!(e, ImageError::Policy(_)));
         // insecureAcceptAnything for its namespace.
         assert!(
-            p.evaluate(&r("registry.example/base/os:1"), D, &[], &mut never)
+            p.evaluate(&r("registry.example/base/os:1"), D, &[], &[], &mut never)
                 .is_ok()
         );
         // Unsigned refused; signed with the exact identity accepted.
-        assert!(p.evaluate(&app, D, &[], &mut never).is_err());
+        assert!(p.evaluate(&app, D, &[], &[], &mut never).is_err());
         let good = signed(&k, "registry.example/team/app:1");
         let why = p
-            .evaluate(&app, D, std::slice::from_ref(&good), &mut never)
+            .evaluate(&app, D, std::slice::from_ref(&good), &[], &mut never)
             .unwrap();
         assert!(why[0].starts_with("sigstoreSigned"), "{why:?}");
         // Wrong identity (another tag, another repo) refused.
@@ -593,7 +710,7 @@ mod tests {
             "registry.example/team/evil:1",
         ] {
             let e = p
-                .evaluate(&app, D, &[signed(&k, other)], &mut never)
+                .evaluate(&app, D, &[signed(&k, other)], &[], &mut never)
                 .unwrap_err();
             assert!(e.to_string().contains("does not match"), "{e}");
         }
@@ -602,16 +719,16 @@ mod tests {
         let (stranger, _) = signer();
         let bad = signed(&stranger, "registry.example/team/app:1");
         assert!(
-            p.evaluate(&app, D, std::slice::from_ref(&bad), &mut never)
+            p.evaluate(&app, D, std::slice::from_ref(&bad), &[], &mut never)
                 .is_err()
         );
         assert!(
-            p.evaluate(&app, D, &[bad, good.clone()], &mut never)
+            p.evaluate(&app, D, &[bad, good.clone()], &[], &mut never)
                 .is_ok()
         );
         // Pulled by digest: the repository is enough under the default rule.
         let by_digest = r(&format!("registry.example/team/app@{D}"));
-        assert!(p.evaluate(&by_digest, D, &[good], &mut never).is_ok());
+        assert!(p.evaluate(&by_digest, D, &[good], &[], &mut never).is_ok());
         // Keys from the broker go through the loader.
         let kbs = r("kbs.example/a:1");
         assert_eq!(
@@ -623,11 +740,11 @@ mod tests {
             _ => Err(ImageError::Io("unexpected".into())),
         };
         assert!(
-            p.evaluate(&kbs, D, &[signed(&k, "kbs.example/a:1")], &mut loader)
+            p.evaluate(&kbs, D, &[signed(&k, "kbs.example/a:1")], &[], &mut loader)
                 .is_ok()
         );
         assert!(
-            p.evaluate(&kbs, D, &[signed(&k, "kbs.example/a:1")], &mut never)
+            p.evaluate(&kbs, D, &[signed(&k, "kbs.example/a:1")], &[], &mut never)
                 .is_err()
         );
     }
@@ -734,7 +851,10 @@ mod tests {
             r#"{"default":[{"type":"accept"}]}"#,
             r#"{"default":[{"type":"reject","x":1}]}"#,
             r#"{"default":[{"type":"reject"}],"extra":1}"#,
-            r#"{"default":[{"type":"signedBy","keyType":"GPGKeys","keyPath":"/k"}]}"#,
+            r#"{"default":[{"type":"signedBy","keyType":"X509Certificates","keyPath":"/k"}]}"#,
+            r#"{"default":[{"type":"signedBy","keyType":"GPGKeys"}]}"#,
+            r#"{"default":[{"type":"signedBy","keyType":"GPGKeys","keyData":"AAAA"}]}"#,
+            r#"{"default":[{"type":"signedBy","keyType":"GPGKeys","keyPath":"/k","keyDatas":["AA"]}]}"#,
             r#"{"default":[{"type":"sigstoreSigned"}]}"#,
             r#"{"default":[{"type":"sigstoreSigned","keyPath":"/a","keyPaths":["/b"]}]}"#,
             r#"{"default":[{"type":"sigstoreSigned","keyPath":"/a","rekorPublicKeyPath":"/r"}]}"#,

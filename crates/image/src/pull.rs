@@ -58,6 +58,9 @@ pub struct PullOptions {
     pub parallel: usize,
     /// Told of every chunk downloaded.
     pub progress: Option<Progress>,
+    /// Where GPG simple-signing signatures are kept (`file://` or
+    /// `http(s)://`), for `signedBy` requirements.
+    pub lookaside: Option<String>,
 }
 
 impl std::fmt::Debug for PullOptions {
@@ -65,6 +68,7 @@ impl std::fmt::Debug for PullOptions {
         f.debug_struct("PullOptions")
             .field("parallel", &self.parallel)
             .field("progress", &self.progress.is_some())
+            .field("lookaside", &self.lookaside)
             .finish()
     }
 }
@@ -111,6 +115,61 @@ pub async fn registry_signatures(
                 .await?,
             signature_b64: l.signature_b64,
         });
+    }
+    Ok(out)
+}
+
+/// The GPG simple-signing signatures of `image` at `digest` in a lookaside
+/// store: `signature-1`, `signature-2`, … until the first that does not
+/// exist (at most 32, each at most 64 KiB).
+pub async fn lookaside_signatures(
+    base: &str,
+    image: &Reference,
+    digest: &str,
+) -> Result<Vec<Vec<u8>>, ImageError> {
+    const MAX_SIGNATURES: usize = 32;
+    let limit = crate::signature::MAX_PAYLOAD;
+    let mut out = Vec::new();
+    let http = reqwest::Client::new();
+    for n in 1..=MAX_SIGNATURES {
+        let url = crate::simple_signing::lookaside_url(base, image, digest, n)?;
+        let body = if let Some(path) = url.strip_prefix("file://") {
+            match tokio::fs::read(path).await {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) => return Err(ImageError::Io(format!("{path}: {e}"))),
+            }
+        } else if url.starts_with("https://") || url.starts_with("http://") {
+            let resp = http
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| ImageError::Registry(format!("lookaside {url}: {e}")))?;
+            if resp.status() == reqwest::StatusCode::NOT_FOUND {
+                break;
+            }
+            if !resp.status().is_success() {
+                return Err(ImageError::Registry(format!(
+                    "lookaside {url}: HTTP {}",
+                    resp.status()
+                )));
+            }
+            resp.bytes()
+                .await
+                .map_err(|e| ImageError::Registry(format!("lookaside {url}: {e}")))?
+                .to_vec()
+        } else {
+            return Err(malformed(
+                "lookaside URL",
+                "expected file://, http:// or https://",
+            ));
+        };
+        if body.len() > limit {
+            return Err(ImageError::Signature(format!(
+                "{url}: larger than {limit} bytes"
+            )));
+        }
+        out.push(body);
     }
     Ok(out)
 }
@@ -208,7 +267,11 @@ pub async fn pull(
     unwrapper: &mut (dyn Unwrapper + Send),
     options: PullOptions,
 ) -> Result<Pulled, ImageError> {
-    let PullOptions { parallel, progress } = options;
+    let PullOptions {
+        parallel,
+        progress,
+        lookaside,
+    } = options;
     if image.tag().is_some() && image.digest().is_some() {
         return Err(malformed(
             "image reference",
@@ -221,8 +284,17 @@ pub async fn pull(
     } else {
         Vec::new()
     };
-    let accepted_by =
-        tokio::task::block_in_place(|| policy.evaluate(image, &top.digest, &signatures, load_key))?;
+    let simple = if policy.needs_simple_signatures(image) {
+        match &lookaside {
+            Some(base) => lookaside_signatures(base, image, &top.digest).await?,
+            None => Vec::new(),
+        }
+    } else {
+        Vec::new()
+    };
+    let accepted_by = tokio::task::block_in_place(|| {
+        policy.evaluate(image, &top.digest, &signatures, &simple, load_key)
+    })?;
 
     let manifest = if INDEX_TYPES.contains(&top.media_type.as_str()) {
         let index: Value =

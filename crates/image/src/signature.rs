@@ -30,6 +30,8 @@ pub const ANNOTATION_SIGNATURE: &str = "dev.cosignproject.cosign/signature";
 pub const MEDIA_SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 /// The `critical.type` of a cosign signature.
 pub const SIGNATURE_TYPE: &str = "cosign container image signature";
+/// `critical.type` of a GPG simple-signing payload (containers/image).
+pub const SIMPLE_SIGNING_TYPE: &str = "atomic container signature";
 /// Payloads larger than this are refused before parsing (cosign's are
 /// ~250 bytes).
 pub const MAX_PAYLOAD: usize = 64 * 1024;
@@ -110,8 +112,14 @@ impl Payload {
         serde_json::to_vec(&v).map_err(|e| malformed("signature payload", e))
     }
 
-    /// Parses payload bytes (only after their signature verified).
+    /// Parses a cosign payload (only after its signature verified).
     pub fn parse(bytes: &[u8]) -> Result<Self, ImageError> {
+        Self::parse_typed(bytes, SIGNATURE_TYPE)
+    }
+
+    /// Parses a payload whose `critical.type` must be `expected_type`
+    /// (cosign's, or GPG simple signing's [`SIMPLE_SIGNING_TYPE`]).
+    pub fn parse_typed(bytes: &[u8], expected_type: &str) -> Result<Self, ImageError> {
         if bytes.len() > MAX_PAYLOAD {
             return Err(malformed("signature payload", "larger than 64 KiB"));
         }
@@ -134,7 +142,7 @@ impl Payload {
             &["type", "image", "identity"],
         )?;
         let ty = string_field(critical, "type")?;
-        if ty != SIGNATURE_TYPE {
+        if ty != expected_type {
             return Err(ImageError::Unsupported {
                 what: "signature type",
                 value: ty.to_string(),
