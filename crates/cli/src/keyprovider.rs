@@ -1,4 +1,5 @@
-//! `veil keyprovider`: an ocicrypt key provider (`cmd` transport) for
+//! `veil keyprovider`: an ocicrypt key provider (`cmd` transport, or gRPC
+//! with `--grpc ADDR`, see `keyprovider_grpc`) for
 //! encrypted container images, compatible with the Confidential
 //! Containers `attestation-agent` provider's annotation packet.
 //!
@@ -29,6 +30,11 @@ pub struct KeyProviderArgs {
     /// The Veil agent's workload API (unwrap fetches KEKs through it).
     #[arg(long, env = "VEIL_AGENT_URL", default_value = "http://127.0.0.1:8006")]
     pub agent: String,
+    /// Serve ocicrypt's gRPC transport on this address (e.g.
+    /// 127.0.0.1:50000, for `{"grpc": "127.0.0.1:50000"}` in the ocicrypt
+    /// configuration) instead of answering one request on stdin.
+    #[arg(long, value_name = "ADDR")]
+    pub grpc: Option<std::net::SocketAddr>,
 }
 
 /// A KEK file: 32 raw bytes, or 64 hex digits (a trailing newline allowed).
@@ -95,7 +101,58 @@ pub(crate) async fn resource_from_agent(agent: &str, kid: &str) -> Result<Vec<u8
     Ok(body.to_vec())
 }
 
+/// Serves the gRPC transport until SIGTERM/ctrl-c: the same requests as
+/// the `cmd` transport, the method saying whether it wraps or unwraps.
+async fn serve_grpc(a: KeyProviderArgs, addr: std::net::SocketAddr) -> ExitCode {
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {addr}: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    match listener.local_addr() {
+        Ok(local) => println!("veil keyprovider listening on {local}"),
+        Err(e) => eprintln!("warning: {e}"),
+    }
+    let args = std::sync::Arc::new(a);
+    let handler: crate::keyprovider_grpc::Handler = std::sync::Arc::new(move |wrap, input| {
+        let args = args.clone();
+        Box::pin(async move {
+            let is_wrap = serde_json::from_slice::<serde_json::Value>(&input)
+                .ok()
+                .and_then(|v| v.get("op").and_then(|o| o.as_str()).map(|o| o == "keywrap"));
+            if is_wrap != Some(wrap) {
+                return Err(format!(
+                    "the request's op does not match the {} method",
+                    if wrap { "WrapKey" } else { "UnWrapKey" }
+                ));
+            }
+            let out = handle(&args, &input).await?;
+            serde_json::to_vec(&out).map_err(|e| e.to_string())
+        })
+    });
+    let service = crate::keyprovider_grpc::KeyProviderService::new(handler);
+    let result = tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            veil_broker::shutdown_signal(),
+        )
+        .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
 pub async fn run(a: KeyProviderArgs) -> ExitCode {
+    if let Some(addr) = a.grpc {
+        return serve_grpc(a, addr).await;
+    }
     let mut input = Vec::new();
     if let Err(e) = std::io::stdin().lock().read_to_end(&mut input) {
         eprintln!("error: reading the request: {e}");

@@ -11,6 +11,7 @@ mod demo;
 mod endorsements;
 mod image;
 mod keyprovider;
+mod keyprovider_grpc;
 mod output;
 mod seal;
 mod sim;

@@ -310,3 +310,98 @@ async fn image_unpack_through_the_attested_agent() {
         "{metrics}"
     );
 }
+
+/// ocicrypt's gRPC messages, declared here from `keyprovider.proto` so the
+/// test client is independent of the server's code.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ProtocolInput {
+    #[prost(bytes = "vec", tag = "1")]
+    key_provider_key_wrap_protocol_input: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ProtocolOutput {
+    #[prost(bytes = "vec", tag = "1")]
+    key_provider_key_wrap_protocol_output: Vec<u8>,
+}
+
+async fn grpc_call(
+    url: &str,
+    method: &'static str,
+    request: &Value,
+) -> Result<Value, tonic::Status> {
+    let channel = tonic::transport::Channel::from_shared(url.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let out: tonic::Response<ProtocolOutput> = grpc
+        .unary(
+            tonic::Request::new(ProtocolInput {
+                key_provider_key_wrap_protocol_input: request.to_string().into_bytes(),
+            }),
+            tonic::codegen::http::uri::PathAndQuery::from_static(method),
+            tonic_prost::ProstCodec::<ProtocolInput, ProtocolOutput>::default(),
+        )
+        .await?;
+    Ok(serde_json::from_slice(&out.into_inner().key_provider_key_wrap_protocol_output).unwrap())
+}
+
+/// The gRPC transport (`veil keyprovider --grpc`): WrapKey and UnWrapKey
+/// carry the same JSON as the cmd transport; the unwrap goes through the
+/// attested agent; a request whose op contradicts its method, an unknown
+/// method and a key the broker lacks are refused with gRPC errors.
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_transport_wraps_and_unwraps() {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let s = setup();
+    let server = common::spawn(
+        &[
+            "keyprovider",
+            "--grpc",
+            "127.0.0.1:0",
+            "--agent",
+            &s.agent_url,
+        ],
+        "veil keyprovider listening on ",
+    );
+    let url = format!("http://{}", server.addr);
+    let layer: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    let mut ciphertext = Vec::new();
+    let enc = encrypt_to(layer.as_slice(), &mut ciphertext).unwrap();
+    let spec = format!("keypath={}::keyid=kbs:///default/image-kek/app", p(&s.kek));
+    let wrap = json!({"op": "keywrap", "keywrapparams": {
+        "ec": {"Parameters": {"veil": [b64.encode(&spec)]}, "DecryptConfig": {"Parameters": {}}},
+        "optsdata": b64.encode(enc.private.to_json().unwrap())}, "keyunwrapparams": {}});
+    let out = grpc_call(&url, "/keyprovider.KeyProviderService/WrapKey", &wrap)
+        .await
+        .unwrap();
+    let packet = bytes(&out["keywrapresults"]["annotation"]);
+    let unwrap = json!({"op": "keyunwrap", "keywrapparams": {"ec": null, "optsdata": null},
+        "keyunwrapparams": {"dc": {"Parameters": {"veil": []}}, "annotation": b64.encode(&packet)}});
+    let out = grpc_call(&url, "/keyprovider.KeyProviderService/UnWrapKey", &unwrap)
+        .await
+        .unwrap();
+    let private = PrivateOptions::from_json(&bytes(&out["keyunwrapresults"]["optsdata"])).unwrap();
+    assert_eq!(private, enc.private);
+    // The op must match the method.
+    let e = grpc_call(&url, "/keyprovider.KeyProviderService/WrapKey", &unwrap)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    let e = grpc_call(&url, "/keyprovider.KeyProviderService/Nope", &wrap)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unimplemented, "{e}");
+    // A key the broker does not hold.
+    let mut other: Value = serde_json::from_slice(&packet).unwrap();
+    other["kid"] = "kbs:///default/image-kek/missing".into();
+    let mut req = unwrap.clone();
+    req["keyunwrapparams"]["annotation"] = b64.encode(other.to_string()).into();
+    let e = grpc_call(&url, "/keyprovider.KeyProviderService/UnWrapKey", &req)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+}
