@@ -35,6 +35,25 @@ impl Rejection {
     }
 }
 
+/// The evidence does not carry this session's report data.
+fn unbound(log: impl Into<String>) -> Rejection {
+    Rejection::new(
+        "report data does not bind this session's nonce and TEE key",
+        log,
+    )
+}
+
+/// Refuses init-data for a TEE whose evidence has no field that binds it.
+fn no_init_data(tee: &str, init_data: Option<&InitDataDigest>, why: &str) -> Result<(), Rejection> {
+    match init_data {
+        Some(_) => Err(Rejection::new(
+            format!("init-data is not supported for {tee} evidence ({why})"),
+            format!("init-data with {tee}"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The init-data binding requested by the guest.
 #[derive(Debug, Clone)]
 pub struct InitDataDigest {
@@ -319,14 +338,11 @@ impl TeeVerifier for SnpTee {
         let claims = verified.claims();
         // The binding: the whole 64-byte field, compared exactly.
         if report.report_data != *report_data {
-            return Err(Rejection::new(
-                "report data does not bind this session's nonce and TEE key",
-                format!(
-                    "report_data {} expected {}",
-                    hex::encode(report.report_data),
-                    hex::encode(report_data)
-                ),
-            ));
+            return Err(unbound(format!(
+                "report_data {} expected {}",
+                hex::encode(report.report_data),
+                hex::encode(report_data)
+            )));
         }
         if let Some(init) = init_data {
             if init.digest.len() != report.host_data.len() {
@@ -389,14 +405,11 @@ fn az_evidence(
     tee: &str,
     init_data: Option<&InitDataDigest>,
 ) -> Result<veil_evidence::azure::AzEvidence, Rejection> {
-    if init_data.is_some() {
-        return Err(Rejection::new(
-            format!(
-                "init-data is not supported for {tee} (the paravisor owns the launch configuration)"
-            ),
-            format!("init-data with {tee}"),
-        ));
-    }
+    no_init_data(
+        tee,
+        init_data,
+        "the paravisor owns the launch configuration",
+    )?;
     parse_evidence(evidence, tee, veil_evidence::azure::AzEvidence::parse_json)
 }
 
@@ -520,12 +533,11 @@ impl TeeVerifier for TpmTee {
         init_data: Option<&InitDataDigest>,
         now: UnixTime,
     ) -> Result<Value, Rejection> {
-        if init_data.is_some() {
-            return Err(Rejection::new(
-                "init-data is not supported for tpm evidence",
-                "init-data with tpm",
-            ));
-        }
+        no_init_data(
+            "tpm",
+            init_data,
+            "a TPM quote has no launch configuration field",
+        )?;
         let backend = &veil_verifier::crypto::AWS_LC;
         let mut tee_claims = None;
         let verified = match evidence.get("attestation").and_then(Value::as_str) {
@@ -595,12 +607,11 @@ impl TeeVerifier for NitroTee {
         init_data: Option<&InitDataDigest>,
         now: UnixTime,
     ) -> Result<Value, Rejection> {
-        if init_data.is_some() {
-            return Err(Rejection::new(
-                "init-data is not supported for nitro evidence (the document has no field that binds it)",
-                "init-data with nitro",
-            ));
-        }
+        no_init_data(
+            "nitro",
+            init_data,
+            "the document has no field that binds it",
+        )?;
         let doc = parse_evidence(evidence, "nitro", veil_evidence::nitro::parse_json)?;
         let verified = veil_verifier::nitro::verify_doc(
             &doc,
@@ -614,12 +625,9 @@ impl TeeVerifier for NitroTee {
                 e.to_string(),
             )
         })?;
-        verified.check_nonce(report_data).map_err(|e| {
-            Rejection::new(
-                "report data does not bind this session's nonce and TEE key",
-                e.to_string(),
-            )
-        })?;
+        verified
+            .check_nonce(report_data)
+            .map_err(|e| unbound(e.to_string()))?;
         Ok(verified.claims())
     }
 }
@@ -651,12 +659,9 @@ impl TeeVerifier for CcaTee {
                     ),
                     other => Rejection::new(format!("cca evidence rejected: {other}"), other.to_string()),
                 })?;
-        verified.check_challenge(report_data).map_err(|e| {
-            Rejection::new(
-                "report data does not bind this session's nonce and TEE key",
-                e.to_string(),
-            )
-        })?;
+        verified
+            .check_challenge(report_data)
+            .map_err(|e| unbound(e.to_string()))?;
         let rpv = &token.realm_claims.personalization_value;
         if let Some(init) = init_data
             && init.digest != *rpv
@@ -864,10 +869,7 @@ impl TeeVerifier for SampleTee {
             .map_err(|_| Rejection::new("sample report_data is not base64", "bad base64"))?;
         // The sample attester sends the bare 48-byte digest: compare exactly.
         if bytes.as_slice() != report_data.get(..48).unwrap_or(&[]) {
-            return Err(Rejection::new(
-                "report data does not bind this session's nonce and TEE key",
-                "sample report_data mismatch",
-            ));
+            return Err(unbound("sample report_data mismatch"));
         }
         Ok(json!({
             "tee": "sample",
@@ -999,10 +1001,7 @@ impl TeeVerifier for DcapTee {
         let verified = self.verify_quote(&quote, now).await?;
         let claims = verified.claims();
         if claims.report_data.0.as_slice() != report_data.as_slice() {
-            return Err(Rejection::new(
-                "report data does not bind this session's nonce and TEE key",
-                "tdx report_data mismatch",
-            ));
+            return Err(unbound("tdx report_data mismatch"));
         }
         if let Some(init) = init_data {
             let Some(mr_config_id) = &claims.mr_config_id else {

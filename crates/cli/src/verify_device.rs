@@ -13,7 +13,7 @@ use veil_verifier::x509::Cert;
 use crate::EXIT_ERROR;
 use crate::output::Format;
 use crate::verify::{Tee, VerifyArgs};
-use crate::verify_tpm::{parse_nonce, reject};
+use crate::verify_tpm::{parse_nonce, print_valid_json, reject};
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {msg}");
@@ -26,11 +26,7 @@ fn first_non_space(bytes: &[u8]) -> Option<u8> {
 
 fn print(format: Format, tee: &str, at: UnixTime, nonce_checked: bool, claims: serde_json::Value) {
     match format {
-        Format::Json => {
-            let v = serde_json::json!({"verdict": "VALID", "tee": tee, "verified_at": at.to_string(),
-                "nonce_checked": nonce_checked, "claims": claims});
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-        }
+        Format::Json => print_valid_json(tee, at, nonce_checked, claims),
         Format::Text => {
             println!("VALID  {tee} at {at}");
             if !nonce_checked {

@@ -34,13 +34,21 @@ fn ak_policy(a: &VerifyArgs) -> Result<AkPolicy, String> {
     AkPolicy::from_files(&read_files(&a.certs)?, &read_files(&a.trusted_ak)?)
 }
 
+/// The JSON of a VALID verdict (shared with `verify_device`).
+pub(crate) fn print_valid_json(
+    tee: &str,
+    at: UnixTime,
+    nonce_checked: bool,
+    claims: serde_json::Value,
+) {
+    let v = serde_json::json!({"verdict": "VALID", "tee": tee, "verified_at": at.to_string(),
+        "nonce_checked": nonce_checked, "claims": claims});
+    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+}
+
 fn print(format: Format, tee: &str, at: UnixTime, nonce_checked: bool, claims: serde_json::Value) {
     match format {
-        Format::Json => {
-            let v = serde_json::json!({"verdict": "VALID", "tee": tee, "verified_at": at.to_string(),
-                "nonce_checked": nonce_checked, "claims": claims});
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-        }
+        Format::Json => print_valid_json(tee, at, nonce_checked, claims),
         Format::Text => {
             println!("VALID  {tee} at {at}");
             if !nonce_checked {

@@ -20,16 +20,18 @@ fn ear(token: &serde_json::Value) -> serde_json::Value {
     .unwrap()
 }
 
-async fn get(url: String) -> (u16, Vec<u8>) {
-    let r = reqwest::get(url).await.unwrap();
-    (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+/// The simulated SNP platform and H100 (kept in `sim`), the GPU root and
+/// one GPU evidence file (zero nonce), and admin keys, under `d`.
+struct Platform {
+    sim: std::path::PathBuf,
+    root: std::path::PathBuf,
+    gpu_ev: std::path::PathBuf,
 }
 
-#[tokio::test]
-async fn secret_released_only_when_cpu_and_gpu_are_affirming() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+fn platform(d: &std::path::Path) -> Platform {
     let sim = d.join("sim");
+    let root = d.join("gpu-root.pem");
+    let gpu_ev = d.join("gpu.json");
     veil(&[
         "sim",
         "snp",
@@ -46,9 +48,24 @@ async fn secret_released_only_when_cpu_and_gpu_are_affirming() {
         "--state-dir",
         p(&sim),
         "--root-out",
-        p(&d.join("gpu-root.pem")),
+        p(&root),
+        "--out",
+        p(&gpu_ev),
     ]);
     veil(&["admin", "keygen", "--out", p(d)]);
+    Platform { sim, root, gpu_ev }
+}
+
+async fn get(url: String) -> (u16, Vec<u8>) {
+    let r = reqwest::get(url).await.unwrap();
+    (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test]
+async fn secret_released_only_when_cpu_and_gpu_are_affirming() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let Platform { sim, root, .. } = platform(d);
     let ark = d.join("certs/ark.pem");
     let broker = spawn_dev_broker(
         d,
@@ -56,7 +73,7 @@ async fn secret_released_only_when_cpu_and_gpu_are_affirming() {
             "--dangerous-trust-simulated-tee",
             p(&ark),
             "--dangerous-trust-simulated-gpu",
-            p(&d.join("gpu-root.pem")),
+            p(&root),
         ],
     );
     let url = format!("http://{}", broker.addr);
@@ -240,30 +257,7 @@ async fn revoked_gpu_certificate_blocks_the_secret() {
     use veil_sim::gpu::{SimGpu, SimOcspStatus};
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let sim = d.join("sim");
-    veil(&[
-        "sim",
-        "snp",
-        "--state-dir",
-        p(&sim),
-        "--out",
-        p(&d.join("ev.json")),
-        "--certs-dir",
-        p(&d.join("certs")),
-    ]);
-    let root = d.join("gpu-root.pem");
-    let gpu_ev = d.join("gpu.json");
-    veil(&[
-        "sim",
-        "gpu",
-        "--state-dir",
-        p(&sim),
-        "--root-out",
-        p(&root),
-        "--out",
-        p(&gpu_ev),
-    ]);
-    veil(&["admin", "keygen", "--out", p(d)]);
+    let Platform { sim, root, gpu_ev } = platform(d);
     let device = SimGpu::load_or_create(&sim).unwrap();
     let revoked = Arc::new(AtomicBool::new(false));
     let r = revoked.clone();
@@ -397,30 +391,7 @@ async fn rims_gate_the_gpu() {
     use std::collections::BTreeMap;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let sim = d.join("sim");
-    veil(&[
-        "sim",
-        "snp",
-        "--state-dir",
-        p(&sim),
-        "--out",
-        p(&d.join("ev.json")),
-        "--certs-dir",
-        p(&d.join("certs")),
-    ]);
-    let root = d.join("gpu-root.pem");
-    let gpu_ev = d.join("gpu.json");
-    veil(&[
-        "sim",
-        "gpu",
-        "--state-dir",
-        p(&sim),
-        "--root-out",
-        p(&root),
-        "--out",
-        p(&gpu_ev),
-    ]);
-    veil(&["admin", "keygen", "--out", p(d)]);
+    let Platform { sim, root, gpu_ev } = platform(d);
     let all: BTreeMap<u8, Vec<u8>> = (1..=veil_sim::gpu::BLOCKS)
         .map(|i| (i, veil_sim::gpu::measurement(i).to_vec()))
         .collect();

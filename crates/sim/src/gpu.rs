@@ -11,13 +11,12 @@
 //! verifier trusts the simulated root only through a `dangerous` option.
 
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{
-    ECDSA_P384_SHA384_ASN1_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
-};
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair};
 use base64::Engine as _;
 use veil_evidence::nvidia::{DeviceEvidence, MeasurementBlock, NvidiaEvidence, OpaqueItem};
 
-use crate::derw::{bits, explicit, name, octets, oid, seq, time, uint};
+use crate::derw::{name, octets, oid, seq, uint};
+use crate::pki::{P384, basic_ca, crypto};
 use crate::{SIMULATED_ORG, SimError, pem, write_private};
 
 const NOT_BEFORE: i64 = 1_577_836_800; // 2020-01-01
@@ -54,34 +53,16 @@ pub struct SimGpu {
     fwid: [u8; 48],
 }
 
-fn crypto<T, E>(r: Result<T, E>, what: &'static str) -> Result<T, SimError> {
-    r.map_err(|_| SimError::Crypto(what))
-}
-
-fn p384() -> Result<EcdsaKeyPair, SimError> {
-    crypto(
-        EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING),
-        "P-384 keygen",
-    )
-}
-
-fn alg() -> Vec<u8> {
-    seq(&[&oid("1.2.840.10045.4.3.3")])
-}
-
-fn spki(key: &EcdsaKeyPair) -> Vec<u8> {
-    seq(&[
-        &seq(&[&oid("1.2.840.10045.2.1"), &oid("1.3.132.0.34")]),
-        &bits(key.public_key().as_ref()),
-    ])
-}
-
 fn dn(cn: &str) -> Vec<u8> {
     name(&[
         ("2.5.4.3", cn),
         ("2.5.4.10", SIMULATED_ORG),
         ("2.5.4.6", "US"),
     ])
+}
+
+fn p384() -> Result<EcdsaKeyPair, SimError> {
+    P384.generate()
 }
 
 fn cert(
@@ -92,39 +73,22 @@ fn cert(
     issuer: &EcdsaKeyPair,
     extensions: &[Vec<u8>],
 ) -> Result<Vec<u8>, SimError> {
-    let refs: Vec<&[u8]> = extensions.iter().map(Vec::as_slice).collect();
-    let tbs = seq(&[
-        &explicit(0, &uint(&[2])),
-        &uint(&[serial]),
-        &alg(),
+    P384.cert(
+        serial,
         &dn(issuer_cn),
-        &seq(&[&time(NOT_BEFORE), &time(NOT_AFTER)]),
         &dn(subject_cn),
-        &spki(subject),
-        &explicit(3, &seq(&refs)),
-    ]);
-    let pkcs8 = crypto(issuer.to_pkcs8v1(), "key export")?;
-    let asn1 = crypto(
-        EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_ASN1_SIGNING, pkcs8.as_ref()),
-        "key import",
-    )?;
-    let sig = crypto(asn1.sign(&SystemRandom::new(), &tbs), "ECDSA sign")?;
-    Ok(seq(&[&tbs, &alg(), &bits(sig.as_ref())]))
-}
-
-fn basic_ca() -> Vec<u8> {
-    seq(&[
-        &oid("2.5.29.19"),
-        &[0x01, 0x01, 0xff],
-        &octets(&seq(&[&[0x01, 0x01, 0xff]])),
-    ])
+        subject,
+        issuer,
+        (NOT_BEFORE, NOT_AFTER),
+        extensions,
+    )
 }
 
 /// The device extension in NVIDIA's layout: version, device key, FWID.
 fn fwid_extension(device: &EcdsaKeyPair, fwid: &[u8; 48]) -> Vec<u8> {
     let value = seq(&[
         &uint(&[1]),
-        &spki(device),
+        &P384.spki(device),
         &seq(&[&oid("2.16.840.1.101.3.4.2.2"), &octets(fwid)]),
     ]);
     seq(&[&oid("2.23.133.5.4.1"), &octets(&value)])
@@ -196,10 +160,7 @@ impl SimGpu {
         if files.iter().all(|f| f.exists()) && root_file.exists() {
             let key = |p: &std::path::Path| -> Result<EcdsaKeyPair, SimError> {
                 let der = std::fs::read(p).map_err(|e| state(e.to_string()))?;
-                crypto(
-                    EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &der),
-                    "key import",
-                )
+                P384.load_pkcs8(&der)
             };
             let [root, ica, device] = [&files[0], &files[1], &files[2]];
             let mut sim = Self::assemble(key(root)?, key(ica)?, key(device)?, measurement(0xff))?;
@@ -371,19 +332,14 @@ impl SimGpu {
             response_extensions: req.tbs_request.request_extensions.clone(),
         };
         let tbs = data.to_der().map_err(bad)?;
-        let pkcs8 = crypto(signer.to_pkcs8v1(), "key export")?;
-        let asn1 = crypto(
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_ASN1_SIGNING, pkcs8.as_ref()),
-            "key import",
-        )?;
-        let sig = crypto(asn1.sign(&SystemRandom::new(), &tbs), "ECDSA sign")?;
+        let sig = P384.sign_der(signer, &tbs)?;
         let basic = BasicOcspResponse {
             tbs_response_data: data,
             signature_algorithm: x509_cert::spki::AlgorithmIdentifierOwned {
                 oid: der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3"),
                 parameters: None,
             },
-            signature: der::asn1::BitString::from_bytes(sig.as_ref()).map_err(bad)?,
+            signature: der::asn1::BitString::from_bytes(&sig).map_err(bad)?,
             certs: None,
         };
         OcspResponse {

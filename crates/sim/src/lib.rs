@@ -12,6 +12,7 @@
 
 mod derw;
 pub mod gpu;
+mod pki;
 pub mod snp;
 pub mod tdx;
 

@@ -12,12 +12,11 @@
 //! verifier trusts the simulated root only through a `dangerous` option.
 
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
-};
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair};
 use serde_json::{Value, json};
 
-use crate::derw::{bits, explicit, name, octets, oid, seq, time, tlv, uint};
+use crate::derw::{bits, name, octets, oid, seq, time, tlv, uint};
+use crate::pki::{P256, basic_ca, crypto};
 use crate::{SIMULATED_ORG, SimError, pem, write_private};
 
 const CA_NOT_BEFORE: i64 = 1_577_836_800; // 2020-01-01
@@ -70,17 +69,6 @@ pub struct SimTdx {
     tcb_der: Vec<u8>,
 }
 
-fn crypto<T, E>(r: Result<T, E>, what: &'static str) -> Result<T, SimError> {
-    r.map_err(|_| SimError::Crypto(what))
-}
-
-fn p256() -> Result<EcdsaKeyPair, SimError> {
-    crypto(
-        EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING),
-        "P-256 keygen",
-    )
-}
-
 fn ca_name(cn: &str) -> Vec<u8> {
     name(&[
         ("2.5.4.3", cn),
@@ -91,34 +79,17 @@ fn ca_name(cn: &str) -> Vec<u8> {
     ])
 }
 
-fn ecdsa_alg() -> Vec<u8> {
-    seq(&[&oid("1.2.840.10045.4.3.2")])
+fn p256() -> Result<EcdsaKeyPair, SimError> {
+    P256.generate()
 }
 
-fn spki(key: &EcdsaKeyPair) -> Vec<u8> {
-    seq(&[
-        &seq(&[&oid("1.2.840.10045.2.1"), &oid("1.2.840.10045.3.1.7")]),
-        &bits(key.public_key().as_ref()),
-    ])
+fn ecdsa_alg() -> Vec<u8> {
+    P256.alg()
 }
 
 /// A DER signature by `key` (certificates, CRLs).
 fn sign_der(key: &EcdsaKeyPair, msg: &[u8]) -> Result<Vec<u8>, SimError> {
-    let pkcs8 = crypto(key.to_pkcs8v1(), "key export")?;
-    let asn1 = crypto(
-        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref()),
-        "key import",
-    )?;
-    Ok(crypto(asn1.sign(&SystemRandom::new(), msg), "ECDSA sign")?
-        .as_ref()
-        .to_vec())
-}
-
-/// A raw `r ‖ s` signature by `key` (quote, QE report, collateral JSON).
-fn sign_raw(key: &EcdsaKeyPair, msg: &[u8]) -> Result<Vec<u8>, SimError> {
-    Ok(crypto(key.sign(&SystemRandom::new(), msg), "ECDSA sign")?
-        .as_ref()
-        .to_vec())
+    P256.sign_der(key, msg)
 }
 
 fn cert(
@@ -129,31 +100,22 @@ fn cert(
     issuer: &EcdsaKeyPair,
     extensions: &[Vec<u8>],
 ) -> Result<Vec<u8>, SimError> {
-    let mut fields: Vec<Vec<u8>> = vec![
-        explicit(0, &uint(&[2])),
-        uint(&[serial]),
-        ecdsa_alg(),
-        ca_name(issuer_cn),
-        seq(&[&time(CA_NOT_BEFORE), &time(CA_NOT_AFTER)]),
-        ca_name(subject_cn),
-        spki(subject),
-    ];
-    if !extensions.is_empty() {
-        let refs: Vec<&[u8]> = extensions.iter().map(Vec::as_slice).collect();
-        fields.push(explicit(3, &seq(&refs)));
-    }
-    let refs: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
-    let tbs = seq(&refs);
-    let sig = sign_der(issuer, &tbs)?;
-    Ok(seq(&[&tbs, &ecdsa_alg(), &bits(&sig)]))
+    P256.cert(
+        serial,
+        &ca_name(issuer_cn),
+        &ca_name(subject_cn),
+        subject,
+        issuer,
+        (CA_NOT_BEFORE, CA_NOT_AFTER),
+        extensions,
+    )
 }
 
-fn basic_ca() -> Vec<u8> {
-    seq(&[
-        &oid("2.5.29.19"),
-        &[0x01, 0x01, 0xff],
-        &octets(&seq(&[&[0x01, 0x01, 0xff]])),
-    ])
+/// A raw `r ‖ s` signature by `key` (quote, QE report, collateral JSON).
+fn sign_raw(key: &EcdsaKeyPair, msg: &[u8]) -> Result<Vec<u8>, SimError> {
+    Ok(crypto(key.sign(&SystemRandom::new(), msg), "ECDSA sign")?
+        .as_ref()
+        .to_vec())
 }
 
 fn sgx_extension() -> Vec<u8> {
@@ -265,10 +227,7 @@ impl SimTdx {
         {
             let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| state(e.to_string()));
             let key = |p: &std::path::Path| -> Result<EcdsaKeyPair, SimError> {
-                crypto(
-                    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &read(p)?),
-                    "key import",
-                )
+                P256.load_pkcs8(&read(p)?)
             };
             return Ok(SimTdx {
                 root_key: key(&key_files[0])?,
