@@ -186,6 +186,12 @@ fn snp(a: SnpArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// Writes a simulated root certificate as PEM.
+fn write_root(out: &std::path::Path, der: &[u8]) -> Result<(), String> {
+    std::fs::write(out, veil_endorsements::certs::to_pem("CERTIFICATE", der))
+        .map_err(|e| format!("{}: {e}", out.display()))
+}
+
 fn gpu(a: GpuArgs) -> Result<(), String> {
     let sim = veil_sim::gpu::SimGpu::load_or_create(&a.state_dir).map_err(|e| e.to_string())?;
     if let Some(out) = &a.out {
@@ -198,11 +204,7 @@ fn gpu(a: GpuArgs) -> Result<(), String> {
         std::fs::write(out, text).map_err(|e| format!("{}: {e}", out.display()))?;
     }
     if let Some(out) = &a.root_out {
-        std::fs::write(
-            out,
-            veil_endorsements::certs::to_pem("CERTIFICATE", sim.root_der()),
-        )
-        .map_err(|e| format!("{}: {e}", out.display()))?;
+        write_root(out, sim.root_der())?;
     }
     eprintln!(
         "SIMULATED NVIDIA GPU in {} (not evidence of real hardware)",
@@ -233,11 +235,7 @@ fn tdx(a: TdxArgs) -> Result<(), String> {
         std::fs::write(out, c.to_string()).map_err(|e| format!("{}: {e}", out.display()))?;
     }
     if let Some(out) = &a.root_out {
-        std::fs::write(
-            out,
-            veil_endorsements::certs::to_pem("CERTIFICATE", sim.root_der()),
-        )
-        .map_err(|e| format!("{}: {e}", out.display()))?;
+        write_root(out, sim.root_der())?;
     }
     eprintln!(
         "SIMULATED TDX platform in {} (not evidence of real hardware)",
