@@ -165,6 +165,10 @@ pub struct VerifyArgs {
     /// The manifest's `org.opencontainers.image.ref.name`.
     #[arg(long = "ref")]
     pub reference: Option<String>,
+    /// Where GPG simple-signing signatures are kept, for `signedBy`
+    /// requirements (`file://…` or `https://…`).
+    #[arg(long)]
+    pub lookaside: Option<String>,
 }
 
 /// Where a guest gets layer keys (and broker resources) from.
@@ -578,7 +582,7 @@ fn sign(a: &SignArgs) -> Result<String, String> {
     ))
 }
 
-fn verify(a: &VerifyArgs) -> Result<String, String> {
+async fn verify(a: &VerifyArgs) -> Result<String, String> {
     use base64::Engine;
     let identity = Reference::parse(&a.identity).map_err(|e| e.to_string())?;
     let policy = match (&a.key, &a.policy) {
@@ -607,8 +611,16 @@ fn verify(a: &VerifyArgs) -> Result<String, String> {
         ))),
         other => load_key("", other),
     };
+    let simple = match &a.lookaside {
+        Some(base) if policy.needs_simple_signatures(&identity) => {
+            veil_image::pull::lookaside_signatures(base, &identity, &image.digest)
+                .await
+                .map_err(|e| e.to_string())?
+        }
+        _ => Vec::new(),
+    };
     let why = policy
-        .evaluate(&identity, &image.digest, &signatures, &[], &mut no_kbs)
+        .evaluate(&identity, &image.digest, &signatures, &simple, &mut no_kbs)
         .map_err(|e| e.to_string())?;
     Ok(format!(
         "verified {} ({}) as {identity}: {}",
@@ -626,7 +638,7 @@ pub async fn run(cmd: ImageCommand) -> ExitCode {
         ImageCommand::Pull(a) => pull(&a).await,
         ImageCommand::Push(a) => push(&a).await,
         ImageCommand::Sign(a) => sign(&a),
-        ImageCommand::Verify(a) => verify(&a),
+        ImageCommand::Verify(a) => verify(&a).await,
         ImageCommand::Keygen(a) => keygen(&a),
     };
     match r {

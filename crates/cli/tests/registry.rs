@@ -926,6 +926,26 @@ fn gpg_simple_signing_from_skopeo() {
         let layers = std::fs::read_dir(bundle.join("layers")).unwrap().count();
         assert_eq!(layers, 3, "{name}");
     }
+    // The same signature checked on the build side, on the OCI layout.
+    let out = Command::new(VEIL)
+        .args([
+            "image",
+            "verify",
+            p(&plain),
+            "--identity",
+            &image,
+            "--policy",
+            p(&policy("layout", &pubring)),
+            "--lookaside",
+            &look,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Another key's keyring.
     let bundle = d.join("bundle-stranger");
     let (ok, err) = pull_with(
