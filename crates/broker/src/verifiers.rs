@@ -89,15 +89,24 @@ fn parse_evidence<T>(
 
 /// The first certificate (DER) of a DER or PEM file.
 fn first_cert_der(path: &std::path::Path) -> Result<Vec<u8>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    match veil_endorsements::certs::decode_blobs(&path.display().to_string(), &bytes)
-        .map_err(|e| e.to_string())?
+    veil_endorsements::certs::read_certificates(std::slice::from_ref(&path.to_path_buf()))?
         .into_iter()
         .next()
-    {
-        Some(veil_endorsements::certs::Blob::Certificate(d)) => Ok(d),
-        _ => Err(format!("{}: no certificate", path.display())),
-    }
+        .ok_or_else(|| format!("{}: no certificate", path.display()))
+}
+
+/// Reads and parses each file of a configuration list; errors name the file.
+fn parse_files<T, E: std::fmt::Display>(
+    paths: &[std::path::PathBuf],
+    parse: impl Fn(&std::path::Path, &[u8]) -> Result<T, E>,
+) -> Result<Vec<T>, String> {
+    paths
+        .iter()
+        .map(|p| {
+            let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            parse(p, &bytes).map_err(|e| format!("{}: {e}", p.display()))
+        })
+        .collect()
 }
 
 /// The registry.
@@ -146,14 +155,9 @@ impl Registry {
         verifiers.insert("snp", snp.clone());
         verifiers.insert("az-snp-vtpm", Arc::new(AzSnpTee { snp: snp.clone() }));
         let tpm_ak_policy = tpm_policy(&cfg.endorsements)?;
-        let mut collateral = Vec::new();
-        for p in &cfg.endorsements.dcap_collateral {
-            let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            collateral.push(
-                veil_endorsements::dcap::Collateral::parse(&bytes)
-                    .map_err(|e| format!("{}: {e}", p.display()))?,
-            );
-        }
+        let collateral = parse_files(&cfg.endorsements.dcap_collateral, |_, b| {
+            veil_endorsements::dcap::Collateral::parse(b)
+        })?;
         let dcap = match &cfg.dangerous_trust_simulated_tdx {
             Some(path) => {
                 let der = first_cert_der(path)?;
@@ -206,14 +210,12 @@ impl Registry {
                 roots: veil_verifier::nitro::default_roots().map_err(|e| e.to_string())?,
             }),
         );
-        let mut cpaks = Vec::new();
-        for p in &cfg.endorsements.cca_cpaks {
-            let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            cpaks.extend(
-                veil_verifier::cca::cpaks_from_json(&bytes)
-                    .map_err(|e| format!("{}: {e}", p.display()))?,
-            );
-        }
+        let cpaks: Vec<_> = parse_files(&cfg.endorsements.cca_cpaks, |_, b| {
+            veil_verifier::cca::cpaks_from_json(b)
+        })?
+        .into_iter()
+        .flatten()
+        .collect();
         verifiers.insert("cca", Arc::new(CcaTee { cpaks }));
         let mut gpu_roots = veil_verifier::nvidia::default_roots().map_err(|e| e.to_string())?;
         if let Some(path) = &cfg.dangerous_trust_simulated_gpu {
@@ -229,14 +231,9 @@ impl Registry {
             ),
             None => None,
         };
-        let mut rims = Vec::new();
-        for p in &cfg.endorsements.nvidia_rims {
-            let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            rims.push(
-                veil_endorsements::rim::Rim::parse(&p.display().to_string(), &bytes)
-                    .map_err(|e| e.to_string())?,
-            );
-        }
+        let rims = parse_files(&cfg.endorsements.nvidia_rims, |_, b| {
+            veil_endorsements::rim::Rim::parse("manifest", b)
+        })?;
         devices.insert(
             "nvidia",
             Arc::new(NvidiaDevices {

@@ -18,7 +18,7 @@ use veil_evidence::snp::Product;
 use veil_protocol::jwe::KeyAlgorithm;
 use veil_sim::snp::{ReportParams, SimSnp};
 
-use crate::EXIT_ERROR;
+use crate::fail;
 
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
@@ -102,11 +102,6 @@ pub struct RunArgs {
     /// its evidence goes to the broker as additional evidence (`gpu0`).
     #[arg(long)]
     pub sim_gpu: bool,
-}
-
-fn fail(e: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {e}");
-    ExitCode::from(EXIT_ERROR)
 }
 
 /// `veil agent tpm-ak`: the TPM attestation key (PEM SubjectPublicKeyInfo)

@@ -72,6 +72,12 @@ enum Command {
 pub const EXIT_REJECTED: u8 = 1;
 pub const EXIT_ERROR: u8 = 2;
 
+/// Prints `error: …` and returns the "unusable input" exit status.
+pub(crate) fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(EXIT_ERROR)
+}
+
 fn main() -> ExitCode {
     // Logs go to stderr: human-readable by default, one JSON object per
     // line with VEIL_LOG_FORMAT=json (for log collectors).

@@ -12,7 +12,7 @@ use veil_verifier::UnixTime;
 use veil_verifier::snp::{ChainRole, SnpError, SnpVerifier, TrustAnchors};
 
 use crate::output::{self, Format};
-use crate::{EXIT_ERROR, EXIT_REJECTED};
+use crate::{EXIT_REJECTED, fail};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Tee {
@@ -116,11 +116,6 @@ pub struct VerifyArgs {
 
 pub fn parse_product(s: &str) -> Result<Product, String> {
     Product::from_name(s).ok_or_else(|| format!("unknown product {s:?} (Milan, Genoa, Turin)"))
-}
-
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {msg}");
-    ExitCode::from(EXIT_ERROR)
 }
 
 /// Builds the trust anchors, with the simulated root only when asked by name.

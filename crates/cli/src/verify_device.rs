@@ -10,63 +10,51 @@ use veil_verifier::UnixTime;
 use veil_verifier::crypto::AWS_LC;
 use veil_verifier::x509::Cert;
 
-use crate::EXIT_ERROR;
+use crate::fail;
 use crate::output::Format;
 use crate::verify::{Tee, VerifyArgs};
-use crate::verify_tpm::{parse_nonce, print_valid_json, reject};
-
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {msg}");
-    ExitCode::from(EXIT_ERROR)
-}
+use crate::verify_tpm::{parse_nonce, print_valid, reject};
 
 fn first_non_space(bytes: &[u8]) -> Option<u8> {
     bytes.iter().copied().find(|b| !b.is_ascii_whitespace())
 }
 
 fn print(format: Format, tee: &str, at: UnixTime, nonce_checked: bool, claims: serde_json::Value) {
-    match format {
-        Format::Json => print_valid_json(tee, at, nonce_checked, claims),
-        Format::Text => {
-            println!("VALID  {tee} at {at}");
-            if !nonce_checked {
-                println!("  nonce          NOT CHECKED (no --nonce)");
-            }
-            let rows: &[(&str, &str)] = match tee {
-                "nitro" => &[
-                    ("module", "/module_id"),
-                    ("PCR0", "/pcr0"),
-                    ("debug", "/debug"),
-                    ("user_data", "/user_data"),
-                ],
-                "cca" => &[
-                    ("RIM", "/rim"),
-                    ("personalization", "/personalization_value"),
-                    ("platform", "/platform/cca-platform-implementation-id"),
-                    ("secured", "/platform_secured"),
-                ],
-                _ => &[],
-            };
-            for (label, ptr) in rows {
-                if let Some(v) = claims.pointer(ptr) {
-                    println!(
-                        "  {label:<14} {}",
-                        v.as_str().map_or(v.to_string(), str::to_string)
-                    );
-                }
-            }
-            for gpu in claims["gpus"].as_array().into_iter().flatten() {
+    print_valid(format, tee, at, nonce_checked, claims, |claims| {
+        let rows: &[(&str, &str)] = match tee {
+            "nitro" => &[
+                ("module", "/module_id"),
+                ("PCR0", "/pcr0"),
+                ("debug", "/debug"),
+                ("user_data", "/user_data"),
+            ],
+            "cca" => &[
+                ("RIM", "/rim"),
+                ("personalization", "/personalization_value"),
+                ("platform", "/platform/cca-platform-implementation-id"),
+                ("secured", "/platform_secured"),
+            ],
+            _ => &[],
+        };
+        for (label, ptr) in rows {
+            if let Some(v) = claims.pointer(ptr) {
                 println!(
-                    "  GPU {} {}  driver {}  VBIOS {}  FWID {}…",
-                    gpu["arch"].as_str().unwrap_or("?"),
-                    gpu["uuid"].as_str().unwrap_or("?"),
-                    gpu["driver_version"].as_str().unwrap_or("?"),
-                    gpu["vbios_version"].as_str().unwrap_or("?"),
-                    gpu["fwid"].as_str().unwrap_or("").get(..16).unwrap_or("")
+                    "  {label:<14} {}",
+                    v.as_str().map_or(v.to_string(), str::to_string)
                 );
             }
         }
-    }
+        for gpu in claims["gpus"].as_array().into_iter().flatten() {
+            println!(
+                "  GPU {} {}  driver {}  VBIOS {}  FWID {}…",
+                gpu["arch"].as_str().unwrap_or("?"),
+                gpu["uuid"].as_str().unwrap_or("?"),
+                gpu["driver_version"].as_str().unwrap_or("?"),
+                gpu["vbios_version"].as_str().unwrap_or("?"),
+                gpu["fwid"].as_str().unwrap_or("").get(..16).unwrap_or("")
+            );
+        }
+    });
 }
 
 /// Extra roots from `--certs` (every certificate of every file).

@@ -12,7 +12,7 @@ use veil_verifier::tpm::AkPolicy;
 
 use crate::output::Format;
 use crate::verify::{Tee, VerifyArgs, anchors};
-use crate::{EXIT_ERROR, EXIT_REJECTED};
+use crate::{EXIT_REJECTED, fail};
 
 /// `hex:…` bytes, or the string's bytes.
 pub fn parse_nonce(s: &str) -> Result<Vec<u8>, String> {
@@ -22,11 +22,6 @@ pub fn parse_nonce(s: &str) -> Result<Vec<u8>, String> {
     }
 }
 
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {msg}");
-    ExitCode::from(EXIT_ERROR)
-}
-
 /// The `--certs` files (self-signed ones are roots) and `--trusted-ak`
 /// keys.
 fn ak_policy(a: &VerifyArgs) -> Result<AkPolicy, String> {
@@ -34,43 +29,50 @@ fn ak_policy(a: &VerifyArgs) -> Result<AkPolicy, String> {
     AkPolicy::from_files(&read_files(&a.certs)?, &read_files(&a.trusted_ak)?)
 }
 
-/// The JSON of a VALID verdict (shared with `verify_device`).
-pub(crate) fn print_valid_json(
+/// A VALID verdict: the JSON document, or for people a header and the
+/// TEE-specific lines `details` prints (shared with `verify_device`).
+pub(crate) fn print_valid(
+    format: Format,
     tee: &str,
     at: UnixTime,
     nonce_checked: bool,
     claims: serde_json::Value,
+    details: impl FnOnce(&serde_json::Value),
 ) {
-    let v = serde_json::json!({"verdict": "VALID", "tee": tee, "verified_at": at.to_string(),
-        "nonce_checked": nonce_checked, "claims": claims});
-    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-}
-
-fn print(format: Format, tee: &str, at: UnixTime, nonce_checked: bool, claims: serde_json::Value) {
     match format {
-        Format::Json => print_valid_json(tee, at, nonce_checked, claims),
+        Format::Json => {
+            let v = serde_json::json!({"verdict": "VALID", "tee": tee, "verified_at": at.to_string(),
+                "nonce_checked": nonce_checked, "claims": claims});
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
         Format::Text => {
             println!("VALID  {tee} at {at}");
             if !nonce_checked {
                 println!("  nonce          NOT CHECKED (no --nonce)");
             }
-            let tpm = claims.get("tpm").unwrap_or(&claims);
-            println!(
-                "  AK trusted by  {}",
-                tpm["ak_trust"].as_str().unwrap_or("?")
-            );
-            println!(
-                "  qualifying     {}",
-                tpm["extra_data"].as_str().unwrap_or("")
-            );
-            if let Some(pcr0) = tpm["pcrs"]["sha256"]["0"].as_str() {
-                println!("  PCR0 (sha256)  {pcr0}");
-            }
-            if let Some(m) = claims["snp"]["measurement"].as_str() {
-                println!("  SNP measurement {m}");
-            }
+            details(&claims);
         }
     }
+}
+
+fn print(format: Format, tee: &str, at: UnixTime, nonce_checked: bool, claims: serde_json::Value) {
+    print_valid(format, tee, at, nonce_checked, claims, |claims| {
+        let tpm = claims.get("tpm").unwrap_or(claims);
+        println!(
+            "  AK trusted by  {}",
+            tpm["ak_trust"].as_str().unwrap_or("?")
+        );
+        println!(
+            "  qualifying     {}",
+            tpm["extra_data"].as_str().unwrap_or("")
+        );
+        if let Some(pcr0) = tpm["pcrs"]["sha256"]["0"].as_str() {
+            println!("  PCR0 (sha256)  {pcr0}");
+        }
+        if let Some(m) = claims["snp"]["measurement"].as_str() {
+            println!("  SNP measurement {m}");
+        }
+    });
 }
 
 pub(crate) fn reject(

@@ -6,7 +6,7 @@ use std::process::Command;
 
 mod common;
 
-use common::{VEIL, p, spawn_agent, spawn_dev_broker, veil};
+use common::{VEIL, p, set_resource, spawn_agent, spawn_dev_broker, veil};
 
 #[tokio::test]
 async fn broker_and_agent_end_to_end() {
@@ -276,17 +276,7 @@ async fn tdx_broker_and_agent_end_to_end() {
         ],
     );
     let url = format!("http://{}", broker.addr);
-    veil(&[
-        "admin",
-        "set-resource",
-        "default/key/1",
-        "--value",
-        "tdx secret",
-        "--url",
-        &url,
-        "--key",
-        p(&d.join("admin.key")),
-    ]);
+    set_resource(&url, d, "default/key/1", &["--value", "tdx secret"]);
     let init = d.join("init.toml");
     std::fs::write(
         &init,
@@ -396,17 +386,7 @@ async fn tdx_collateral_fetched_from_a_pccs() {
         ],
     );
     let url = format!("http://{}", broker.addr);
-    veil(&[
-        "admin",
-        "set-resource",
-        "default/key/1",
-        "--value",
-        "via pccs",
-        "--url",
-        &url,
-        "--key",
-        p(&d.join("admin.key")),
-    ]);
+    set_resource(&url, d, "default/key/1", &["--value", "via pccs"]);
     let agent = spawn_agent(&url, "sim-tdx", &["--sim-state", p(&d.join("sim"))]);
     let r = reqwest::get(format!("http://{}/cdh/resource/default/key/1", agent.addr))
         .await
@@ -454,17 +434,7 @@ async fn tpm_agent_through_the_broker() {
     veil(&["admin", "keygen", "--out", p(d)]);
     let broker = spawn_dev_broker(d, &["--config", p(&config)]);
     let url = format!("http://{}", broker.addr);
-    veil(&[
-        "admin",
-        "set-resource",
-        "default/key/1",
-        "--value",
-        "tpm secret",
-        "--url",
-        &url,
-        "--key",
-        p(&d.join("admin.key")),
-    ]);
+    set_resource(&url, d, "default/key/1", &["--value", "tpm secret"]);
     let agent = spawn_agent(&url, "tpm", &["--tpm", &tpm_arg]);
     let http = reqwest::Client::new();
     let r = http

@@ -8,7 +8,7 @@
 mod common;
 
 use base64::Engine as _;
-use common::{p, spawn_agent, spawn_dev_broker, veil};
+use common::{p, set_resource, spawn_agent, spawn_dev_broker, veil};
 
 fn ear(token: &serde_json::Value) -> serde_json::Value {
     let payload = token["token"].as_str().unwrap().split('.').nth(1).unwrap();
@@ -80,17 +80,7 @@ async fn secret_released_only_when_cpu_and_gpu_are_affirming() {
     let key = d.join("admin.key");
     let secret = d.join("secret");
     std::fs::write(&secret, b"model weights key").unwrap();
-    veil(&[
-        "admin",
-        "set-resource",
-        "default/gpu/model-key",
-        "--file",
-        p(&secret),
-        "--url",
-        &url,
-        "--key",
-        p(&key),
-    ]);
+    set_resource(&url, d, "default/gpu/model-key", &["--file", p(&secret)]);
     // Releases under default/gpu/* need both a CPU and a GPU submod, all
     // affirming; other paths keep the default rule.
     let policy = d.join("policy.rego");
@@ -209,17 +199,7 @@ allow if {
     std::fs::copy(d.join("admin.pub"), d2.join("admin.pub")).unwrap();
     let broker2 = spawn_dev_broker(&d2, &["--dangerous-trust-simulated-tee", p(&ark)]);
     let url2 = format!("http://{}", broker2.addr);
-    veil(&[
-        "admin",
-        "set-resource",
-        "default/key/1",
-        "--file",
-        p(&secret),
-        "--url",
-        &url2,
-        "--key",
-        p(&key),
-    ]);
+    set_resource(&url2, d, "default/key/1", &["--file", p(&secret)]);
     let untrusted = spawn_agent(&url2, "sim-snp", &["--sim-state", p(&sim), "--sim-gpu"]);
     let uapi = format!("http://{}", untrusted.addr);
     let (status, _) = get(format!("{uapi}/cdh/resource/default/key/1")).await;
@@ -291,17 +271,7 @@ async fn revoked_gpu_certificate_blocks_the_secret() {
     let url = format!("http://{}", broker.addr);
     let secret = d.join("secret");
     std::fs::write(&secret, b"s3cret").unwrap();
-    veil(&[
-        "admin",
-        "set-resource",
-        "default/key/1",
-        "--file",
-        p(&secret),
-        "--url",
-        &url,
-        "--key",
-        p(&d.join("admin.key")),
-    ]);
+    set_resource(&url, d, "default/key/1", &["--file", p(&secret)]);
     let token_of = |api: String| async move {
         let t: serde_json::Value = reqwest::get(format!("{api}/aa/token?token_type=kbs"))
             .await
@@ -428,17 +398,7 @@ async fn rims_gate_the_gpu() {
             ],
         );
         let url = format!("http://{}", broker.addr);
-        veil(&[
-            "admin",
-            "set-resource",
-            "default/key/1",
-            "--file",
-            p(&secret),
-            "--url",
-            &url,
-            "--key",
-            p(&d.join("admin.key")),
-        ]);
+        set_resource(&url, d, "default/key/1", &["--file", p(&secret)]);
         let agent = spawn_agent(&url, "sim-snp", &["--sim-state", p(&sim), "--sim-gpu"]);
         let api = format!("http://{}", agent.addr);
         let (status, _) = get(format!("{api}/cdh/resource/default/key/1")).await;

@@ -17,7 +17,7 @@ use veil_testkit::registry::{LocalRegistry, Options, TokenAuth};
 
 mod common;
 
-use common::{Setup, VEIL, p, setup_broker_and_agent, veil};
+use common::{Setup, VEIL, p, set_resource, setup_broker_and_agent, veil};
 
 fn sha256(b: &[u8]) -> String {
     veil_image::blob_digest(b)
@@ -339,17 +339,7 @@ async fn policy_and_verification_key_from_the_broker() {
         ("default/security-policy/test", &policy),
         ("default/cosign/team", &public),
     ] {
-        veil(&[
-            "admin",
-            "set-resource",
-            path,
-            "--file",
-            p(file),
-            "--url",
-            &url,
-            "--key",
-            p(&d.join("admin.key")),
-        ]);
+        set_resource(&url, d, path, &["--file", p(file)]);
     }
     let by_digest = format!("{r}/team/app@{digest}");
     let (ok, msg) = pull(

@@ -16,8 +16,8 @@ use base64::Engine as _;
 use veil_evidence::nvidia::{DeviceEvidence, MeasurementBlock, NvidiaEvidence, OpaqueItem};
 
 use crate::derw::{name, octets, oid, seq, uint};
-use crate::pki::{P384, basic_ca, crypto};
-use crate::{SIMULATED_ORG, SimError, pem, write_private};
+use crate::pki::{P384, StateDir, basic_ca, crypto};
+use crate::{SIMULATED_ORG, SimError, pem};
 
 const NOT_BEFORE: i64 = 1_577_836_800; // 2020-01-01
 const NOT_AFTER: i64 = 2_524_521_600; // 2049-12-31
@@ -143,43 +143,41 @@ impl SimGpu {
         })
     }
 
-    /// Loads the GPU kept in `dir/gpu` (keys as PKCS#8, mode 0600), or
+    /// Loads the GPU kept in `dir/gpu` (keys as PKCS#8, mode 0600,
+    /// certificates as DER), or
     /// creates one there, so that an agent and a broker told to trust the
     /// simulated root share one device.
     pub fn load_or_create(dir: &std::path::Path) -> Result<Self, SimError> {
-        let base = dir.join("gpu");
-        let state = |reason: String| SimError::State {
-            path: base.display().to_string(),
-            reason,
-        };
-        let files: Vec<_> = ["root", "ica", "device"]
-            .iter()
-            .map(|n| base.join(format!("{n}.pk8")))
-            .collect();
-        let root_file = base.join("root.der");
-        if files.iter().all(|f| f.exists()) && root_file.exists() {
-            let key = |p: &std::path::Path| -> Result<EcdsaKeyPair, SimError> {
-                let der = std::fs::read(p).map_err(|e| state(e.to_string()))?;
-                P384.load_pkcs8(&der)
-            };
-            let [root, ica, device] = [&files[0], &files[1], &files[2]];
-            let mut sim = Self::assemble(key(root)?, key(ica)?, key(device)?, measurement(0xff))?;
-            // Certificates are re-signed on load (ECDSA is randomised); the
-            // root a broker was told to trust is the file written at
-            // creation, whose key and name are the same.
-            sim.root_der = std::fs::read(&root_file).map_err(|e| state(e.to_string()))?;
-            return Ok(sim);
+        let state = StateDir::new(dir, "gpu");
+        let names = ["root", "ica", "device"];
+        if let Some((keys, certs)) = state.load(&P384, &names, &names)? {
+            let [root_key, ica_key, device_key] = <[EcdsaKeyPair; 3]>::try_from(keys)
+                .map_err(|_| SimError::Crypto("simulator state"))?;
+            let [root_der, ica_der, device_der] =
+                <[Vec<u8>; 3]>::try_from(certs).map_err(|_| SimError::Crypto("simulator state"))?;
+            return Ok(SimGpu {
+                root_key,
+                ica_key,
+                device_key,
+                root_der,
+                ica_der,
+                device_der,
+                fwid: measurement(0xff),
+            });
         }
         let sim = Self::generate()?;
-        std::fs::create_dir_all(&base).map_err(|e| state(e.to_string()))?;
-        for (k, f) in [&sim.root_key, &sim.ica_key, &sim.device_key]
-            .iter()
-            .zip(&files)
-        {
-            let der = crypto(k.to_pkcs8v1(), "key export")?;
-            write_private(f, der.as_ref()).map_err(|e| state(e.to_string()))?;
-        }
-        std::fs::write(&root_file, &sim.root_der).map_err(|e| state(e.to_string()))?;
+        state.save(
+            &[
+                ("root", &sim.root_key),
+                ("ica", &sim.ica_key),
+                ("device", &sim.device_key),
+            ],
+            &[
+                ("root", &sim.root_der),
+                ("ica", &sim.ica_der),
+                ("device", &sim.device_der),
+            ],
+        )?;
         Ok(sim)
     }
 

@@ -118,3 +118,80 @@ pub(crate) fn basic_ca() -> Vec<u8> {
         &octets(&seq(&[&[0x01, 0x01, 0xff]])),
     ])
 }
+
+/// Keys and certificates read back from a state directory, in the order
+/// asked for.
+pub(crate) type Loaded = (Vec<EcdsaKeyPair>, Vec<Vec<u8>>);
+
+/// A simulator's state directory (`<dir>/<name>`): keys as PKCS#8 (mode
+/// 0600) and certificates as DER, so that separate processes (an agent, a
+/// broker told to trust the root) share one simulated platform.
+#[derive(Debug)]
+pub(crate) struct StateDir {
+    base: std::path::PathBuf,
+}
+
+impl StateDir {
+    pub(crate) fn new(dir: &std::path::Path, name: &str) -> Self {
+        StateDir {
+            base: dir.join(name),
+        }
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> SimError {
+        SimError::State {
+            path: self.base.display().to_string(),
+            reason: e.to_string(),
+        }
+    }
+
+    fn key_file(&self, name: &str) -> std::path::PathBuf {
+        self.base.join(format!("{name}.pk8"))
+    }
+
+    fn cert_file(&self, name: &str) -> std::path::PathBuf {
+        self.base.join(format!("{name}.der"))
+    }
+
+    /// The named keys and certificates, or `None` when any file is
+    /// missing (a new platform is then made).
+    pub(crate) fn load(
+        &self,
+        curve: &Curve,
+        keys: &[&str],
+        certs: &[&str],
+    ) -> Result<Option<Loaded>, SimError> {
+        let all_exist = keys.iter().all(|k| self.key_file(k).exists())
+            && certs.iter().all(|c| self.cert_file(c).exists());
+        if !all_exist {
+            return Ok(None);
+        }
+        let read = |p: std::path::PathBuf| std::fs::read(&p).map_err(|e| self.err(e));
+        let keys = keys
+            .iter()
+            .map(|k| curve.load_pkcs8(&read(self.key_file(k))?))
+            .collect::<Result<Vec<_>, _>>()?;
+        let certs = certs
+            .iter()
+            .map(|c| read(self.cert_file(c)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some((keys, certs)))
+    }
+
+    /// Writes the named keys and certificates.
+    pub(crate) fn save(
+        &self,
+        keys: &[(&str, &EcdsaKeyPair)],
+        certs: &[(&str, &[u8])],
+    ) -> Result<(), SimError> {
+        std::fs::create_dir_all(&self.base).map_err(|e| self.err(e))?;
+        for (name, key) in keys {
+            let der = crypto(key.to_pkcs8v1(), "key export")?;
+            crate::write_private(&self.key_file(name), der.as_ref()).map_err(|e| self.err(e))?;
+        }
+        for (name, der) in certs {
+            std::fs::write(self.cert_file(name), der).map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+}

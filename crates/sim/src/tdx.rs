@@ -16,8 +16,8 @@ use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair};
 use serde_json::{Value, json};
 
 use crate::derw::{bits, name, octets, oid, seq, time, tlv, uint};
-use crate::pki::{P256, basic_ca, crypto};
-use crate::{SIMULATED_ORG, SimError, pem, write_private};
+use crate::pki::{P256, StateDir, basic_ca, crypto};
+use crate::{SIMULATED_ORG, SimError, pem};
 
 const CA_NOT_BEFORE: i64 = 1_577_836_800; // 2020-01-01
 const CA_NOT_AFTER: i64 = 2_524_521_600; // 2049-12-31
@@ -205,59 +205,42 @@ impl SimTdx {
     /// DER, mode 0600), or creates one there, so that separate processes
     /// (an agent, a broker told to trust the root) share one platform.
     pub fn load_or_create(dir: &std::path::Path) -> Result<Self, SimError> {
-        let base = dir.join("tdx");
-        let state = |reason: String| SimError::State {
-            path: base.display().to_string(),
-            reason,
-        };
-        let names = ["root", "ca", "pck", "tcb", "att"];
-        let key_files: Vec<_> = names
-            .iter()
-            .map(|n| base.join(format!("{n}.pk8")))
-            .collect();
-        let cert_files: Vec<_> = names
-            .iter()
-            .take(4)
-            .map(|n| base.join(format!("{n}.der")))
-            .collect();
-        if key_files
-            .iter()
-            .chain(cert_files.iter())
-            .all(|f| f.exists())
-        {
-            let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| state(e.to_string()));
-            let key = |p: &std::path::Path| -> Result<EcdsaKeyPair, SimError> {
-                P256.load_pkcs8(&read(p)?)
-            };
+        let state = StateDir::new(dir, "tdx");
+        let key_names = ["root", "ca", "pck", "tcb", "att"];
+        let cert_names = ["root", "ca", "pck", "tcb"];
+        if let Some((keys, certs)) = state.load(&P256, &key_names, &cert_names)? {
+            let [root_key, ca_key, pck_key, tcb_key, att_key] = <[EcdsaKeyPair; 5]>::try_from(keys)
+                .map_err(|_| SimError::Crypto("simulator state"))?;
+            let [root_der, ca_der, pck_der, tcb_der] =
+                <[Vec<u8>; 4]>::try_from(certs).map_err(|_| SimError::Crypto("simulator state"))?;
             return Ok(SimTdx {
-                root_key: key(&key_files[0])?,
-                ca_key: key(&key_files[1])?,
-                pck_key: key(&key_files[2])?,
-                tcb_key: key(&key_files[3])?,
-                att_key: key(&key_files[4])?,
-                root_der: read(&cert_files[0])?,
-                ca_der: read(&cert_files[1])?,
-                pck_der: read(&cert_files[2])?,
-                tcb_der: read(&cert_files[3])?,
+                root_key,
+                ca_key,
+                pck_key,
+                tcb_key,
+                att_key,
+                root_der,
+                ca_der,
+                pck_der,
+                tcb_der,
             });
         }
         let sim = Self::generate()?;
-        std::fs::create_dir_all(&base).map_err(|e| state(e.to_string()))?;
-        let keys = [
-            &sim.root_key,
-            &sim.ca_key,
-            &sim.pck_key,
-            &sim.tcb_key,
-            &sim.att_key,
-        ];
-        for (k, f) in keys.iter().zip(&key_files) {
-            let der = crypto(k.to_pkcs8v1(), "key export")?;
-            write_private(f, der.as_ref()).map_err(|e| state(e.to_string()))?;
-        }
-        let certs = [&sim.root_der, &sim.ca_der, &sim.pck_der, &sim.tcb_der];
-        for (c, f) in certs.iter().zip(&cert_files) {
-            std::fs::write(f, c).map_err(|e| state(e.to_string()))?;
-        }
+        state.save(
+            &[
+                ("root", &sim.root_key),
+                ("ca", &sim.ca_key),
+                ("pck", &sim.pck_key),
+                ("tcb", &sim.tcb_key),
+                ("att", &sim.att_key),
+            ],
+            &[
+                ("root", &sim.root_der),
+                ("ca", &sim.ca_der),
+                ("pck", &sim.pck_der),
+                ("tcb", &sim.tcb_der),
+            ],
+        )?;
         Ok(sim)
     }
 

@@ -126,21 +126,13 @@ fn hash(backend: &dyn CryptoBackend, algo: &str, data: &[u8]) -> Result<Vec<u8>,
     })
 }
 
-fn verify_es384(
-    backend: &dyn CryptoBackend,
-    key: &[u8],
-    msg: &veil_evidence::cose::CoseSign1,
-) -> bool {
-    if msg.alg != ALG_ES384 {
-        return false;
-    }
-    let Ok(sig) = <&[u8; 96]>::try_from(msg.signature.as_slice()) else {
-        return false;
-    };
-    backend
-        .p384_key(key)
-        .and_then(|k| k.verify_fixed(&msg.to_be_signed(), sig))
-        .is_ok()
+/// An ES384 signature (raw `r ‖ s`) over a COSE `Sig_structure` already
+/// built; the algorithm was checked by the caller.
+fn verify_es384(backend: &dyn CryptoBackend, key: &[u8], tbs: &[u8], signature: &[u8]) -> bool {
+    signature.len() == 96
+        && backend
+            .verify_p384_sha384(key, tbs, signature, true)
+            .is_ok()
 }
 
 /// Verifies a parsed token against `cpaks`.
@@ -160,7 +152,12 @@ pub fn verify_token(
         }
     }
     let realm = &token.realm_claims;
-    if !verify_es384(backend, &realm.rak, &token.realm) {
+    if !verify_es384(
+        backend,
+        &realm.rak,
+        &token.realm.to_be_signed(),
+        &token.realm.signature,
+    ) {
         return Err(CcaError::RealmSignature);
     }
     let rak_hash = hash(backend, &realm.rak_hash_algo, &realm.rak)?;
@@ -168,12 +165,18 @@ pub fn verify_token(
         return Err(CcaError::RakBinding);
     }
     let p = &token.platform_claims;
+    let platform_tbs = token.platform.to_be_signed();
     let trusted = cpaks.iter().any(|c| {
         c.implementation_id
             .as_ref()
             .is_none_or(|i| *i == p.implementation_id)
             && c.instance_id.as_ref().is_none_or(|i| *i == p.instance_id)
-            && verify_es384(backend, &c.public_key, &token.platform)
+            && verify_es384(
+                backend,
+                &c.public_key,
+                &platform_tbs,
+                &token.platform.signature,
+            )
     });
     if !trusted {
         return Err(CcaError::PlatformSignature);

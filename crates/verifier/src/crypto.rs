@@ -137,6 +137,17 @@ fn ecdsa(
         .map_err(|_| CryptoError(failure))
 }
 
+/// A digest as an array of its length (`N` matches the algorithm's output
+/// length at every call site; a mismatch leaves zeros rather than panic).
+fn fixed_digest<const N: usize>(alg: &'static digest::Algorithm, data: &[u8]) -> [u8; N] {
+    let d = digest::digest(alg, data);
+    let mut out = [0u8; N];
+    for (o, b) in out.iter_mut().zip(d.as_ref()) {
+        *o = *b;
+    }
+    out
+}
+
 fn rsa_params(scheme: RsaScheme) -> &'static signature::RsaParameters {
     match scheme {
         RsaScheme::Pkcs1Sha256 => &signature::RSA_PKCS1_2048_8192_SHA256,
@@ -198,10 +209,7 @@ impl CryptoBackend for AwsLc {
     }
 
     fn sha256(&self, data: &[u8]) -> [u8; 32] {
-        let d = digest::digest(&digest::SHA256, data);
-        let mut out = [0u8; 32];
-        out.copy_from_slice(d.as_ref());
-        out
+        fixed_digest(&digest::SHA256, data)
     }
 
     fn sha256_parts(&self, parts: &[&[u8]]) -> [u8; 32] {
@@ -215,24 +223,15 @@ impl CryptoBackend for AwsLc {
     }
 
     fn sha1_for_pcr_replay(&self, data: &[u8]) -> [u8; 20] {
-        let d = digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, data);
-        let mut out = [0u8; 20];
-        out.copy_from_slice(d.as_ref());
-        out
+        fixed_digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, data)
     }
 
     fn sha384(&self, data: &[u8]) -> [u8; 48] {
-        let d = digest::digest(&digest::SHA384, data);
-        let mut out = [0u8; 48];
-        out.copy_from_slice(d.as_ref());
-        out
+        fixed_digest(&digest::SHA384, data)
     }
 
     fn sha512(&self, data: &[u8]) -> [u8; 64] {
-        let d = digest::digest(&digest::SHA512, data);
-        let mut out = [0u8; 64];
-        out.copy_from_slice(d.as_ref());
-        out
+        fixed_digest(&digest::SHA512, data)
     }
 
     fn p384_key(&self, sec1: &[u8]) -> Result<Box<dyn P384Key>, CryptoError> {

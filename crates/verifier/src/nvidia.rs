@@ -177,9 +177,7 @@ pub fn verify_report(
     }
     let key = leaf.p384_public_key().ok_or(GpuError::LeafKey)?;
     backend
-        .p384_key(key)
-        .map_err(|_| GpuError::LeafKey)?
-        .verify_fixed(&report.signed, &report.signature)
+        .verify_p384_sha384(key, &report.signed, &report.signature, true)
         .map_err(|_| GpuError::BadSignature)?;
     Ok(VerifiedGpu {
         arch: arch.to_ascii_uppercase(),

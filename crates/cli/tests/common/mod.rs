@@ -322,6 +322,16 @@ pub struct Setup {
 /// A broker on 127.0.0.1:0 over plain HTTP, its data under `d/data`, its
 /// admin key `d/admin.pub` (from `veil admin keygen --out d`), with
 /// `extra` arguments (what it trusts).
+/// `veil admin set-resource PATH SOURCE… --url URL --key DIR/admin.key`,
+/// with SOURCE `["--value", V]` or `["--file", F]`.
+pub fn set_resource(url: &str, admin_dir: &Path, path: &str, source: &[&str]) {
+    let key = admin_dir.join("admin.key");
+    let mut args = vec!["admin", "set-resource", path];
+    args.extend_from_slice(source);
+    args.extend_from_slice(&["--url", url, "--key", p(&key)]);
+    veil(&args);
+}
+
 pub fn spawn_dev_broker(d: &Path, extra: &[&str]) -> Proc {
     let (data, admin) = (d.join("data"), d.join("admin.pub"));
     let mut args = vec![
@@ -381,17 +391,7 @@ pub fn setup_broker_and_agent() -> Setup {
     // The image KEK: a file on the build side, a resource in the broker.
     let kek = d.join("image-kek.bin");
     std::fs::write(&kek, [0x42u8; 32]).unwrap();
-    veil(&[
-        "admin",
-        "set-resource",
-        "default/image-kek/app",
-        "--file",
-        p(&kek),
-        "--url",
-        &url,
-        "--key",
-        p(&d.join("admin.key")),
-    ]);
+    set_resource(&url, d, "default/image-kek/app", &["--file", p(&kek)]);
     let agent = spawn_agent(&url, "sim-snp", &["--sim-state", p(&d.join("sim"))]);
     let agent_url = format!("http://{}", agent.addr);
     Setup {
