@@ -56,6 +56,17 @@ fn platform(d: &std::path::Path) -> Platform {
     Platform { sim, root, gpu_ev }
 }
 
+/// The EAR claims of the token an agent (workload API `api`) holds.
+async fn ear_of(api: &str) -> serde_json::Value {
+    let token: serde_json::Value = reqwest::get(format!("{api}/aa/token?token_type=kbs"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    ear(&token)
+}
+
 async fn get(url: String) -> (u16, Vec<u8>) {
     let r = reqwest::get(url).await.unwrap();
     (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
@@ -125,13 +136,7 @@ allow if {
     let (status, body) = get(format!("{api}/cdh/resource/default/gpu/model-key")).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert_eq!(body, b"model weights key");
-    let token: serde_json::Value = reqwest::get(format!("{api}/aa/token?token_type=kbs"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let claims = ear(&token);
+    let claims = ear_of(&api).await;
     assert_eq!(claims["submods"]["cpu0"]["ear_status"], "affirming");
     let gpu = &claims["submods"]["gpu0"];
     assert_eq!(gpu["ear_status"], "affirming", "{gpu}");
@@ -180,13 +185,7 @@ allow if {
     let oapi = format!("http://{}", old_driver.addr);
     let (status, _) = get(format!("{oapi}/cdh/resource/default/gpu/model-key")).await;
     assert_eq!(status, 403);
-    let token: serde_json::Value = reqwest::get(format!("{oapi}/aa/token?token_type=kbs"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let claims = ear(&token);
+    let claims = ear_of(&oapi).await;
     assert_eq!(claims["submods"]["cpu0"]["ear_status"], "affirming");
     assert_eq!(claims["submods"]["gpu0"]["ear_status"], "contraindicated");
     drop(old_driver);
@@ -204,13 +203,7 @@ allow if {
     let uapi = format!("http://{}", untrusted.addr);
     let (status, _) = get(format!("{uapi}/cdh/resource/default/key/1")).await;
     assert_eq!(status, 403);
-    let token: serde_json::Value = reqwest::get(format!("{uapi}/aa/token?token_type=kbs"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let claims = ear(&token);
+    let claims = ear_of(&uapi).await;
     assert_eq!(claims["submods"]["gpu0"]["ear_status"], "contraindicated");
     let why = claims["submods"]["gpu0"]["ear_attester_claims"]["error"]
         .as_str()
@@ -272,21 +265,12 @@ async fn revoked_gpu_certificate_blocks_the_secret() {
     let secret = d.join("secret");
     std::fs::write(&secret, b"s3cret").unwrap();
     set_resource(&url, d, "default/key/1", &["--file", p(&secret)]);
-    let token_of = |api: String| async move {
-        let t: serde_json::Value = reqwest::get(format!("{api}/aa/token?token_type=kbs"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        ear(&t)
-    };
 
     let good = spawn_agent(&url, "sim-snp", &["--sim-state", p(&sim), "--sim-gpu"]);
     let api = format!("http://{}", good.addr);
     let (status, body) = get(format!("{api}/cdh/resource/default/key/1")).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let claims = token_of(api).await;
+    let claims = ear_of(&api).await;
     let gpu = &claims["submods"]["gpu0"];
     assert_eq!(gpu["ear_status"], "affirming");
     assert_eq!(
@@ -308,7 +292,7 @@ async fn revoked_gpu_certificate_blocks_the_secret() {
     let api = format!("http://{}", bad.addr);
     let (status, _) = get(format!("{api}/cdh/resource/default/key/1")).await;
     assert_eq!(status, 403);
-    let claims = token_of(api).await;
+    let claims = ear_of(&api).await;
     let gpu = &claims["submods"]["gpu0"];
     assert_eq!(gpu["ear_status"], "contraindicated");
     assert!(
@@ -402,13 +386,7 @@ async fn rims_gate_the_gpu() {
         let agent = spawn_agent(&url, "sim-snp", &["--sim-state", p(&sim), "--sim-gpu"]);
         let api = format!("http://{}", agent.addr);
         let (status, _) = get(format!("{api}/cdh/resource/default/key/1")).await;
-        let t: serde_json::Value = reqwest::get(format!("{api}/aa/token?token_type=kbs"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        results.push((status, ear(&t)["submods"]["gpu0"].clone()));
+        results.push((status, ear_of(&api).await["submods"]["gpu0"].clone()));
     }
     let (status, gpu) = &results[0];
     assert_eq!(*status, 200, "{gpu}");
