@@ -24,7 +24,7 @@ pub mod token;
 pub mod verifiers;
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::admin_auth::AdminKey;
 use crate::config::Config;
@@ -46,10 +46,9 @@ pub struct Broker {
     pub(crate) metrics: Metrics,
     pub(crate) admin_keys: Vec<AdminKey>,
     pub(crate) tls: bool,
-    /// Compiled policies by (id, SHA-256 of the text): policies are read
-    /// from the store on every use (so every replica sees changes) and
-    /// compiled only when the text changes.
-    pub(crate) policy_cache: Mutex<Vec<(String, [u8; 32], Policy)>>,
+    /// Prepared policies (parsed and analysed once per text, rule and
+    /// data document).
+    pub(crate) policy_cache: policy::PolicyCache,
 }
 
 impl Broker {
@@ -96,7 +95,7 @@ impl Broker {
             metrics,
             admin_keys,
             tls,
-            policy_cache: Mutex::new(Vec::new()),
+            policy_cache: policy::PolicyCache::default(),
         }))
     }
 

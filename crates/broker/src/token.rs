@@ -2,6 +2,9 @@
 //! signed ES256 by a key kept in the store (sealed under the KEK) and created
 //! once, race-free, on first start. The public key is served as a JWKS.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
@@ -18,12 +21,33 @@ use crate::store::{Namespace, Store};
 pub const EAR_PROFILE: &str = "tag:ietf.org,2026:rats/ear#04";
 const KEY_RECORD: &str = "token-signing-key";
 
+/// Most tokens remembered as issued (see [`TokenKeys::verify`]).
+const ISSUED_ENTRIES: usize = 4096;
+
+/// Issued tokens: SHA-256 of the compact JWS → (`exp`, claims).
+type Issued = HashMap<[u8; 32], (i64, Arc<Value>)>;
+
 /// The token signer and verifier.
 #[derive(Debug)]
 pub struct TokenKeys {
     key: EcdsaKeyPair,
     kid: String,
     jwk: Value,
+    /// Tokens this process signed, by SHA-256 of the compact JWS, with
+    /// their claims: a guest usually presents its token to the replica
+    /// that issued it a moment earlier, which then skips the signature
+    /// check and the decoding. Identical bytes are the token signed here;
+    /// expiry is still checked on every use. Other replicas' tokens are
+    /// verified in full.
+    issued: std::sync::Mutex<Issued>,
+}
+
+fn token_hash(token: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref(),
+    );
+    out
 }
 
 fn thumbprint(jwk: &Value) -> String {
@@ -65,7 +89,12 @@ impl TokenKeys {
         let mut jwk = json!({"kty":"EC","crv":"P-256","x":B64URL.encode(x),"y":B64URL.encode(y),"alg":"ES256","use":"sig"});
         let kid = thumbprint(&jwk);
         jwk["kid"] = Value::String(kid.clone());
-        Ok(TokenKeys { key, kid, jwk })
+        Ok(TokenKeys {
+            key,
+            kid,
+            jwk,
+            issued: std::sync::Mutex::new(HashMap::new()),
+        })
     }
 
     /// The JWKS document.
@@ -85,12 +114,34 @@ impl TokenKeys {
             .key
             .sign(&SystemRandom::new(), signing_input.as_bytes())
             .map_err(|_| "signing failed".to_string())?;
-        Ok(format!("{signing_input}.{}", B64URL.encode(sig.as_ref())))
+        let token = format!("{signing_input}.{}", B64URL.encode(sig.as_ref()));
+        if let Some(exp) = claims.get("exp").and_then(Value::as_i64)
+            && let Ok(mut issued) = self.issued.lock()
+        {
+            if issued.len() >= ISSUED_ENTRIES {
+                let now = crate::routes::now();
+                issued.retain(|_, (e, _)| *e > now);
+                if issued.len() >= ISSUED_ENTRIES {
+                    issued.clear();
+                }
+            }
+            issued.insert(token_hash(&token), (exp, Arc::new(claims.clone())));
+        }
+        Ok(token)
     }
 
     /// Verifies a token: signature by this key, `exp` in the future.
     /// Returns the claims.
-    pub fn verify(&self, token: &str, now: i64) -> Result<Value, &'static str> {
+    pub fn verify(&self, token: &str, now: i64) -> Result<Arc<Value>, &'static str> {
+        if let Ok(issued) = self.issued.lock()
+            && let Some((exp, claims)) = issued.get(&token_hash(token))
+        {
+            return if now >= *exp {
+                Err("token expired")
+            } else {
+                Ok(claims.clone())
+            };
+        }
         let mut parts = token.split('.');
         let (Some(h), Some(p), Some(s), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -120,7 +171,7 @@ impl TokenKeys {
         if now >= exp {
             return Err("token expired");
         }
-        Ok(claims)
+        Ok(Arc::new(claims))
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine as _;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use veil_endorsements::bundle::Bundle;
 use veil_endorsements::kds::{KdsClient, KdsConfig};
@@ -67,7 +68,7 @@ pub trait TeeVerifier: Send + Sync + std::fmt::Debug {
     /// Verifies `evidence` and returns normalised claims (with `tee`).
     async fn verify(
         &self,
-        evidence: &Value,
+        evidence: &RawValue,
         report_data: &[u8; 64],
         init_data: Option<&InitDataDigest>,
         now: UnixTime,
@@ -77,13 +78,12 @@ pub trait TeeVerifier: Send + Sync + std::fmt::Debug {
 /// Parses CoCo evidence JSON of `tee` with its wire-format parser; a clear
 /// rejection when it does not parse.
 fn parse_evidence<T>(
-    evidence: &Value,
+    evidence: &RawValue,
     tee: &str,
     parse: impl FnOnce(&[u8]) -> Result<T, veil_evidence::ParseError>,
 ) -> Result<T, Rejection> {
-    let bytes = serde_json::to_vec(evidence)
-        .map_err(|e| Rejection::new(format!("malformed {tee} evidence"), e.to_string()))?;
-    parse(&bytes)
+    // The evidence as received: no re-serialisation before parsing.
+    parse(evidence.get().as_bytes())
         .map_err(|e| Rejection::new(format!("malformed {tee} evidence: {e}"), e.to_string()))
 }
 
@@ -320,7 +320,7 @@ fn snp_rejection(e: &SnpError) -> Rejection {
 impl TeeVerifier for SnpTee {
     async fn verify(
         &self,
-        evidence: &Value,
+        evidence: &RawValue,
         report_data: &[u8; 64],
         init_data: Option<&InitDataDigest>,
         now: UnixTime,
@@ -398,7 +398,7 @@ fn tpm_rejection(e: &veil_verifier::tpm::TpmError) -> Rejection {
 /// Parses Azure vTPM evidence; init-data is refused (the paravisor owns the
 /// hardware's launch-configuration field).
 fn az_evidence(
-    evidence: &Value,
+    evidence: &RawValue,
     tee: &str,
     init_data: Option<&InitDataDigest>,
 ) -> Result<veil_evidence::azure::AzEvidence, Rejection> {
@@ -422,7 +422,7 @@ struct AzSnpTee {
 impl TeeVerifier for AzSnpTee {
     async fn verify(
         &self,
-        evidence: &Value,
+        evidence: &RawValue,
         report_data: &[u8; 64],
         init_data: Option<&InitDataDigest>,
         now: UnixTime,
@@ -480,7 +480,7 @@ struct AzTdxTee {
 impl TeeVerifier for AzTdxTee {
     async fn verify(
         &self,
-        evidence: &Value,
+        evidence: &RawValue,
         report_data: &[u8; 64],
         init_data: Option<&InitDataDigest>,
         now: UnixTime,
@@ -525,7 +525,7 @@ struct TpmTee {
 impl TeeVerifier for TpmTee {
     async fn verify(
         &self,
-        evidence: &Value,
+        evidence: &RawValue,
         report_data: &[u8; 64],
         init_data: Option<&InitDataDigest>,
         now: UnixTime,
@@ -537,7 +537,9 @@ impl TeeVerifier for TpmTee {
         )?;
         let backend = &veil_verifier::crypto::AWS_LC;
         let mut tee_claims = None;
-        let verified = match evidence.get("attestation").and_then(Value::as_str) {
+        let doc: Value = serde_json::from_str(evidence.get())
+            .map_err(|e| Rejection::new("malformed tpm evidence", e.to_string()))?;
+        let verified = match doc.get("attestation").and_then(Value::as_str) {
             Some(b64) => {
                 let pb = base64::engine::general_purpose::STANDARD
                     .decode(b64)
@@ -599,7 +601,7 @@ struct NitroTee {
 impl TeeVerifier for NitroTee {
     async fn verify(
         &self,
-        evidence: &Value,
+        evidence: &RawValue,
         report_data: &[u8; 64],
         init_data: Option<&InitDataDigest>,
         now: UnixTime,
@@ -641,7 +643,7 @@ struct CcaTee {
 impl TeeVerifier for CcaTee {
     async fn verify(
         &self,
-        evidence: &Value,
+        evidence: &RawValue,
         report_data: &[u8; 64],
         init_data: Option<&InitDataDigest>,
         _now: UnixTime,
@@ -689,7 +691,7 @@ pub trait DeviceVerifier: Send + Sync + std::fmt::Debug {
     /// Verifies every device; a device that fails yields `Err` in its slot.
     async fn verify(
         &self,
-        evidence: &Value,
+        evidence: &RawValue,
         device_digest: &[u8; 48],
         now: UnixTime,
     ) -> Result<Vec<Result<Value, Rejection>>, Rejection>;
@@ -781,7 +783,7 @@ impl DeviceVerifier for NvidiaDevices {
 
     async fn verify(
         &self,
-        evidence: &Value,
+        evidence: &RawValue,
         device_digest: &[u8; 48],
         now: UnixTime,
     ) -> Result<Vec<Result<Value, Rejection>>, Rejection> {
@@ -850,11 +852,13 @@ struct SampleTee;
 impl TeeVerifier for SampleTee {
     async fn verify(
         &self,
-        evidence: &Value,
+        evidence: &RawValue,
         report_data: &[u8; 64],
         _init_data: Option<&InitDataDigest>,
         _now: UnixTime,
     ) -> Result<Value, Rejection> {
+        let evidence: Value = serde_json::from_str(evidence.get())
+            .map_err(|e| Rejection::new("malformed sample evidence", e.to_string()))?;
         let rd = evidence
             .get("report_data")
             .and_then(Value::as_str)
@@ -982,7 +986,7 @@ impl DcapTee {
 impl TeeVerifier for DcapTee {
     async fn verify(
         &self,
-        evidence: &Value,
+        evidence: &RawValue,
         report_data: &[u8; 64],
         init_data: Option<&InitDataDigest>,
         now: UnixTime,
@@ -1034,6 +1038,10 @@ impl TeeVerifier for DcapTee {
 mod tests {
     use super::*;
 
+    fn raw(v: &Value) -> Box<RawValue> {
+        serde_json::value::to_raw_value(v).unwrap()
+    }
+
     fn registry(cfg: &Config) -> Registry {
         Registry::build(cfg).unwrap()
     }
@@ -1061,14 +1069,20 @@ mod tests {
         );
         // The Genoa ASK/ARK are AMD's pinned roots; the VCEK comes with
         // the evidence.
-        let claims = v.verify(&ev, &rd, None, UnixTime::now()).await.unwrap();
+        let claims = v
+            .verify(&raw(&ev), &rd, None, UnixTime::now())
+            .await
+            .unwrap();
         assert_eq!(claims["tee"], "az-snp-vtpm");
         assert_eq!(
             claims["tpm"]["pcrs"]["sha256"]["0"],
             "afd689d0bb1c5f36f023fbaf574135f555a28a10c1f6b938d2a25e70c7783338"
         );
         rd[0] ^= 1;
-        let e = v.verify(&ev, &rd, None, UnixTime::now()).await.unwrap_err();
+        let e = v
+            .verify(&raw(&ev), &rd, None, UnixTime::now())
+            .await
+            .unwrap_err();
         assert!(e.detail.contains("nonce_mismatch"), "{}", e.detail);
     }
 
@@ -1094,12 +1108,12 @@ mod tests {
         // This evidence's vTPM nonce is "challenge": not a KBS digest, so
         // the broker refuses it for any session...
         let at = UnixTime(1_761_920_231);
-        let e = v.verify(&ev, &[0u8; 64], None, at).await.unwrap_err();
+        let e = v.verify(&raw(&ev), &[0u8; 64], None, at).await.unwrap_err();
         assert!(e.detail.contains("nonce_mismatch"), "{}", e.detail);
         // ... after the TD quote and its binding checked out (a TD quote
         // outside its collateral's validity fails earlier).
         let e = v
-            .verify(&ev, &[0u8; 64], None, UnixTime::now())
+            .verify(&raw(&ev), &[0u8; 64], None, UnixTime::now())
             .await
             .unwrap_err();
         assert!(!e.detail.contains("nonce_mismatch"), "{}", e.detail);
@@ -1122,14 +1136,14 @@ mod tests {
         .unwrap();
         let ev = json!({"attestation_document": b64.trim()});
         let at = UnixTime::parse("2023-09-18T15:03:31Z").unwrap();
-        let e = v.verify(&ev, &[0u8; 64], None, at).await.unwrap_err();
+        let e = v.verify(&raw(&ev), &[0u8; 64], None, at).await.unwrap_err();
         assert!(
             e.detail.contains("report data does not bind"),
             "{}",
             e.detail
         );
         let e = v
-            .verify(&ev, &[0u8; 64], None, UnixTime::now())
+            .verify(&raw(&ev), &[0u8; 64], None, UnixTime::now())
             .await
             .unwrap_err();
         assert!(e.detail.contains("(chain)"), "{}", e.detail);
@@ -1138,7 +1152,7 @@ mod tests {
             digest: vec![0; 48],
         };
         let e = v
-            .verify(&ev, &[0u8; 64], Some(&init), at)
+            .verify(&raw(&ev), &[0u8; 64], Some(&init), at)
             .await
             .unwrap_err();
         assert!(e.detail.contains("init-data"), "{}", e.detail);
@@ -1161,7 +1175,7 @@ mod tests {
         let e = none
             .get("cca")
             .unwrap()
-            .verify(&ev, &rd, None, UnixTime::now())
+            .verify(&raw(&ev), &rd, None, UnixTime::now())
             .await
             .unwrap_err();
         assert!(e.detail.contains("cca_cpaks"), "{}", e.detail);
@@ -1169,14 +1183,17 @@ mod tests {
         cfg.endorsements.cca_cpaks = vec![dir.join("cca/trustee/tastore.json")];
         let r = registry(&cfg);
         let v = r.get("cca").unwrap();
-        let claims = v.verify(&ev, &rd, None, UnixTime::now()).await.unwrap();
+        let claims = v
+            .verify(&raw(&ev), &rd, None, UnixTime::now())
+            .await
+            .unwrap();
         assert_eq!(claims["tee"], "cca");
         assert_eq!(claims["measurement"], claims["rim"]);
         let rpv = InitDataDigest {
             algorithm: "sha512".into(),
             digest: parsed.realm_claims.personalization_value.clone(),
         };
-        v.verify(&ev, &rd, Some(&rpv), UnixTime::now())
+        v.verify(&raw(&ev), &rd, Some(&rpv), UnixTime::now())
             .await
             .unwrap();
         let other = InitDataDigest {
@@ -1184,12 +1201,15 @@ mod tests {
             digest: vec![1; 64],
         };
         let e = v
-            .verify(&ev, &rd, Some(&other), UnixTime::now())
+            .verify(&raw(&ev), &rd, Some(&other), UnixTime::now())
             .await
             .unwrap_err();
         assert!(e.detail.contains("personalization"), "{}", e.detail);
         rd[0] ^= 1;
-        let e = v.verify(&ev, &rd, None, UnixTime::now()).await.unwrap_err();
+        let e = v
+            .verify(&raw(&ev), &rd, None, UnixTime::now())
+            .await
+            .unwrap_err();
         assert!(
             e.detail.contains("report data does not bind"),
             "{}",
@@ -1219,7 +1239,7 @@ mod tests {
         let e = registry(&cfg)
             .get("tpm")
             .unwrap()
-            .verify(&ev, &rd, None, UnixTime::now())
+            .verify(&raw(&ev), &rd, None, UnixTime::now())
             .await
             .unwrap_err();
         assert!(e.detail.contains("not trusted"), "{}", e.detail);
@@ -1236,12 +1256,15 @@ mod tests {
         cfg.endorsements.tpm_trusted_aks = vec![ak];
         let r = registry(&cfg);
         let v = r.get("tpm").unwrap();
-        let claims = v.verify(&ev, &rd, None, UnixTime::now()).await.unwrap();
+        let claims = v
+            .verify(&raw(&ev), &rd, None, UnixTime::now())
+            .await
+            .unwrap();
         assert_eq!(claims["tpm"]["ak_trust"], "allow-list");
         let mut other = rd;
         other[63] ^= 1;
         let e = v
-            .verify(&ev, &other, None, UnixTime::now())
+            .verify(&raw(&ev), &other, None, UnixTime::now())
             .await
             .unwrap_err();
         assert!(e.detail.contains("nonce"), "{}", e.detail);

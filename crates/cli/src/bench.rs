@@ -84,12 +84,77 @@ pub struct BrokerBench {
     /// resource reads are spread over the replicas (no sticky sessions).
     #[arg(long = "replicas", default_values_t = vec![1, 3])]
     pub replicas: Vec<usize>,
+    /// With `--url`: the broker's process id on this machine, to report
+    /// its CPU time per handshake (read from /proc).
+    #[arg(long)]
+    pub broker_pid: Option<u32>,
 }
 
-/// One broker setup under test: a label and its replicas' URLs.
+/// Threads of in-process brokers' runtimes carry this name.
+const BROKER_THREAD: &str = "veil-broker";
+
+/// The simulated guests run on a runtime of their own, whose threads carry
+/// this name, so that every other thread's CPU time (the brokers'
+/// runtimes, their stores' threads) counts as the brokers'.
+const GUEST_THREAD: &str = "veil-guest";
+
+/// Where a broker's CPU time is read.
+#[derive(Debug, Clone, Copy)]
+enum CpuSource {
+    /// This process's threads but the guests' ([`GUEST_THREAD`]).
+    InProcess,
+    /// Every thread of another process.
+    Process(u32),
+}
+
+/// CPU seconds of one thread from /proc: `schedstat` (nanoseconds) when
+/// the kernel has it, else `stat`'s utime + stime (clock ticks; Linux
+/// reports them in USER_HZ = 100 per second).
+fn thread_cpu_secs(task: &std::path::Path) -> Option<f64> {
+    if let Ok(s) = std::fs::read_to_string(task.join("schedstat"))
+        && let Some(ns) = s
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+    {
+        return Some(ns as f64 / 1e9);
+    }
+    let stat = std::fs::read_to_string(task.join("stat")).ok()?;
+    // The command name may hold spaces: fields restart after its ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+impl CpuSource {
+    /// CPU seconds used so far by the broker's threads.
+    fn secs(self) -> Option<f64> {
+        let (dir, skip_guests) = match self {
+            CpuSource::InProcess => (PathBuf::from("/proc/self/task"), true),
+            CpuSource::Process(pid) => (PathBuf::from(format!("/proc/{pid}/task")), false),
+        };
+        let mut total = 0.0;
+        for task in std::fs::read_dir(dir).ok()?.flatten() {
+            let path = task.path();
+            if skip_guests {
+                let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+                if comm.trim_end() == GUEST_THREAD {
+                    continue;
+                }
+            }
+            total += thread_cpu_secs(&path).unwrap_or(0.0);
+        }
+        Some(total)
+    }
+}
+
+/// One broker setup under test: a label, its replicas' URLs and where
+/// their CPU time is read (all replicas of one setup together).
 struct Target {
     label: String,
     urls: Vec<String>,
+    cpu: Option<CpuSource>,
 }
 
 struct Source {
@@ -184,6 +249,7 @@ async fn broker_bench(a: BrokerBench) -> Result<(), String> {
         Some(u) => targets.push(Target {
             label: "given".into(),
             urls: vec![u.clone()],
+            cpu: a.broker_pid.map(CpuSource::Process),
         }),
         None => {
             let sample = a.evidence == Evidence::Sample;
@@ -192,6 +258,7 @@ async fn broker_bench(a: BrokerBench) -> Result<(), String> {
             targets.push(Target {
                 label: "embedded".into(),
                 urls: vec![url],
+                cpu: Some(CpuSource::InProcess),
             });
             if let Some(db) = &a.database_url {
                 for &n in &a.replicas {
@@ -204,6 +271,9 @@ async fn broker_bench(a: BrokerBench) -> Result<(), String> {
                     targets.push(Target {
                         label: format!("postgres x{}", n.max(1)),
                         urls,
+                        // The brokers' threads only; PostgreSQL's own
+                        // processes are not counted.
+                        cpu: Some(CpuSource::InProcess),
                     });
                 }
             }
@@ -222,7 +292,7 @@ async fn broker_bench(a: BrokerBench) -> Result<(), String> {
         println!("verification only (parse + verify, chain cached, 1 core): {v:.0}/s");
     }
     println!(
-        "{:<12} {:>11} {:>12} {:>9} {:>9} {:>9} {:>8} {:>10}",
+        "{:<12} {:>11} {:>12} {:>9} {:>9} {:>9} {:>8} {:>10} {:>15} {:>14}",
         "broker",
         "concurrency",
         "handshakes/s",
@@ -230,15 +300,19 @@ async fn broker_bench(a: BrokerBench) -> Result<(), String> {
         "p90 ms",
         "p99 ms",
         "errors",
-        "vs verify"
+        "vs verify",
+        "broker CPU/hs",
+        "vs verify/CPU"
     );
+    let guests = NamedRuntime::new(GUEST_THREAD)?;
     let mut rates: Vec<(String, usize, f64)> = Vec::new();
     for t in &targets {
         for &c in &a.concurrency {
-            let rate = run_level(&a, t, c, &source, verify_rate).await?;
+            let rate = run_level(&a, t, c, &source, verify_rate, guests.handle()?).await?;
             rates.push((t.label.clone(), c, rate));
         }
     }
+    drop(guests);
     if targets.len() > 1 {
         println!();
         for (label, c, rate) in rates.iter().filter(|(l, _, _)| l != "embedded") {
@@ -258,6 +332,7 @@ async fn run_level(
     c: usize,
     source: &Arc<Source>,
     verify_rate: Option<f64>,
+    guests: &tokio::runtime::Handle,
 ) -> Result<f64, String> {
     let deadline = Instant::now() + Duration::from_secs(a.duration);
     let urls = Arc::new(t.urls.clone());
@@ -268,7 +343,7 @@ async fn run_level(
         let resource = a.resource.clone();
         let evidence = a.evidence;
         let fetch = !a.no_resource;
-        tasks.push(tokio::spawn(async move {
+        tasks.push(guests.spawn(async move {
             let http = reqwest::Client::builder().cookie_store(true).build();
             let mut lat = Vec::new();
             let mut errors = 0u64;
@@ -306,6 +381,7 @@ async fn run_level(
         }));
     }
     let start = Instant::now();
+    let cpu_before = t.cpu.and_then(CpuSource::secs);
     let mut all = Vec::new();
     let mut errors = 0;
     let mut first_error = None;
@@ -318,11 +394,27 @@ async fn run_level(
         }
     }
     let secs = start.elapsed().as_secs_f64();
+    let cpu = match (cpu_before, t.cpu.and_then(CpuSource::secs)) {
+        (Some(b), Some(a)) if !all.is_empty() => Some((a - b) / all.len() as f64),
+        _ => None,
+    };
     all.sort_by(f64::total_cmp);
     let rate = all.len() as f64 / secs;
     let ratio = verify_rate.map_or_else(|| "-".to_string(), |v| format!("{:.2}x", rate / v));
+    // The broker's own cost: handshakes per CPU-second of its threads,
+    // against verifications per CPU-second (the guests' share of the
+    // machine — simulated evidence signing, TEE keys, JWE decryption —
+    // is left out; only the broker's protocol, policy, token and JWE work
+    // is added to the verification).
+    let (per_hs, cpu_ratio) = match cpu {
+        Some(c) => (
+            format!("{:.0} us", c * 1e6),
+            verify_rate.map_or_else(|| "-".to_string(), |v| format!("{:.2}x", 1.0 / c / v)),
+        ),
+        None => ("-".to_string(), "-".to_string()),
+    };
     println!(
-        "{:<12} {c:>11} {rate:>12.1} {:>9.2} {:>9.2} {:>9.2} {errors:>8} {ratio:>10}",
+        "{:<12} {c:>11} {rate:>12.1} {:>9.2} {:>9.2} {:>9.2} {errors:>8} {ratio:>10} {per_hs:>15} {cpu_ratio:>14}",
         t.label,
         percentile(&all, 0.50),
         percentile(&all, 0.90),
@@ -406,11 +498,43 @@ fn tempfile_dir() -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-/// A broker running in this process; stops (and removes its directory)
-/// when dropped.
+/// A multi-threaded runtime whose threads carry a name; shut down without
+/// blocking when dropped (it is dropped from async code).
+struct NamedRuntime(Option<tokio::runtime::Runtime>);
+
+impl NamedRuntime {
+    fn new(name: &str) -> Result<Self, String> {
+        tokio::runtime::Builder::new_multi_thread()
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .map(|rt| NamedRuntime(Some(rt)))
+            .map_err(|e| e.to_string())
+    }
+
+    fn handle(&self) -> Result<&tokio::runtime::Handle, String> {
+        self.0
+            .as_ref()
+            .map(tokio::runtime::Runtime::handle)
+            .ok_or_else(|| "runtime stopped".to_string())
+    }
+}
+
+impl Drop for NamedRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A broker running in this process on a runtime of its own (threads
+/// named [`BROKER_THREAD`]); stops (and removes its directory) when
+/// dropped.
 struct LocalBroker {
     _stop: tokio::sync::oneshot::Sender<()>,
     _dir: TempDirGuard,
+    _runtime: NamedRuntime,
 }
 
 /// Starts an in-process broker trusting the simulated root, with an open
@@ -448,18 +572,26 @@ async fn local_broker(
         cfg.database_url = db.to_string();
         cfg.kek_file = Some(kek);
     }
-    let broker = veil_broker::Broker::build(cfg).await?;
+    let runtime = NamedRuntime::new(BROKER_THREAD)?;
+    let broker = runtime
+        .handle()?
+        .spawn(veil_broker::Broker::build(cfg))
+        .await
+        .map_err(|e| e.to_string())??;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(veil_broker::serve(listener, broker, async {
-        let _ = rx.await;
-    }));
+    runtime
+        .handle()?
+        .spawn(veil_broker::serve(listener, broker, async {
+            let _ = rx.await;
+        }));
     Ok((
         format!("http://{addr}"),
         LocalBroker {
             _stop: tx,
             _dir: TempDirGuard(dir),
+            _runtime: runtime,
         },
     ))
 }

@@ -131,14 +131,10 @@ impl TeePublicKey {
                 let mut point = vec![4u8];
                 point.extend_from_slice(&x);
                 point.extend_from_slice(&y);
-                let probe = EphemeralPrivateKey::generate(curve.alg(), &SystemRandom::new())
-                    .map_err(|_| JweError::Crypto)?;
-                agreement::agree_ephemeral(
-                    probe,
-                    UnparsedPublicKey::new(curve.alg(), &point),
-                    JweError::MalformedKey("EC point is not on the curve".into()),
-                    |_| Ok(()),
-                )?;
+                // Decoding checks that the point is on the curve (no
+                // scalar multiplication needed).
+                agreement::ParsedPublicKey::try_from(&UnparsedPublicKey::new(curve.alg(), &point))
+                    .map_err(|_| JweError::MalformedKey("EC point is not on the curve".into()))?;
                 Ok(TeePublicKey::Ec { curve, point })
             }
             "RSA" => {
@@ -542,6 +538,8 @@ mod tests {
             json!({"kty":"EC","crv":"P-256","alg":"ECDH-ES+A256KW","x":"AA","y":"AA"}),
             json!({"kty":"EC","crv":"P-256","alg":"ECDH-ES+A256KW",
                    "x":B64URL.encode([1u8;32]),"y":B64URL.encode([2u8;32])}),
+            json!({"kty":"EC","crv":"P-521","alg":"ECDH-ES+A256KW",
+                   "x":B64URL.encode([1u8;66]),"y":B64URL.encode([2u8;66])}),
             json!({"kty":"RSA","alg":"RSA1_5","n":"AQAB","e":"AQAB"}),
             json!({"kty":"RSA","alg":"RSA-OAEP-256","n":B64URL.encode([0xc1u8;64]),"e":"AQAB"}),
             json!({"kty":"oct","alg":"A256KW"}),

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The only protocol version Veil speaks (Trustee requires `=0.4.0`).
 pub const PROTOCOL_VERSION: &str = "0.4.0";
@@ -45,16 +46,18 @@ pub struct RuntimeData {
 }
 
 /// Primary evidence plus the additional (device) evidence string.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CompositeEvidence {
-    pub primary_evidence: Value,
+    /// Kept as the bytes received (the verifier's parser reads them; no
+    /// intermediate JSON tree, no re-serialisation).
+    pub primary_evidence: Box<RawValue>,
     /// A JSON string `{"<tee>": <evidence>, ...}`, or `""` when there is none.
     #[serde(default)]
     pub additional_evidence: String,
 }
 
 /// `POST /kbs/v0/attest` body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Attestation {
     #[serde(rename = "init-data", default)]
     pub init_data: Option<InitData>,
@@ -100,6 +103,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.runtime_data.nonce, "n");
+        assert_eq!(a.tee_evidence.primary_evidence.get(), r#"{"svn":"1"}"#);
         let v = serde_json::to_value(&a).unwrap();
         assert!(v.get("runtime-data").is_some() && v.get("tee-evidence").is_some());
         let c = serde_json::to_string(&Challenge {

@@ -22,7 +22,8 @@ use super::{AppState, bearer, body, json, now, valid_segment};
 use crate::Broker;
 use crate::error::ApiError;
 use crate::policy::{
-    DEFAULT_ATTESTATION_POLICY, DEFAULT_CPU_POLICY_ID, DEFAULT_RESOURCE_POLICY, Policy,
+    DEFAULT_ATTESTATION_POLICY, DEFAULT_CPU_POLICY_ID, DEFAULT_RESOURCE_POLICY, Prepared, Rule,
+    reference_data,
 };
 use crate::store::Namespace;
 use crate::token::{Submod, ear_claims, tee_pubkey};
@@ -30,9 +31,11 @@ use crate::verifiers::InitDataDigest;
 
 /// A session's challenge. It is not stored: it travels sealed (AES-256-GCM
 /// under the KEK) in the `kbs-session-id` cookie, so `/auth` writes nothing
-/// and any replica can open the cookie. Single use is enforced when the
-/// challenge is used: `/attest` creates the record keyed by the nonce, and
-/// the store's unique key lets exactly one request do so.
+/// and any replica can open the cookie. Single use is enforced when an
+/// attestation succeeds: `/attest` creates the record keyed by the nonce
+/// (holding the token, or marking the challenge used when the evidence
+/// failed), and the store's unique key lets exactly one request do so:
+/// one store write per handshake.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SealedChallenge {
@@ -71,7 +74,7 @@ fn open_cookie(b: &Broker, value: &str) -> Option<SealedChallenge> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "lowercase")]
 pub(crate) enum Session {
-    /// The challenge was used; attestation in progress or failed.
+    /// The challenge was used by evidence that failed verification.
     Consumed { expires: i64 },
     /// Attestation succeeded: the token serves cookie-authenticated reads.
     Attested { token: String, expires: i64 },
@@ -201,31 +204,43 @@ async fn reference_values(b: &Broker) -> Result<Value, ApiError> {
     Ok(Value::Object(out))
 }
 
-/// A policy by id from the store (or the built-in default), compiled once
-/// per distinct text.
-pub(crate) async fn policy(b: &Broker, key: &str, default: &str) -> Result<Policy, ApiError> {
-    let text = match b.store.get(Namespace::Policies, key).await? {
-        Some(t) => String::from_utf8(t).map_err(|_| ApiError::Internal)?,
-        None => default.to_string(),
+/// A policy by id from the store (or the built-in default), prepared for
+/// `rule` and the data document `data` (parsed and analysed once per
+/// distinct text and data).
+pub(crate) async fn policy(
+    b: &Broker,
+    key: &str,
+    default: &str,
+    rule: Rule,
+    data: &Value,
+) -> Result<Prepared, ApiError> {
+    let stored = b.store.get(Namespace::Policies, key).await?;
+    let text = match &stored {
+        Some(t) => std::str::from_utf8(t).map_err(|_| ApiError::Internal)?,
+        None => default,
     };
-    let hash: [u8; 32] = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes())
-        .as_ref()
-        .try_into()
-        .map_err(|_| ApiError::Internal)?;
-    if let Ok(cache) = b.policy_cache.lock()
-        && let Some((_, _, p)) = cache.iter().find(|(k, h, _)| k == key && *h == hash)
-    {
-        return Ok(p.clone());
-    }
-    let p = Policy::compile(key, &text).map_err(|e| {
+    b.policy_cache.prepared(key, text, rule, data).map_err(|e| {
         tracing::error!(policy = key, error = %e, "stored policy does not compile");
         ApiError::Internal
-    })?;
-    if let Ok(mut cache) = b.policy_cache.lock() {
-        cache.retain(|(k, _, _)| k != key);
-        cache.push((key.to_string(), hash, p.clone()));
+    })
+}
+
+/// Uses a challenge: exactly one request (on any replica) creates the
+/// record keyed by its nonce, in one store write; every other request with
+/// the same challenge gets 409, whatever its evidence.
+async fn use_challenge(b: &Broker, nonce: &str, session: &Session) -> Result<(), ApiError> {
+    let expires = match session {
+        Session::Consumed { expires } | Session::Attested { expires, .. } => *expires,
+    };
+    let record = serde_json::to_vec(session).map_err(|_| ApiError::Internal)?;
+    if b.store
+        .insert_expiring(Namespace::Sessions, nonce, record, expires)
+        .await?
+    {
+        Ok(())
+    } else {
+        Err(ApiError::NonceReused)
     }
-    Ok(p)
 }
 
 /// `POST /kbs/v0/attest`.
@@ -272,28 +287,19 @@ pub(crate) async fn attest(
         None => (None, Value::Null),
     };
     let verifier = b.registry.get(&tee).ok_or(ApiError::Internal)?;
-    // Use the challenge: exactly one request (on any replica) creates its
-    // record; every other gets 409. The store round trip overlaps the
-    // verification (the insert is sent first); the outcome of the
-    // verification is used only if this request won.
-    let consumed =
-        serde_json::to_vec(&Session::Consumed { expires }).map_err(|_| ApiError::Internal)?;
-    let (won, verified) = tokio::join!(
-        b.store
-            .insert_expiring(Namespace::Sessions, &nonce, consumed.clone(), expires),
-        verifier.verify(
+    let verified = verifier
+        .verify(
             &att.tee_evidence.primary_evidence,
             &report_data,
             init.as_ref(),
             UnixTime::now(),
         )
-    );
-    if !won? {
-        return Err(ApiError::NonceReused);
-    }
+        .await;
     let mut claims = match verified {
         Ok(c) => c,
         Err(r) => {
+            // Failed evidence uses the challenge too (no second try).
+            use_challenge(&b, &nonce, &Session::Consumed { expires }).await?;
             b.metrics
                 .attestations
                 .with_label_values(&[tee.as_str(), "rejected"])
@@ -310,15 +316,17 @@ pub(crate) async fn attest(
         claims["init_data"] = json!(hex::encode(&i.digest));
         claims["init_data_claims"] = init_claims;
     }
-    let reference = reference_values(&b).await?;
+    let reference = reference_data(&reference_values(&b).await?);
     let attestation_policy = policy(
         &b,
         &format!("attestation-policy/{DEFAULT_CPU_POLICY_ID}"),
         DEFAULT_ATTESTATION_POLICY,
+        Rule::TrustVector,
+        &reference,
     )
     .await?;
     let vector = attestation_policy
-        .trust_vector(&json!({"tee": tee, "claims": claims}), &reference)
+        .trust_vector(&json!({"tee": tee, "claims": claims}))
         .map_err(|e| {
             tracing::error!(error = %e, "attestation policy failed");
             ApiError::Internal
@@ -329,16 +337,22 @@ pub(crate) async fn attest(
         policy_id: DEFAULT_CPU_POLICY_ID.into(),
         attester_claims: claims,
     }];
-    submods.extend(
-        device_submods(
-            &b,
-            &nonce,
-            &att.runtime_data.tee_pubkey,
-            &att.tee_evidence.additional_evidence,
-            &reference,
-        )
-        .await?,
-    );
+    match device_submods(
+        &b,
+        &nonce,
+        &att.runtime_data.tee_pubkey,
+        &att.tee_evidence.additional_evidence,
+        &reference,
+    )
+    .await
+    {
+        Ok(devices) => submods.extend(devices),
+        Err(e @ ApiError::AttestationFailed(_)) => {
+            use_challenge(&b, &nonce, &Session::Consumed { expires }).await?;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    }
     let ear = ear_claims(
         &submods,
         &nonce,
@@ -346,44 +360,32 @@ pub(crate) async fn attest(
         b.cfg.token_ttl_secs as i64,
         b.cfg.token_dotted_claims,
     );
-    let status = ear["submods"]["cpu0"]["ear_status"]
-        .as_str()
-        .unwrap_or("none")
-        .to_string();
-    for s in submods.iter().skip(1) {
-        let tee = s.attester_claims["tee"].as_str().unwrap_or("device");
-        let st = ear["submods"][&s.name]["ear_status"]
-            .as_str()
-            .unwrap_or("none");
-        b.metrics.attestations.with_label_values(&[tee, st]).inc();
-    }
-    b.metrics
-        .attestations
-        .with_label_values(&[tee.as_str(), status.as_str()])
-        .inc();
     let token = b.tokens.sign(&ear).map_err(|e| {
         tracing::error!(error = %e, "token signing failed");
         ApiError::Internal
     })?;
-    let attested = Session::Attested {
-        token: token.clone(),
-        expires,
-    };
-    // Consumed → attested: an update of the record this request created.
-    if !b
-        .store
-        .compare_and_swap(
-            Namespace::Sessions,
-            &nonce,
-            &consumed,
-            serde_json::to_vec(&attested).map_err(|_| ApiError::Internal)?,
-        )
-        .await?
-    {
-        tracing::warn!("a used challenge's record changed during attestation (swept?)");
-        return Err(ApiError::Unauthenticated(
-            "session expired; start again with /auth".into(),
-        ));
+    use_challenge(
+        &b,
+        &nonce,
+        &Session::Attested {
+            token: token.clone(),
+            expires,
+        },
+    )
+    .await?;
+    for (i, s) in submods.iter().enumerate() {
+        // cpu0 under the TEE the guest named, devices under their own.
+        let tee = match i {
+            0 => tee.as_str(),
+            _ => s.attester_claims["tee"].as_str().unwrap_or("device"),
+        };
+        let status = ear["submods"][&s.name]["ear_status"]
+            .as_str()
+            .unwrap_or("none");
+        b.metrics
+            .attestations
+            .with_label_values(&[tee, status])
+            .inc();
     }
     let _ = key; // validated above; the resource endpoint re-reads it from the token
     let mut resp = Json(AttestationToken { token }).into_response();
@@ -410,17 +412,20 @@ async fn device_submods(
     if additional.is_empty() {
         return Ok(Vec::new());
     }
-    let map: serde_json::Map<String, Value> = serde_json::from_str(additional).map_err(|e| {
-        ApiError::BadRequest(format!(
-            "additional_evidence is not a JSON object of device evidence: {e}"
-        ))
-    })?;
+    let map: BTreeMap<String, Box<serde_json::value::RawValue>> = serde_json::from_str(additional)
+        .map_err(|e| {
+            ApiError::BadRequest(format!(
+                "additional_evidence is not a JSON object of device evidence: {e}"
+            ))
+        })?;
     let digest = binding::device_digest(nonce, tee_pubkey)
         .map_err(|e| ApiError::BadRequest(format!("runtime-data: {e}")))?;
     let policy = policy(
         b,
         &format!("attestation-policy/{DEFAULT_GPU_POLICY_ID}"),
         DEFAULT_ATTESTATION_POLICY,
+        Rule::TrustVector,
+        reference,
     )
     .await?;
     let mut counters: BTreeMap<&'static str, usize> = BTreeMap::new();
@@ -445,7 +450,7 @@ async fn device_submods(
             let (vector, claims) = match result {
                 Ok(claims) => {
                     let vector = policy
-                        .trust_vector(&json!({"tee": tee, "claims": claims}), reference)
+                        .trust_vector(&json!({"tee": tee, "claims": claims}))
                         .map_err(|e| {
                             tracing::error!(error = %e, "device attestation policy failed");
                             ApiError::Internal
@@ -515,8 +520,15 @@ pub(crate) async fn get_resource(
     // The (sealed) record is read while the policy is evaluated; it is
     // opened only if the policy allows the release.
     let (sealed, allowed) = tokio::join!(b.store.get(Namespace::Resources, &path), async {
-        let resource_policy = policy(&b, "resource-policy", DEFAULT_RESOURCE_POLICY).await?;
-        resource_policy.allow(&claims, &data).map_err(|e| {
+        let resource_policy = policy(
+            &b,
+            "resource-policy",
+            DEFAULT_RESOURCE_POLICY,
+            Rule::Allow,
+            &data,
+        )
+        .await?;
+        resource_policy.allow(&claims).map_err(|e| {
             tracing::error!(error = %e, "resource policy failed");
             ApiError::Internal
         })

@@ -8,6 +8,13 @@
 //! a consistent prefix of their history. Losing a session only makes a guest
 //! attest again; a nonce can never be accepted twice in a running broker
 //! because single use is enforced by the transaction, not by the disk.
+//!
+//! The one write of every handshake (the session's `insert_expiring`) goes
+//! through a group commit: one writer thread takes every insert waiting at
+//! that moment into one transaction, in arrival order, and answers each
+//! after the commit. redb has one writer at a time anyway; a commit costs
+//! several times an insert, so under load the commit is shared (BENCHMARKS.md)
+//! and alone an insert costs what it did.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -34,10 +41,102 @@ fn expiry_key(ns: Namespace, key: &str) -> String {
 /// never holds redb's single writer for long.
 const SWEEP_BATCH: usize = 512;
 
+/// Most session inserts committed in one transaction.
+const GROUP_COMMIT_MAX: usize = 256;
+
 /// redb-backed [`Store`].
 #[derive(Debug, Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    sessions: SessionWriter,
+}
+
+/// A session insert waiting for the group commit.
+struct PendingInsert {
+    key: String,
+    value: Vec<u8>,
+    expires_at: i64,
+    done: tokio::sync::oneshot::Sender<Result<bool, StoreError>>,
+}
+
+/// The group-commit writer of session inserts (its thread ends when the
+/// last handle is dropped).
+#[derive(Debug, Clone)]
+struct SessionWriter {
+    queue: std::sync::mpsc::Sender<PendingInsert>,
+}
+
+impl SessionWriter {
+    /// Starts the writer. It holds the database weakly, so that dropping
+    /// the store closes the database at once (and its file lock with it).
+    fn start(db: std::sync::Weak<Database>) -> Result<Self, StoreError> {
+        let (queue, pending) = std::sync::mpsc::channel::<PendingInsert>();
+        std::thread::Builder::new()
+            .name("veil-sessions".into())
+            .spawn(move || {
+                while let Ok(first) = pending.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < GROUP_COMMIT_MAX {
+                        match pending.try_recv() {
+                            Ok(p) => batch.push(p),
+                            Err(_) => break,
+                        }
+                    }
+                    let outcome = match db.upgrade() {
+                        Some(db) => insert_batch(&db, &batch),
+                        None => Err(StoreError("the store is closed".into())),
+                    };
+                    match outcome {
+                        Ok(created) => {
+                            for (p, c) in batch.into_iter().zip(created) {
+                                let _ = p.done.send(Ok(c));
+                            }
+                        }
+                        Err(e) => {
+                            for p in batch {
+                                let _ = p.done.send(Err(StoreError(e.0.clone())));
+                            }
+                        }
+                    }
+                }
+            })
+            .map_err(|e| StoreError(format!("session writer thread: {e}")))?;
+        Ok(SessionWriter { queue })
+    }
+
+    async fn insert(&self, p: PendingInsert) -> Result<bool, StoreError> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.queue
+            .send(PendingInsert { done, ..p })
+            .map_err(|_| StoreError("session writer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError("session writer stopped".into()))?
+    }
+}
+
+/// Inserts each absent session key, in order, in one transaction; the
+/// outcome of each (created or already present).
+fn insert_batch(db: &Database, batch: &[PendingInsert]) -> Result<Vec<bool>, StoreError> {
+    let ns = Namespace::Sessions;
+    let txn = begin_write(db, ns)?;
+    let mut created = Vec::with_capacity(batch.len());
+    {
+        let mut t = txn.open_table(table(ns)).map_err(err)?;
+        let mut e = txn.open_table(EXPIRY).map_err(err)?;
+        for p in batch {
+            if t.get(p.key.as_str()).map_err(err)?.is_some() {
+                created.push(false);
+            } else {
+                t.insert(p.key.as_str(), p.value.as_slice()).map_err(err)?;
+                e.insert(expiry_key(ns, &p.key).as_str(), p.expires_at)
+                    .map_err(err)?;
+                created.push(true);
+            }
+        }
+    }
+    txn.commit().map_err(err)?;
+    Ok(created)
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -64,7 +163,9 @@ impl EmbeddedStore {
         }
         txn.open_table(EXPIRY).map_err(err)?;
         txn.commit().map_err(err)?;
-        Ok(EmbeddedStore { db: Arc::new(db) })
+        let db = Arc::new(db);
+        let sessions = SessionWriter::start(Arc::downgrade(&db))?;
+        Ok(EmbeddedStore { db, sessions })
     }
 
     async fn blocking<T: Send + 'static>(
@@ -281,6 +382,18 @@ impl Store for EmbeddedStore {
         expires_at: i64,
     ) -> Result<bool, StoreError> {
         let key = key.to_string();
+        if ns == Namespace::Sessions {
+            let (done, _) = tokio::sync::oneshot::channel();
+            return self
+                .sessions
+                .insert(PendingInsert {
+                    key,
+                    value,
+                    expires_at,
+                    done,
+                })
+                .await;
+        }
         self.blocking(move |db| {
             let txn = begin_write(db, ns)?;
             let created = {
