@@ -112,7 +112,7 @@ impl Policy {
         input: &Value,
         reference: &Value,
     ) -> Result<Map<String, Value>, String> {
-        self.prepare(Rule::TrustVector, &reference_data(reference))?
+        self.prepare(Rule::TrustVector, &reference_data(reference.clone()))?
             .trust_vector(input)
     }
 
@@ -123,7 +123,7 @@ impl Policy {
 }
 
 /// The data document of attestation policies.
-pub fn reference_data(reference: &Value) -> Value {
+pub fn reference_data(reference: Value) -> Value {
     json!({"reference": reference})
 }
 
@@ -227,12 +227,6 @@ impl std::fmt::Debug for PolicyCache {
     }
 }
 
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref());
-    out
-}
-
 impl PolicyCache {
     /// The policy `text` (stored under `key`) prepared for `rule` and
     /// `data`, from the cache or parsed and analysed now.
@@ -243,8 +237,9 @@ impl PolicyCache {
         rule: Rule,
         data: &Value,
     ) -> Result<Prepared, String> {
-        let text_hash = sha256(text.as_bytes());
-        let data_hash = sha256(data.to_string().as_bytes());
+        use veil_verifier::crypto::{AWS_LC, CryptoBackend as _};
+        let text_hash = AWS_LC.sha256(text.as_bytes());
+        let data_hash = AWS_LC.sha256(data.to_string().as_bytes());
         let hit = |e: &CacheEntry| {
             e.key == key && e.text == text_hash && e.rule == rule && e.data == data_hash
         };

@@ -43,11 +43,8 @@ pub struct TokenKeys {
 }
 
 fn token_hash(token: &str) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(
-        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref(),
-    );
-    out
+    use veil_verifier::crypto::{AWS_LC, CryptoBackend as _};
+    AWS_LC.sha256(token.as_bytes())
 }
 
 fn thumbprint(jwk: &Value) -> String {

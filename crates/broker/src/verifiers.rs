@@ -87,6 +87,13 @@ fn parse_evidence<T>(
         .map_err(|e| Rejection::new(format!("malformed {tee} evidence: {e}"), e.to_string()))
 }
 
+/// Evidence of `tee` as a JSON tree, for verifiers that read fields of it
+/// rather than hand the bytes to a wire-format parser.
+fn evidence_json(evidence: &RawValue, tee: &str) -> Result<Value, Rejection> {
+    serde_json::from_str(evidence.get())
+        .map_err(|e| Rejection::new(format!("malformed {tee} evidence"), e.to_string()))
+}
+
 /// The first certificate (DER) of a DER or PEM file.
 fn first_cert_der(path: &std::path::Path) -> Result<Vec<u8>, String> {
     veil_endorsements::certs::read_certificates(std::slice::from_ref(&path.to_path_buf()))?
@@ -537,8 +544,7 @@ impl TeeVerifier for TpmTee {
         )?;
         let backend = &veil_verifier::crypto::AWS_LC;
         let mut tee_claims = None;
-        let doc: Value = serde_json::from_str(evidence.get())
-            .map_err(|e| Rejection::new("malformed tpm evidence", e.to_string()))?;
+        let doc = evidence_json(evidence, "tpm")?;
         let verified = match doc.get("attestation").and_then(Value::as_str) {
             Some(b64) => {
                 let pb = base64::engine::general_purpose::STANDARD
@@ -857,8 +863,7 @@ impl TeeVerifier for SampleTee {
         _init_data: Option<&InitDataDigest>,
         _now: UnixTime,
     ) -> Result<Value, Rejection> {
-        let evidence: Value = serde_json::from_str(evidence.get())
-            .map_err(|e| Rejection::new("malformed sample evidence", e.to_string()))?;
+        let evidence = evidence_json(evidence, "sample")?;
         let rd = evidence
             .get("report_data")
             .and_then(Value::as_str)

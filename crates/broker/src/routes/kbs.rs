@@ -316,7 +316,7 @@ pub(crate) async fn attest(
         claims["init_data"] = json!(hex::encode(&i.digest));
         claims["init_data_claims"] = init_claims;
     }
-    let reference = reference_data(&reference_values(&b).await?);
+    let reference = reference_data(reference_values(&b).await?);
     let attestation_policy = policy(
         &b,
         &format!("attestation-policy/{DEFAULT_CPU_POLICY_ID}"),
