@@ -113,12 +113,13 @@ impl Policy {
         reference: &Value,
     ) -> Result<Map<String, Value>, String> {
         self.prepare(Rule::TrustVector, &reference_data(reference.clone()))?
-            .trust_vector(input)
+            .trust_vector(&Input::new(input.clone()))
     }
 
     /// Prepares for `data.policy.allow` with `data` and evaluates it once.
     pub fn allow(&self, input: &Value, data: &Value) -> Result<bool, String> {
-        self.prepare(Rule::Allow, data)?.allow(input)
+        self.prepare(Rule::Allow, data)?
+            .allow(&Input::new(input.clone()))
     }
 }
 
@@ -127,24 +128,101 @@ pub fn reference_data(reference: Value) -> Value {
     json!({"reference": reference})
 }
 
+/// JSON in regorus's value form, converted by walking the tree: no serde
+/// visitor in between and one allocation per string (this conversion was
+/// most of a policy evaluation's cost on the broker's hot path).
+pub fn to_rego(v: &Value) -> regorus::Value {
+    match v {
+        Value::Null => regorus::Value::Null,
+        Value::Bool(b) => regorus::Value::from(*b),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                regorus::Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                regorus::Value::from(u)
+            } else {
+                // Without serde_json's arbitrary precision every other
+                // number is an f64.
+                regorus::Value::from(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        Value::String(s) => regorus::Value::from(s.as_str()),
+        Value::Array(a) => regorus::Value::from(a.iter().map(to_rego).collect::<Vec<_>>()),
+        Value::Object(m) => regorus::Value::from(
+            m.iter()
+                .map(|(k, v)| (regorus::Value::from(k.as_str()), to_rego(v)))
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        ),
+    }
+}
+
+/// A policy input: the JSON document and, made on first use and kept, its
+/// regorus form. A token's claims are kept as one of these by the replica
+/// that issued it, so the resource policy converts them once per token.
+#[derive(Debug)]
+pub struct Input {
+    json: Value,
+    rego: std::sync::OnceLock<regorus::Value>,
+}
+
+impl Input {
+    pub fn new(json: Value) -> Self {
+        Input {
+            json,
+            rego: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The input of attestation policies, `{"tee": …, "claims": …}`
+    /// (the claims are moved in; [`Input::into_claims`] gives them back).
+    pub fn appraisal(tee: &str, claims: Value) -> Self {
+        let mut m = Map::new();
+        m.insert("tee".into(), Value::from(tee));
+        m.insert("claims".into(), claims);
+        Input::new(Value::Object(m))
+    }
+
+    /// The input as JSON.
+    pub fn json(&self) -> &Value {
+        &self.json
+    }
+
+    /// The `claims` member of an [`Input::appraisal`] input.
+    pub fn into_claims(self) -> Value {
+        match self.json {
+            Value::Object(mut m) => m.remove("claims").unwrap_or(Value::Null),
+            _ => Value::Null,
+        }
+    }
+
+    fn rego(&self) -> &regorus::Value {
+        self.rego.get_or_init(|| to_rego(&self.json))
+    }
+}
+
 impl Prepared {
-    fn eval(&self, input: &Value) -> Result<Value, String> {
-        let out = self.run(input, self.vm.as_ref());
-        // Every policy evaluation of the tests compares the two engines.
+    fn eval(&self, input: &Input) -> Result<Value, String> {
+        let out = self.run(input.rego().clone(), self.vm.as_ref());
+        // Every policy evaluation of the tests compares the two engines,
+        // and the direct conversion with regorus's own (serde) one.
         #[cfg(test)]
-        if self.vm.is_some() {
-            assert_eq!(
-                out,
-                self.run(input, None),
-                "RVM and interpreter differ: {input}"
-            );
+        {
+            let via_serde = <regorus::Value as serde::Deserialize>::deserialize(input.json())
+                .unwrap_or(regorus::Value::Undefined);
+            assert_eq!(input.rego(), &via_serde, "input conversion differs");
+            if self.vm.is_some() {
+                assert_eq!(
+                    out,
+                    self.run(via_serde, None),
+                    "RVM and interpreter differ: {}",
+                    input.json()
+                );
+            }
         }
         out
     }
 
-    fn run(&self, input: &Value, vm: Option<&VmProgram>) -> Result<Value, String> {
-        let input = <regorus::Value as serde::Deserialize>::deserialize(input)
-            .map_err(|e| e.to_string())?;
+    fn run(&self, input: regorus::Value, vm: Option<&VmProgram>) -> Result<Value, String> {
         let v = match vm {
             Some(p) => {
                 let mut vm = regorus::rvm::vm::RegoVM::new();
@@ -167,7 +245,7 @@ impl Prepared {
 
     /// Evaluates `data.policy.trust_vector`. Missing or malformed entries
     /// make the vector contraindicated in hardware (deny by default).
-    pub fn trust_vector(&self, input: &Value) -> Result<Map<String, Value>, String> {
+    pub fn trust_vector(&self, input: &Input) -> Result<Map<String, Value>, String> {
         let out = self.eval(input)?;
         let Value::Object(map) = out else {
             return Err("data.policy.trust_vector is undefined or not an object".into());
@@ -193,7 +271,7 @@ impl Prepared {
     }
 
     /// Evaluates `data.policy.allow`: true only if it is exactly `true`.
-    pub fn allow(&self, input: &Value) -> Result<bool, String> {
+    pub fn allow(&self, input: &Input) -> Result<bool, String> {
         Ok(self.eval(input)? == Value::Bool(true))
     }
 }
@@ -276,6 +354,20 @@ mod tests {
     fn snp_input(debug: bool, measurement: &str) -> Value {
         json!({"tee":"snp","claims":{"debug":debug,"measurement":measurement,
             "reported_tcb":{"bootloader":9,"tee":0,"snp":23,"microcode":72}}})
+    }
+
+    #[test]
+    fn direct_conversion_matches_regorus_serde() {
+        let v = json!({
+            "n": null, "t": true, "f": false, "i": -42, "z": 0,
+            "big": u64::MAX, "min": i64::MIN, "x": 1.5, "e": 1e300,
+            "s": "héllo \u{1F600}", "empty": {}, "none": [],
+            "nested": {"b": [1, "two", {"c": [null, 3.25]}], "a": {"k": "v"}}
+        });
+        let via_serde = <regorus::Value as serde::Deserialize>::deserialize(&v).unwrap();
+        assert_eq!(to_rego(&v), via_serde);
+        // And back to the same JSON.
+        assert_eq!(serde_json::to_value(to_rego(&v)).unwrap(), v);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! signed ES256 by a key kept in the store (sealed under the KEK) and created
 //! once, race-free, on first start. The public key is served as a JWKS.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use aws_lc_rs::rand::SystemRandom;
@@ -14,6 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde_json::{Map, Value, json};
 
+use crate::policy::Input;
 use crate::secrets::Kek;
 use crate::store::{Namespace, Store};
 
@@ -24,8 +25,46 @@ const KEY_RECORD: &str = "token-signing-key";
 /// Most tokens remembered as issued (see [`TokenKeys::verify`]).
 const ISSUED_ENTRIES: usize = 4096;
 
-/// Issued tokens: SHA-256 of the compact JWS → (`exp`, claims).
-type Issued = HashMap<[u8; 32], (i64, Arc<Value>)>;
+/// Tokens this process issued, oldest first out: SHA-256 of the compact
+/// JWS → (`exp`, claims), and the hashes in the order they were issued.
+/// A full map gives up its oldest entry per insert, so no insert pays for
+/// more than one eviction (clearing thousands of claim trees at once under
+/// the lock stalled every request of the replica).
+#[derive(Debug, Default)]
+struct Issued {
+    claims: HashMap<[u8; 32], (i64, Arc<Input>)>,
+    order: VecDeque<[u8; 32]>,
+}
+
+impl Issued {
+    /// Records a token; returns the evicted entry's claims so that the
+    /// caller frees them after releasing the lock.
+    fn insert(
+        &mut self,
+        hash: [u8; 32],
+        exp: i64,
+        claims: Arc<Input>,
+        cap: usize,
+    ) -> Vec<Arc<Input>> {
+        let mut evicted = Vec::new();
+        while self.order.len() >= cap.max(1) {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some((_, c)) = self.claims.remove(&old) {
+                evicted.push(c);
+            }
+        }
+        if let Some((_, c)) = self.claims.insert(hash, (exp, claims)) {
+            // The same token signed twice (identical claims and signature
+            // cannot happen with ECDSA's random k, but stay consistent).
+            evicted.push(c);
+            self.order.retain(|h| *h != hash);
+        }
+        self.order.push_back(hash);
+        evicted
+    }
+}
 
 /// The token signer and verifier.
 #[derive(Debug)]
@@ -40,6 +79,8 @@ pub struct TokenKeys {
     /// expiry is still checked on every use. Other replicas' tokens are
     /// verified in full.
     issued: std::sync::Mutex<Issued>,
+    /// Most tokens remembered in `issued`.
+    issued_cap: usize,
 }
 
 fn token_hash(token: &str) -> [u8; 32] {
@@ -90,7 +131,8 @@ impl TokenKeys {
             key,
             kid,
             jwk,
-            issued: std::sync::Mutex::new(HashMap::new()),
+            issued: std::sync::Mutex::new(Issued::default()),
+            issued_cap: ISSUED_ENTRIES,
         })
     }
 
@@ -99,39 +141,40 @@ impl TokenKeys {
         json!({"keys": [self.jwk]})
     }
 
-    /// Signs claims as a compact JWS.
-    pub fn sign(&self, claims: &Value) -> Result<String, String> {
+    /// Signs claims as a compact JWS; returns the token and the claims
+    /// (kept, not copied, for this replica's own checks of the token).
+    pub fn sign(&self, claims: Value) -> Result<(String, Arc<Input>), String> {
         let header = json!({"alg":"ES256","typ":"JWT","kid":self.kid});
+        let payload = serde_json::to_vec(&claims).map_err(|e| e.to_string())?;
         let signing_input = format!(
             "{}.{}",
             B64URL.encode(header.to_string()),
-            B64URL.encode(claims.to_string())
+            B64URL.encode(payload)
         );
         let sig = self
             .key
             .sign(&SystemRandom::new(), signing_input.as_bytes())
             .map_err(|_| "signing failed".to_string())?;
         let token = format!("{signing_input}.{}", B64URL.encode(sig.as_ref()));
-        if let Some(exp) = claims.get("exp").and_then(Value::as_i64)
-            && let Ok(mut issued) = self.issued.lock()
-        {
-            if issued.len() >= ISSUED_ENTRIES {
-                let now = crate::routes::now();
-                issued.retain(|_, (e, _)| *e > now);
-                if issued.len() >= ISSUED_ENTRIES {
-                    issued.clear();
-                }
-            }
-            issued.insert(token_hash(&token), (exp, Arc::new(claims.clone())));
+        let exp = claims.get("exp").and_then(Value::as_i64);
+        let claims = Arc::new(Input::new(claims));
+        if let Some(exp) = exp {
+            let hash = token_hash(&token);
+            let evicted = match self.issued.lock() {
+                Ok(mut issued) => issued.insert(hash, exp, claims.clone(), self.issued_cap),
+                Err(_) => Vec::new(),
+            };
+            drop(evicted);
         }
-        Ok(token)
+        Ok((token, claims))
     }
 
     /// Verifies a token: signature by this key, `exp` in the future.
     /// Returns the claims.
-    pub fn verify(&self, token: &str, now: i64) -> Result<Arc<Value>, &'static str> {
+    pub fn verify(&self, token: &str, now: i64) -> Result<Arc<Input>, &'static str> {
+        let hash = token_hash(token);
         if let Ok(issued) = self.issued.lock()
-            && let Some((exp, claims)) = issued.get(&token_hash(token))
+            && let Some((exp, claims)) = issued.claims.get(&hash)
         {
             return if now >= *exp {
                 Err("token expired")
@@ -168,7 +211,7 @@ impl TokenKeys {
         if now >= exp {
             return Err("token expired");
         }
-        Ok(Arc::new(claims))
+        Ok(Arc::new(Input::new(claims)))
     }
 }
 
@@ -204,24 +247,36 @@ pub struct Submod {
     pub attester_claims: Value,
 }
 
-/// Builds the EAR claims set.
-pub fn ear_claims(submods: &[Submod], nonce: &str, iat: i64, ttl: i64, dotted: bool) -> Value {
+/// Builds the EAR claims set (the submods' claims are moved in, not
+/// copied).
+pub fn ear_claims(submods: Vec<Submod>, nonce: &str, iat: i64, ttl: i64, dotted: bool) -> Value {
     let mut subs = Map::new();
     for s in submods {
         let status = ear_status(&s.vector);
-        let mut m = json!({
-            "ear_status": status,
-            "ear_trustworthiness_vector": s.vector,
-            "ear_appraisal_policy_ids": [s.policy_id],
-            "ear_attester_claims": s.attester_claims,
-        });
+        let mut m = Map::new();
+        m.insert("ear_status".into(), Value::from(status));
         if dotted {
-            m["ear.status"] = json!(status);
-            m["ear.trustworthiness-vector"] = json!(s.vector);
-            m["ear.appraisal-policy-id"] = json!(s.policy_id);
-            m["ear.veraison.annotated-evidence"] = s.attester_claims.clone();
+            m.insert("ear.status".into(), Value::from(status));
+            m.insert(
+                "ear.trustworthiness-vector".into(),
+                Value::Object(s.vector.clone()),
+            );
+            m.insert(
+                "ear.appraisal-policy-id".into(),
+                Value::from(s.policy_id.as_str()),
+            );
+            m.insert(
+                "ear.veraison.annotated-evidence".into(),
+                s.attester_claims.clone(),
+            );
         }
-        subs.insert(s.name.clone(), m);
+        m.insert("ear_trustworthiness_vector".into(), Value::Object(s.vector));
+        m.insert(
+            "ear_appraisal_policy_ids".into(),
+            Value::Array(vec![Value::String(s.policy_id)]),
+        );
+        m.insert("ear_attester_claims".into(), s.attester_claims);
+        subs.insert(s.name, Value::Object(m));
     }
     json!({
         "eat_profile": EAR_PROFILE,
@@ -229,7 +284,7 @@ pub fn ear_claims(submods: &[Submod], nonce: &str, iat: i64, ttl: i64, dotted: b
         "exp": iat + ttl,
         "ear_verifier_id": {"developer": "veil", "build": concat!("veil ", env!("CARGO_PKG_VERSION"))},
         "eat_nonce": nonce,
-        "submods": subs,
+        "submods": Value::Object(subs),
     })
 }
 
@@ -254,14 +309,14 @@ mod tests {
             policy_id: "default_cpu".into(),
             attester_claims: json!({"tee":"snp","runtime_data_claims":{"tee-pubkey":{"kty":"EC"}}}),
         };
-        let c = ear_claims(std::slice::from_ref(&s), "n", 100, 300, false);
+        let c = ear_claims(vec![s.clone()], "n", 100, 300, false);
         assert_eq!(c["eat_profile"], EAR_PROFILE);
         assert_eq!(c["exp"], 400);
         assert_eq!(c["eat_nonce"], "n");
         assert_eq!(c["submods"]["cpu0"]["ear_status"], "affirming");
         assert!(c["submods"]["cpu0"].get("ear.status").is_none());
         assert_eq!(tee_pubkey(&c), Some(&json!({"kty":"EC"})));
-        let d = ear_claims(&[s], "n", 100, 300, true);
+        let d = ear_claims(vec![s], "n", 100, 300, true);
         assert_eq!(d["submods"]["cpu0"]["ear.status"], "affirming");
         assert_eq!(
             d["submods"]["cpu0"]["ear.trustworthiness-vector"]["hardware"],
@@ -280,14 +335,40 @@ mod tests {
         let keys = TokenKeys::load_or_create(&store, &kek).await.unwrap();
         let again = TokenKeys::load_or_create(&store, &kek).await.unwrap();
         assert_eq!(keys.jwks(), again.jwks(), "one key per store");
-        let t = keys.sign(&json!({"exp": 200, "x": 1})).unwrap();
-        assert_eq!(again.verify(&t, 100).unwrap()["x"], 1);
-        assert_eq!(keys.verify(&t, 200), Err("token expired"));
+        let (t, claims) = keys.sign(json!({"exp": 200, "x": 1})).unwrap();
+        assert_eq!(claims.json()["x"], 1);
+        assert_eq!(again.verify(&t, 100).unwrap().json()["x"], 1);
+        assert_eq!(keys.verify(&t, 200).err(), Some("token expired"));
         let mut parts: Vec<&str> = t.split('.').collect();
         let forged = B64URL.encode(json!({"exp": 999, "x": 2}).to_string());
         parts[1] = &forged;
         assert!(keys.verify(&parts.join("."), 100).is_err());
         assert!(keys.verify("a.b", 100).is_err());
+    }
+
+    #[tokio::test]
+    async fn issued_tokens_evict_oldest_first_and_still_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::embedded::EmbeddedStore::open(dir.path()).unwrap();
+        let kek = Kek::from_bytes(&[1; 32]).unwrap();
+        let mut keys = TokenKeys::load_or_create(&store, &kek).await.unwrap();
+        keys.issued_cap = 2;
+        let tokens: Vec<String> = (0..3)
+            .map(|i| keys.sign(json!({"exp": 200, "i": i})).unwrap().0)
+            .collect();
+        {
+            let issued = keys.issued.lock().unwrap();
+            assert_eq!(issued.claims.len(), 2);
+            assert_eq!(issued.order.len(), 2);
+            assert!(!issued.claims.contains_key(&token_hash(&tokens[0])));
+            assert!(issued.claims.contains_key(&token_hash(&tokens[2])));
+        }
+        // The evicted token is verified in full; the remembered ones by hash;
+        // both paths check expiry.
+        for (i, t) in tokens.iter().enumerate() {
+            assert_eq!(keys.verify(t, 100).unwrap().json()["i"], i);
+            assert_eq!(keys.verify(t, 200).err(), Some("token expired"));
+        }
     }
 
     #[test]

@@ -22,8 +22,8 @@ use super::{AppState, bearer, body, json, now, valid_segment};
 use crate::Broker;
 use crate::error::ApiError;
 use crate::policy::{
-    DEFAULT_ATTESTATION_POLICY, DEFAULT_CPU_POLICY_ID, DEFAULT_RESOURCE_POLICY, Prepared, Rule,
-    reference_data,
+    DEFAULT_ATTESTATION_POLICY, DEFAULT_CPU_POLICY_ID, DEFAULT_RESOURCE_POLICY, Input, Prepared,
+    Rule, reference_data,
 };
 use crate::store::Namespace;
 use crate::token::{Submod, ear_claims, tee_pubkey};
@@ -325,12 +325,12 @@ pub(crate) async fn attest(
         &reference,
     )
     .await?;
-    let vector = attestation_policy
-        .trust_vector(&json!({"tee": tee, "claims": claims}))
-        .map_err(|e| {
-            tracing::error!(error = %e, "attestation policy failed");
-            ApiError::Internal
-        })?;
+    let input = Input::appraisal(&tee, claims);
+    let vector = attestation_policy.trust_vector(&input).map_err(|e| {
+        tracing::error!(error = %e, "attestation policy failed");
+        ApiError::Internal
+    })?;
+    let claims = input.into_claims();
     let mut submods = vec![Submod {
         name: "cpu0".into(),
         vector,
@@ -353,14 +353,30 @@ pub(crate) async fn attest(
         }
         Err(e) => return Err(e),
     }
+    // Metric labels: cpu0 under the TEE the guest named, devices under
+    // their own.
+    let labels: Vec<(String, String)> = submods
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let tee = match i {
+                0 => tee.clone(),
+                _ => s.attester_claims["tee"]
+                    .as_str()
+                    .unwrap_or("device")
+                    .to_string(),
+            };
+            (s.name.clone(), tee)
+        })
+        .collect();
     let ear = ear_claims(
-        &submods,
+        submods,
         &nonce,
         now(),
         b.cfg.token_ttl_secs as i64,
         b.cfg.token_dotted_claims,
     );
-    let token = b.tokens.sign(&ear).map_err(|e| {
+    let (token, ear) = b.tokens.sign(ear).map_err(|e| {
         tracing::error!(error = %e, "token signing failed");
         ApiError::Internal
     })?;
@@ -373,18 +389,13 @@ pub(crate) async fn attest(
         },
     )
     .await?;
-    for (i, s) in submods.iter().enumerate() {
-        // cpu0 under the TEE the guest named, devices under their own.
-        let tee = match i {
-            0 => tee.as_str(),
-            _ => s.attester_claims["tee"].as_str().unwrap_or("device"),
-        };
-        let status = ear["submods"][&s.name]["ear_status"]
+    for (name, tee) in &labels {
+        let status = ear.json()["submods"][name]["ear_status"]
             .as_str()
             .unwrap_or("none");
         b.metrics
             .attestations
-            .with_label_values(&[tee, status])
+            .with_label_values(&[tee.as_str(), status])
             .inc();
     }
     let _ = key; // validated above; the resource endpoint re-reads it from the token
@@ -449,13 +460,12 @@ async fn device_submods(
             *n += 1;
             let (vector, claims) = match result {
                 Ok(claims) => {
-                    let vector = policy
-                        .trust_vector(&json!({"tee": tee, "claims": claims}))
-                        .map_err(|e| {
-                            tracing::error!(error = %e, "device attestation policy failed");
-                            ApiError::Internal
-                        })?;
-                    (vector, claims)
+                    let input = Input::appraisal(tee, claims);
+                    let vector = policy.trust_vector(&input).map_err(|e| {
+                        tracing::error!(error = %e, "device attestation policy failed");
+                        ApiError::Internal
+                    })?;
+                    (vector, input.into_claims())
                 }
                 Err(r) => {
                     tracing::warn!(tee, submod = name, reason = %r.log, "device evidence rejected");
@@ -561,7 +571,7 @@ pub(crate) async fn get_resource(
             tracing::error!(resource = path, error = %e, "resource does not open");
             ApiError::Internal
         })?;
-    let jwk = tee_pubkey(&claims)
+    let jwk = tee_pubkey(claims.json())
         .ok_or_else(|| ApiError::Unauthenticated("token binds no TEE key".into()))?;
     let key = TeePublicKey::from_jwk(jwk)
         .map_err(|_| ApiError::Unauthenticated("token's TEE key is unusable".into()))?;
