@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use clap::{Args, Subcommand, ValueEnum};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use veil_endorsements::snp::SnpEndorsements;
 use veil_evidence::snp::{CertTableEntry, CertType, Product, SnpEvidence};
 use veil_protocol::client::KbsClient;
@@ -164,7 +164,9 @@ struct Source {
 }
 
 impl Source {
-    fn snp_evidence(&self, digest: &[u8; 48]) -> Result<Value, String> {
+    /// CoCo SNP evidence as JSON text, as a guest sends it (serialised
+    /// once, no JSON tree).
+    fn snp_evidence(&self, digest: &[u8; 48]) -> Result<Box<RawValue>, String> {
         let mut p = self.params.clone();
         p.report_data = veil_protocol::binding::expected_report_data(digest);
         let report = self.sim.report(&p).map_err(|e| e.to_string())?;
@@ -182,7 +184,7 @@ impl Source {
             ],
         };
         let json = veil_evidence::snp::coco::to_json(&ev).map_err(|e| e.to_string())?;
-        serde_json::from_str(&json).map_err(|e| e.to_string())
+        RawValue::from_string(json).map_err(|e| e.to_string())
     }
 }
 

@@ -24,6 +24,31 @@ pub enum ClientError {
     Protocol(String),
 }
 
+/// The `/attest` request body (field names as in the KBS protocol),
+/// borrowed from its parts.
+#[derive(serde::Serialize)]
+struct AttestRequest<'a, E> {
+    #[serde(rename = "init-data")]
+    init_data: Option<&'a crate::types::InitData>,
+    #[serde(rename = "runtime-data")]
+    runtime_data: RuntimeDataRef<'a>,
+    #[serde(rename = "tee-evidence")]
+    tee_evidence: TeeEvidenceRef<'a, E>,
+}
+
+#[derive(serde::Serialize)]
+struct RuntimeDataRef<'a> {
+    nonce: &'a str,
+    #[serde(rename = "tee-pubkey")]
+    tee_pubkey: &'a Value,
+}
+
+#[derive(serde::Serialize)]
+struct TeeEvidenceRef<'a, E> {
+    primary_evidence: &'a E,
+    additional_evidence: &'a str,
+}
+
 /// One guest's connection to a broker, with its TEE key.
 #[derive(Debug)]
 pub struct KbsClient {
@@ -74,7 +99,11 @@ impl KbsClient {
         &self.key
     }
 
-    async fn post(&self, step: &'static str, body: &Value) -> Result<Value, ClientError> {
+    async fn post<B: serde::Serialize + ?Sized>(
+        &self,
+        step: &'static str,
+        body: &B,
+    ) -> Result<Value, ClientError> {
         let r = self
             .http
             .post(format!("{}/kbs/v0/{step}", self.base))
@@ -99,22 +128,24 @@ impl KbsClient {
 
     /// The full handshake. `evidence` receives the challenge nonce and the
     /// 48-byte binding digest and returns the primary evidence JSON.
-    pub async fn attest<F>(&self, tee: &str, evidence: F) -> Result<String, ClientError>
+    pub async fn attest<F, E>(&self, tee: &str, evidence: F) -> Result<String, ClientError>
     where
-        F: FnOnce(&str, &[u8; 48]) -> Result<Value, String>,
+        F: FnOnce(&str, &[u8; 48]) -> Result<E, String>,
+        E: serde::Serialize,
     {
         self.attest_with_init_data(tee, None, evidence).await
     }
 
     /// The full handshake, sending init-data (TOML) with the attestation.
-    pub async fn attest_with_init_data<F>(
+    pub async fn attest_with_init_data<F, E>(
         &self,
         tee: &str,
         init_data: Option<&crate::types::InitData>,
         evidence: F,
     ) -> Result<String, ClientError>
     where
-        F: FnOnce(&str, &[u8; 48]) -> Result<Value, String>,
+        F: FnOnce(&str, &[u8; 48]) -> Result<E, String>,
+        E: serde::Serialize,
     {
         self.attest_composite(tee, init_data, |_, _| Ok(String::new()), evidence)
             .await
@@ -125,7 +156,7 @@ impl KbsClient {
     /// (`SHA-384(JCS({"nonce", "tee-pubkey"}))`) and returns the
     /// `additional_evidence` string (`{"<tee>": evidence, …}` or `""`);
     /// `evidence` then receives the primary digest, which covers that string.
-    pub async fn attest_composite<D, F>(
+    pub async fn attest_composite<D, F, E>(
         &self,
         tee: &str,
         init_data: Option<&crate::types::InitData>,
@@ -134,7 +165,8 @@ impl KbsClient {
     ) -> Result<String, ClientError>
     where
         D: FnOnce(&str, &[u8; 48]) -> Result<String, String>,
-        F: FnOnce(&str, &[u8; 48]) -> Result<Value, String>,
+        F: FnOnce(&str, &[u8; 48]) -> Result<E, String>,
+        E: serde::Serialize,
     {
         let c = self
             .post(
@@ -154,12 +186,22 @@ impl KbsClient {
         let digest =
             binding::primary_digest(&c.nonce, &jwk, &additional).map_err(ClientError::Protocol)?;
         let ev = evidence(&c.nonce, &digest).map_err(ClientError::Protocol)?;
+        // Serialised straight from the parts: evidence that arrives as
+        // JSON text (`RawValue`) is copied, not parsed into a tree.
         let t = self
             .post(
                 "attest",
-                &json!({"init-data": init_data,
-                        "runtime-data": {"nonce": c.nonce, "tee-pubkey": jwk},
-                        "tee-evidence": {"primary_evidence": ev, "additional_evidence": additional}}),
+                &AttestRequest {
+                    init_data,
+                    runtime_data: RuntimeDataRef {
+                        nonce: &c.nonce,
+                        tee_pubkey: &jwk,
+                    },
+                    tee_evidence: TeeEvidenceRef {
+                        primary_evidence: &ev,
+                        additional_evidence: &additional,
+                    },
+                },
             )
             .await?;
         let t: AttestationToken =
