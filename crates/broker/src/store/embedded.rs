@@ -8,12 +8,13 @@
 //! a consistent prefix of their history. Losing a session only makes a guest
 //! attest again; a nonce can never be accepted twice in a running broker
 //! because single use is enforced by the transaction, not by the disk.
-//! The session writer commits durably at least every [`DURABLE_EVERY`]
-//! while inserts arrive (so a crash loses at most that much, and redb's
-//! in-memory records of non-durable commits stay short), and session sweeps
-//! commit durably: redb reuses pages that a non-durable commit freed only
-//! after a durable one (with non-durable sweeps the file settled at twice
-//! the size under session churn; see `session_churn_reuses_pages`).
+//! Session sweeps (every minute) commit durably: redb reuses pages that a
+//! non-durable commit freed only after a durable one (with non-durable
+//! sweeps the file settled at twice the size under session churn; see
+//! `session_churn_reuses_pages`), and a crash loses at most the sessions
+//! since the last sweep. A commit with fsync per second in the session
+//! writer was tried and dropped: every fsync held up the inserts queued
+//! behind it and tripled the p99 of the handshake benchmark.
 //!
 //! The one write of every handshake (the session's `insert_expiring`) goes
 //! through a group commit: one writer thread takes every insert waiting at
@@ -50,9 +51,6 @@ const SWEEP_BATCH: usize = 512;
 /// Most session inserts committed in one transaction.
 const GROUP_COMMIT_MAX: usize = 256;
 
-/// Longest time session inserts stay non-durable while more arrive.
-const DURABLE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// redb-backed [`Store`].
 #[derive(Debug, Clone)]
 pub struct EmbeddedStore {
@@ -83,7 +81,6 @@ impl SessionWriter {
         std::thread::Builder::new()
             .name("veil-sessions".into())
             .spawn(move || {
-                let mut last_durable = std::time::Instant::now();
                 while let Ok(first) = pending.recv() {
                     let mut batch = vec![first];
                     while batch.len() < GROUP_COMMIT_MAX {
@@ -92,14 +89,10 @@ impl SessionWriter {
                             Err(_) => break,
                         }
                     }
-                    let durable = last_durable.elapsed() >= DURABLE_EVERY;
                     let outcome = match db.upgrade() {
-                        Some(db) => insert_batch(&db, &batch, durable),
+                        Some(db) => insert_batch(&db, &batch),
                         None => Err(StoreError("the store is closed".into())),
                     };
-                    if durable && outcome.is_ok() {
-                        last_durable = std::time::Instant::now();
-                    }
                     match outcome {
                         Ok(created) => {
                             for (p, c) in batch.into_iter().zip(created) {
@@ -129,19 +122,11 @@ impl SessionWriter {
     }
 }
 
-/// Inserts each absent session key, in order, in one transaction (with
-/// fsync when `durable`); the outcome of each (created or already present).
-fn insert_batch(
-    db: &Database,
-    batch: &[PendingInsert],
-    durable: bool,
-) -> Result<Vec<bool>, StoreError> {
+/// Inserts each absent session key, in order, in one transaction; the
+/// outcome of each (created or already present).
+fn insert_batch(db: &Database, batch: &[PendingInsert]) -> Result<Vec<bool>, StoreError> {
     let ns = Namespace::Sessions;
-    let txn = if durable {
-        db.begin_write().map_err(err)?
-    } else {
-        begin_write(db, ns)?
-    };
+    let txn = begin_write(db, ns)?;
     let mut created = Vec::with_capacity(batch.len());
     {
         let mut t = txn.open_table(table(ns)).map_err(err)?;
