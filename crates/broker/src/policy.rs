@@ -86,8 +86,7 @@ impl Policy {
     /// Binds the policy to `rule` and the data document `data`.
     pub fn prepare(&self, rule: Rule, data: &Value) -> Result<Prepared, String> {
         let mut engine = self.engine.clone();
-        let data =
-            <regorus::Value as serde::Deserialize>::deserialize(data).map_err(|e| e.to_string())?;
+        let data = to_rego(data);
         engine.add_data(data.clone()).map_err(|e| e.to_string())?;
         let compiled = engine
             .compile_with_entrypoint(&rule.entrypoint().into())

@@ -45,22 +45,16 @@ impl Issued {
         exp: i64,
         claims: Arc<Input>,
         cap: usize,
-    ) -> Vec<Arc<Input>> {
-        let mut evicted = Vec::new();
-        while self.order.len() >= cap.max(1) {
-            let Some(old) = self.order.pop_front() else {
-                break;
-            };
-            if let Some((_, c)) = self.claims.remove(&old) {
-                evicted.push(c);
-            }
-        }
-        if let Some((_, c)) = self.claims.insert(hash, (exp, claims)) {
-            // The same token signed twice (identical claims and signature
-            // cannot happen with ECDSA's random k, but stay consistent).
-            evicted.push(c);
-            self.order.retain(|h| *h != hash);
-        }
+    ) -> Option<Arc<Input>> {
+        let evicted = if self.order.len() >= cap {
+            self.order
+                .pop_front()
+                .and_then(|old| self.claims.remove(&old))
+                .map(|(_, c)| c)
+        } else {
+            None
+        };
+        self.claims.insert(hash, (exp, claims));
         self.order.push_back(hash);
         evicted
     }
@@ -162,7 +156,7 @@ impl TokenKeys {
             let hash = token_hash(&token);
             let evicted = match self.issued.lock() {
                 Ok(mut issued) => issued.insert(hash, exp, claims.clone(), self.issued_cap),
-                Err(_) => Vec::new(),
+                Err(_) => None,
             };
             drop(evicted);
         }

@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 
 use crate::binding;
 use crate::jwe::{KeyAlgorithm, TeeKeyPair};
-use crate::types::{AttestationToken, Challenge, Response};
+use crate::types::{
+    Attestation, AttestationToken, Challenge, CompositeEvidence, Response, RuntimeData,
+};
 
 /// A failed step, with the HTTP status when there was one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,31 +24,6 @@ pub enum ClientError {
     },
     #[error("{0}")]
     Protocol(String),
-}
-
-/// The `/attest` request body (field names as in the KBS protocol),
-/// borrowed from its parts.
-#[derive(serde::Serialize)]
-struct AttestRequest<'a, E> {
-    #[serde(rename = "init-data")]
-    init_data: Option<&'a crate::types::InitData>,
-    #[serde(rename = "runtime-data")]
-    runtime_data: RuntimeDataRef<'a>,
-    #[serde(rename = "tee-evidence")]
-    tee_evidence: TeeEvidenceRef<'a, E>,
-}
-
-#[derive(serde::Serialize)]
-struct RuntimeDataRef<'a> {
-    nonce: &'a str,
-    #[serde(rename = "tee-pubkey")]
-    tee_pubkey: &'a Value,
-}
-
-#[derive(serde::Serialize)]
-struct TeeEvidenceRef<'a, E> {
-    primary_evidence: &'a E,
-    additional_evidence: &'a str,
 }
 
 /// One guest's connection to a broker, with its TEE key.
@@ -186,20 +163,23 @@ impl KbsClient {
         let digest =
             binding::primary_digest(&c.nonce, &jwk, &additional).map_err(ClientError::Protocol)?;
         let ev = evidence(&c.nonce, &digest).map_err(ClientError::Protocol)?;
-        // Serialised straight from the parts: evidence that arrives as
-        // JSON text (`RawValue`) is copied, not parsed into a tree.
+        // The evidence is serialised once into the body's raw member:
+        // evidence given as JSON text (`RawValue`) is copied, not parsed
+        // into a tree.
+        let primary_evidence = serde_json::value::to_raw_value(&ev)
+            .map_err(|e| ClientError::Protocol(format!("evidence: {e}")))?;
         let t = self
             .post(
                 "attest",
-                &AttestRequest {
-                    init_data,
-                    runtime_data: RuntimeDataRef {
-                        nonce: &c.nonce,
-                        tee_pubkey: &jwk,
+                &Attestation {
+                    init_data: init_data.cloned(),
+                    runtime_data: RuntimeData {
+                        nonce: c.nonce,
+                        tee_pubkey: jwk,
                     },
-                    tee_evidence: TeeEvidenceRef {
-                        primary_evidence: &ev,
-                        additional_evidence: &additional,
+                    tee_evidence: CompositeEvidence {
+                        primary_evidence,
+                        additional_evidence: additional,
                     },
                 },
             )

@@ -26,7 +26,7 @@ use crate::policy::{
     Rule, reference_data,
 };
 use crate::store::Namespace;
-use crate::token::{Submod, ear_claims, tee_pubkey};
+use crate::token::{Submod, ear_claims, ear_status, tee_pubkey};
 use crate::verifiers::InitDataDigest;
 
 /// A session's challenge. It is not stored: it travels sealed (AES-256-GCM
@@ -353,9 +353,9 @@ pub(crate) async fn attest(
         }
         Err(e) => return Err(e),
     }
-    // Metric labels: cpu0 under the TEE the guest named, devices under
-    // their own.
-    let labels: Vec<(String, String)> = submods
+    // Metric labels (TEE, EAR status): cpu0 under the TEE the guest named,
+    // devices under their own.
+    let labels: Vec<(String, &'static str)> = submods
         .iter()
         .enumerate()
         .map(|(i, s)| {
@@ -366,7 +366,7 @@ pub(crate) async fn attest(
                     .unwrap_or("device")
                     .to_string(),
             };
-            (s.name.clone(), tee)
+            (tee, ear_status(&s.vector))
         })
         .collect();
     let ear = ear_claims(
@@ -376,7 +376,7 @@ pub(crate) async fn attest(
         b.cfg.token_ttl_secs as i64,
         b.cfg.token_dotted_claims,
     );
-    let (token, ear) = b.tokens.sign(ear).map_err(|e| {
+    let (token, _) = b.tokens.sign(ear).map_err(|e| {
         tracing::error!(error = %e, "token signing failed");
         ApiError::Internal
     })?;
@@ -389,10 +389,7 @@ pub(crate) async fn attest(
         },
     )
     .await?;
-    for (name, tee) in &labels {
-        let status = ear.json()["submods"][name]["ear_status"]
-            .as_str()
-            .unwrap_or("none");
+    for (tee, status) in &labels {
         b.metrics
             .attestations
             .with_label_values(&[tee.as_str(), status])
