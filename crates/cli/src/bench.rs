@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use clap::{Args, Subcommand, ValueEnum};
-use serde_json::value::RawValue;
 use veil_endorsements::snp::SnpEndorsements;
+use veil_evidence::snp::coco::CocoJson;
 use veil_evidence::snp::{CertTableEntry, CertType, Product, SnpEvidence};
 use veil_protocol::client::KbsClient;
 use veil_protocol::jwe::KeyAlgorithm;
@@ -164,13 +164,13 @@ struct Source {
 }
 
 impl Source {
-    /// CoCo SNP evidence as JSON text, as a guest sends it (serialised
-    /// once, no JSON tree).
-    fn snp_evidence(&self, digest: &[u8; 48]) -> Result<Box<RawValue>, String> {
+    /// CoCo SNP evidence, as a guest sends it: serialised once, straight
+    /// into the `/attest` body (no JSON tree, no intermediate text).
+    fn snp_evidence(&self, digest: &[u8; 48]) -> Result<CocoJson, String> {
         let mut p = self.params.clone();
         p.report_data = veil_protocol::binding::expected_report_data(digest);
         let report = self.sim.report(&p).map_err(|e| e.to_string())?;
-        let ev = SnpEvidence {
+        Ok(CocoJson(SnpEvidence {
             report,
             cert_chain: vec![
                 CertTableEntry {
@@ -182,9 +182,7 @@ impl Source {
                     data: self.sim.ask_der().to_vec(),
                 },
             ],
-        };
-        let json = veil_evidence::snp::coco::to_json(&ev).map_err(|e| e.to_string())?;
-        RawValue::from_string(json).map_err(|e| e.to_string())
+        }))
     }
 }
 

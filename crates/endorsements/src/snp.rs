@@ -6,10 +6,13 @@
 
 use std::path::Path;
 
-use veil_evidence::snp::CertTableEntry;
+use veil_evidence::snp::{CertTableEntry, CertType};
 
 use crate::EndorsementError;
 use crate::certs::{Blob, decode_blobs};
+
+/// The first byte of a DER certificate or CRL (a SEQUENCE).
+const DER_SEQUENCE: u8 = 0x30;
 
 /// Certificates (VCEK/VLEK, ASK/ASVK, ARK) and CRLs, DER-encoded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -49,10 +52,32 @@ impl SnpEndorsements {
 
     /// Adds the certificate table that came with the evidence (CoCo
     /// `cert_chain`, or the SNP extended report's table).
+    ///
+    /// A DER entry whose table type names a certificate (ARK, ASK, VCEK,
+    /// VLEK) or a CRL is filed as that without being decoded here: the
+    /// verifier decodes every certificate and CRL in full when it builds a
+    /// chain (and rejects the set if any does not decode), and a chain it
+    /// has already built is found again by a digest of these exact bytes.
+    /// Decoding each entry here only to tell a certificate from a CRL cost
+    /// two full X.509 decodes per SNP attestation. The type is still only a
+    /// hint for the chain: a certificate under the wrong label is placed by
+    /// its issuer and subject like any other. PEM entries and entries of
+    /// other types are decoded to find out what they hold.
     pub fn add_cert_table(&mut self, entries: &[CertTableEntry]) -> Result<(), EndorsementError> {
         for (i, e) in entries.iter().enumerate() {
-            let what = format!("cert_chain[{i}] ({:?})", e.cert_type);
-            self.add_blobs(decode_blobs(&what, &e.data)?);
+            let der = e.data.first() == Some(&DER_SEQUENCE);
+            let blob = match &e.cert_type {
+                CertType::Ark | CertType::Ask | CertType::Vcek | CertType::Vlek if der => {
+                    Blob::Certificate(e.data.clone())
+                }
+                CertType::Crl if der => Blob::Crl(e.data.clone()),
+                _ => {
+                    let what = format!("cert_chain[{i}] ({:?})", e.cert_type);
+                    self.add_blobs(decode_blobs(&what, &e.data)?);
+                    continue;
+                }
+            };
+            self.add_blobs(vec![blob]);
         }
         Ok(())
     }

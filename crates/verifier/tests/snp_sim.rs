@@ -78,6 +78,74 @@ fn round_trip_every_version() {
     }
 }
 
+/// The CoCo certificate table is filed by its entry types without being
+/// decoded first; whatever an entry holds, the verifier decodes it in full
+/// before it is used, so a mislabelled or broken entry only rejects.
+#[test]
+fn cert_table_entries_are_decoded_by_the_verifier() {
+    use veil_evidence::snp::{CertTableEntry, CertType};
+    let s = sim(Product::Milan);
+    let p = ReportParams::new(Product::Milan);
+    let report = s.report(&p).unwrap();
+    let vcek = s.vcek_der(&p.tcb).unwrap();
+    let entry = |cert_type, data: &[u8]| CertTableEntry {
+        cert_type,
+        data: data.to_vec(),
+    };
+    let table = |entries: Vec<CertTableEntry>| {
+        let mut e = SnpEndorsements::default();
+        e.add_cert_table(&entries).map(|()| e)
+    };
+    let v = trusting(s);
+
+    // Labels are hints: the VCEK and the ASK swapped still verify.
+    let swapped = table(vec![
+        entry(CertType::Ask, &vcek),
+        entry(CertType::Vcek, s.ask_der()),
+    ])
+    .unwrap();
+    assert_eq!(swapped.certs.len(), 2);
+    v.verify(&report, &swapped, UnixTime::now()).unwrap();
+
+    // DER-looking junk under a certificate label is filed, then rejected
+    // by the verifier's full decode (and never enters the chain cache).
+    let mut junk = vcek.clone();
+    junk.truncate(200);
+    let broken = table(vec![
+        entry(CertType::Vcek, &vcek),
+        entry(CertType::Ask, s.ask_der()),
+        entry(CertType::Ark, &junk),
+    ])
+    .unwrap();
+    for _ in 0..2 {
+        let err = v.verify(&report, &broken, UnixTime::now()).unwrap_err();
+        assert!(matches!(err, SnpError::BadEndorsementKey { .. }), "{err:?}");
+    }
+    // A certificate filed as a CRL is rejected as a CRL.
+    let crl = table(vec![
+        entry(CertType::Vcek, &vcek),
+        entry(CertType::Ask, s.ask_der()),
+        entry(CertType::Crl, s.ark_der()),
+    ])
+    .unwrap();
+    assert_eq!(crl.crls.len(), 1);
+    let err = v.verify(&report, &crl, UnixTime::now()).unwrap_err();
+    assert!(matches!(err, SnpError::BadCrl { .. }), "{err:?}");
+
+    // Entries that are not DER, or of other types, are decoded here.
+    assert!(table(vec![entry(CertType::Vcek, b"not a certificate")]).is_err());
+    assert!(table(vec![entry(CertType::Other("x".into()), &junk)]).is_err());
+    let other = table(vec![entry(CertType::Other("x".into()), &vcek)]).unwrap();
+    assert_eq!(other.certs, vec![vcek.clone()]);
+    // Duplicates are dropped as before.
+    let dup = table(vec![
+        entry(CertType::Vcek, &vcek),
+        entry(CertType::Vcek, &vcek),
+    ])
+    .unwrap();
+    assert_eq!(dup.certs.len(), 1);
+}
+
 #[test]
 fn simulated_root_refused_without_dangerous_opt_in() {
     let s = sim(Product::Milan);

@@ -51,12 +51,99 @@ pub struct CertTableEntry {
     pub data: Vec<u8>,
 }
 
+/// The evidence object; `C` is the certificate table: borrowed
+/// [`CertTableEntry`]s when writing, [`JsonCertEntry`]s (the fast
+/// byte-array reader) when reading.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Envelope {
+struct Envelope<C> {
     attestation_report: JsonReport,
-    #[serde(default)]
-    cert_chain: Option<Vec<CertTableEntry>>,
+    #[serde(default = "Option::default")]
+    cert_chain: Option<C>,
+}
+
+/// A certificate-table entry as read: [`CertTableEntry`] with its `data`
+/// read by [`byte_array`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonCertEntry {
+    cert_type: CertType,
+    #[serde(deserialize_with = "byte_array")]
+    data: Vec<u8>,
+}
+
+/// Reads a JSON array of integers 0–255 (how the `sev` crate's serde form
+/// writes every byte string: the report's fields and whole DER
+/// certificates, ≈ 3,500 numbers in a usual piece of evidence).
+///
+/// Written by hand because serde's generic sequence path (one `SeqAccess`
+/// step and one integer deserialisation per element) was most of the cost
+/// of reading CoCo SNP evidence. serde_json first captures the array as raw
+/// text, which checks that it is well-formed JSON; this loop then accepts
+/// only unsigned integers of at most 255 between the brackets, so floats,
+/// signs, exponents, strings, nesting and out-of-range values are refused
+/// as serde's `Vec<u8>` would refuse them.
+fn byte_array<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    let raw = <&serde_json::value::RawValue>::deserialize(d)?;
+    parse_byte_array(raw.get()).map_err(serde::de::Error::custom)
+}
+
+fn parse_byte_array(text: &str) -> Result<Vec<u8>, String> {
+    const EXPECTED: &str = "expected an array of integers 0-255";
+    let b = text.as_bytes();
+    let ws = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r');
+    let mut i = 0;
+    while i < b.len() && ws(b[i]) {
+        i += 1;
+    }
+    if b.get(i) != Some(&b'[') {
+        return Err(EXPECTED.into());
+    }
+    i += 1;
+    // Each element takes at least two characters ("0,").
+    let mut out = Vec::with_capacity(b.len() / 2);
+    loop {
+        while i < b.len() && ws(b[i]) {
+            i += 1;
+        }
+        match b.get(i) {
+            Some(b']') if out.is_empty() => {
+                i += 1;
+                break;
+            }
+            Some(c) if c.is_ascii_digit() => {}
+            _ => return Err(EXPECTED.into()),
+        }
+        let mut v: u32 = 0;
+        let start = i;
+        while let Some(c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+            v = v * 10 + u32::from(c - b'0');
+            i += 1;
+            if i - start > 3 {
+                return Err(format!("{EXPECTED}: a number has more than 3 digits"));
+            }
+        }
+        let byte = u8::try_from(v).map_err(|_| format!("{EXPECTED}: {v} is out of range"))?;
+        out.push(byte);
+        while i < b.len() && ws(b[i]) {
+            i += 1;
+        }
+        match b.get(i) {
+            Some(b',') => i += 1,
+            Some(b']') => {
+                i += 1;
+                break;
+            }
+            _ => return Err(EXPECTED.into()),
+        }
+    }
+    while i < b.len() && ws(b[i]) {
+        i += 1;
+    }
+    if i != b.len() {
+        return Err(EXPECTED.into());
+    }
+    Ok(out)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -80,7 +167,9 @@ struct JsonVersion {
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct JsonSignature {
+    #[serde(deserialize_with = "byte_array")]
     r: Vec<u8>,
+    #[serde(deserialize_with = "byte_array")]
     s: Vec<u8>,
 }
 
@@ -90,24 +179,34 @@ struct JsonReport {
     version: u32,
     guest_svn: u32,
     policy: u64,
+    #[serde(deserialize_with = "byte_array")]
     family_id: Vec<u8>,
+    #[serde(deserialize_with = "byte_array")]
     image_id: Vec<u8>,
     vmpl: u32,
     sig_algo: u32,
     current_tcb: JsonTcb,
     plat_info: u64,
     key_info: u32,
+    #[serde(deserialize_with = "byte_array")]
     report_data: Vec<u8>,
+    #[serde(deserialize_with = "byte_array")]
     measurement: Vec<u8>,
+    #[serde(deserialize_with = "byte_array")]
     host_data: Vec<u8>,
+    #[serde(deserialize_with = "byte_array")]
     id_key_digest: Vec<u8>,
+    #[serde(deserialize_with = "byte_array")]
     author_key_digest: Vec<u8>,
+    #[serde(deserialize_with = "byte_array")]
     report_id: Vec<u8>,
+    #[serde(deserialize_with = "byte_array")]
     report_id_ma: Vec<u8>,
     reported_tcb: JsonTcb,
     cpuid_fam_id: Option<u8>,
     cpuid_mod_id: Option<u8>,
     cpuid_step: Option<u8>,
+    #[serde(deserialize_with = "byte_array")]
     chip_id: Vec<u8>,
     committed_tcb: JsonTcb,
     current: JsonVersion,
@@ -153,7 +252,7 @@ impl From<&TcbVersion> for JsonTcb {
 
 /// Parses CoCo SNP evidence JSON.
 pub fn parse_json(bytes: &[u8]) -> Result<SnpEvidence, ParseError> {
-    let env: Envelope =
+    let env: Envelope<Vec<JsonCertEntry>> =
         serde_json::from_slice(bytes).map_err(|e| ParseError::Json(e.to_string()))?;
     let j = env.attestation_report;
     let cpuid = match (j.cpuid_fam_id, j.cpuid_mod_id, j.cpuid_step) {
@@ -216,12 +315,37 @@ pub fn parse_json(bytes: &[u8]) -> Result<SnpEvidence, ParseError> {
     let report = AttestationReport::parse(&bytes)?;
     Ok(SnpEvidence {
         report,
-        cert_chain: env.cert_chain.unwrap_or_default(),
+        cert_chain: env
+            .cert_chain
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| CertTableEntry {
+                cert_type: e.cert_type,
+                data: e.data,
+            })
+            .collect(),
     })
 }
 
 /// Serialises evidence in the CoCo JSON shape (what Veil's agent sends).
 pub fn to_json(evidence: &SnpEvidence) -> Result<String, ParseError> {
+    serde_json::to_string(&envelope(evidence)).map_err(|e| ParseError::Json(e.to_string()))
+}
+
+/// Evidence that serialises in the CoCo JSON shape, so that it can be
+/// written straight into a larger document (a KBS `/attest` body) once,
+/// without an intermediate string that the document would have to check
+/// again as JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CocoJson(pub SnpEvidence);
+
+impl Serialize for CocoJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        envelope(&self.0).serialize(s)
+    }
+}
+
+fn envelope(evidence: &SnpEvidence) -> Envelope<&[CertTableEntry]> {
     let b = evidence.report.body();
     let j = JsonReport {
         version: b.version,
@@ -265,11 +389,10 @@ pub fn to_json(evidence: &SnpEvidence) -> Result<String, ParseError> {
             s: b.signature.s.to_vec(),
         },
     };
-    let env = Envelope {
+    Envelope {
         attestation_report: j,
-        cert_chain: (!evidence.cert_chain.is_empty()).then(|| evidence.cert_chain.clone()),
-    };
-    serde_json::to_string(&env).map_err(|e| ParseError::Json(e.to_string()))
+        cert_chain: (!evidence.cert_chain.is_empty()).then_some(evidence.cert_chain.as_slice()),
+    }
 }
 
 #[cfg(test)]
@@ -297,6 +420,80 @@ mod tests {
             let back = super::super::parse_evidence(json.as_bytes()).unwrap();
             assert_eq!(back, ev);
             assert_eq!(back.report.as_bytes(), &bytes);
+        }
+    }
+
+    #[test]
+    fn coco_json_serialises_as_to_json() {
+        let bytes = sample_body(5, Product::Turin).encode().unwrap();
+        for cert_chain in [
+            vec![],
+            vec![CertTableEntry {
+                cert_type: CertType::Ask,
+                data: vec![0, 255, 48],
+            }],
+        ] {
+            let ev = SnpEvidence {
+                report: AttestationReport::parse(&bytes).unwrap(),
+                cert_chain,
+            };
+            let text = serde_json::to_string(&CocoJson(ev.clone())).unwrap();
+            assert_eq!(text, to_json(&ev).unwrap());
+            assert_eq!(parse_json(text.as_bytes()).unwrap(), ev);
+        }
+    }
+
+    #[test]
+    fn byte_arrays_read_exactly_what_serde_reads() {
+        for ok in [
+            "[]",
+            " [ ] ",
+            "[0]",
+            "[255,0,7]",
+            "[ 1 ,\n\t2\r, 3 ]",
+            "[10, 100, 200]",
+        ] {
+            let want: Vec<u8> = serde_json::from_str(ok).unwrap();
+            assert_eq!(parse_byte_array(ok).unwrap(), want, "{ok}");
+        }
+        for bad in [
+            "", "[", "]", "[256]", "[1000]", "[-1]", "[1.0]", "[1e2]", "[1,]", "[,1]", "[1 2]",
+            "[\"1\"]", "[[1]]", "[null]", "[true]", "{}", "1", "[1]x", "[0001]",
+        ] {
+            assert!(parse_byte_array(bad).is_err(), "{bad:?} was accepted");
+            assert!(
+                serde_json::from_str::<Vec<u8>>(bad).is_err(),
+                "{bad:?} serde"
+            );
+        }
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        /// Whatever the text, the hand-written reader agrees with serde's
+        /// `Vec<u8>` on JSON texts (the only input it is given).
+        #[test]
+        fn byte_array_agrees_with_serde(
+            items in proptest::collection::vec(
+                proptest::prop_oneof![
+                    (0u32..300).prop_map(|v| v.to_string()),
+                    proptest::strategy::Just("-1".to_string()),
+                    proptest::strategy::Just("1.5".to_string()),
+                    proptest::strategy::Just("\"a\"".to_string()),
+                    proptest::strategy::Just("[]".to_string()),
+                ],
+                0..40,
+            ),
+            sep in proptest::prop_oneof![
+                proptest::strategy::Just(","), proptest::strategy::Just(" , "),
+                proptest::strategy::Just(",\n"),
+            ],
+        ) {
+            let text = format!("[{}]", items.join(sep));
+            let ours = parse_byte_array(&text).ok();
+            let serde: Option<Vec<u8>> = serde_json::from_str(&text).ok();
+            proptest::prop_assert_eq!(ours, serde, "{}", text);
         }
     }
 
