@@ -3,6 +3,8 @@
 //! token's claims, whether a resource may be released (`data.policy.allow`,
 //! denied when undefined or not `true`).
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value, json};
 
 /// The built-in attestation policy.
@@ -150,8 +152,61 @@ pub fn to_rego(v: &Value) -> regorus::Value {
         Value::Object(m) => regorus::Value::from(
             m.iter()
                 .map(|(k, v)| (regorus::Value::from(k.as_str()), to_rego(v)))
-                .collect::<std::collections::BTreeMap<_, _>>(),
+                .collect::<BTreeMap<_, _>>(),
         ),
+    }
+}
+
+/// The input of the resource policy for a token's EAR claims `ear`: its
+/// regorus form reuses `converted` (submod name → the regorus form of that
+/// submod's attester claims, made when the attestation policy ran) for the
+/// claims under `ear_attester_claims` and the dotted
+/// `ear.veraison.annotated-evidence`, and converts only the rest, so a
+/// handshake converts the verified claims once. (The tests' evaluations
+/// check every input's regorus form against regorus's own conversion.)
+pub fn ear_input(ear: Value, converted: &BTreeMap<String, regorus::Value>) -> Input {
+    let rego = match &ear {
+        Value::Object(top) => regorus::Value::from(
+            top.iter()
+                .map(|(k, v)| {
+                    let v = match (k.as_str(), v) {
+                        ("submods", Value::Object(subs)) => regorus::Value::from(
+                            subs.iter()
+                                .map(|(name, sub)| {
+                                    (
+                                        regorus::Value::from(name.as_str()),
+                                        submod_rego(sub, converted.get(name)),
+                                    )
+                                })
+                                .collect::<BTreeMap<_, _>>(),
+                        ),
+                        _ => to_rego(v),
+                    };
+                    (regorus::Value::from(k.as_str()), v)
+                })
+                .collect::<BTreeMap<_, _>>(),
+        ),
+        other => to_rego(other),
+    };
+    let input = Input::new(ear);
+    let _ = input.rego.set(rego);
+    input
+}
+
+fn submod_rego(sub: &Value, claims: Option<&regorus::Value>) -> regorus::Value {
+    match (sub, claims) {
+        (Value::Object(m), Some(claims)) => regorus::Value::from(
+            m.iter()
+                .map(|(k, v)| {
+                    let v = match k.as_str() {
+                        "ear_attester_claims" | "ear.veraison.annotated-evidence" => claims.clone(),
+                        _ => to_rego(v),
+                    };
+                    (regorus::Value::from(k.as_str()), v)
+                })
+                .collect::<BTreeMap<_, _>>(),
+        ),
+        _ => to_rego(sub),
     }
 }
 
@@ -186,12 +241,21 @@ impl Input {
         &self.json
     }
 
-    /// The `claims` member of an [`Input::appraisal`] input.
-    pub fn into_claims(self) -> Value {
-        match self.json {
+    /// The `claims` member of an [`Input::appraisal`] input, with its
+    /// regorus form when the input was converted (so that the token's
+    /// input can reuse it; see [`ear_input`]).
+    pub fn into_claims(self) -> (Value, Option<regorus::Value>) {
+        let rego = self.rego.into_inner().and_then(|r| {
+            r.as_object()
+                .ok()?
+                .get(&regorus::Value::from("claims"))
+                .cloned()
+        });
+        let json = match self.json {
             Value::Object(mut m) => m.remove("claims").unwrap_or(Value::Null),
             _ => Value::Null,
-        }
+        };
+        (json, rego)
     }
 
     fn rego(&self) -> &regorus::Value {
@@ -367,6 +431,58 @@ mod tests {
         assert_eq!(to_rego(&v), via_serde);
         // And back to the same JSON.
         assert_eq!(serde_json::to_value(to_rego(&v)).unwrap(), v);
+    }
+
+    /// A token's policy input reuses the regorus form of the submods'
+    /// claims made by the attestation policy; the result is the same as
+    /// converting the whole EAR, in both claim-name forms, and the resource
+    /// policy decides the same on it.
+    #[test]
+    fn ear_input_reuses_the_converted_claims() {
+        use crate::token::{Submod, ear_claims};
+        let attestation = Policy::compile("a", DEFAULT_ATTESTATION_POLICY)
+            .unwrap()
+            .prepare(Rule::TrustVector, &json!({}))
+            .unwrap();
+        let resource = Policy::compile("r", DEFAULT_RESOURCE_POLICY)
+            .unwrap()
+            .prepare(Rule::Allow, &json!({}))
+            .unwrap();
+        for dotted in [false, true] {
+            let mut submods = Vec::new();
+            for (name, claims) in [
+                ("cpu0", snp_input(false, "aa")["claims"].clone()),
+                ("gpu0", json!({"tee": "nvidia", "x": [1, {"y": null}]})),
+            ] {
+                let input = Input::appraisal("snp", claims.clone());
+                let vector = attestation.trust_vector(&input).unwrap();
+                let (back, rego) = input.into_claims();
+                assert_eq!(back, claims);
+                assert_eq!(rego.as_ref(), Some(&to_rego(&claims)));
+                submods.push(Submod {
+                    name: name.into(),
+                    vector,
+                    policy_id: "p".into(),
+                    attester_claims: back,
+                    // The second submod has none: converted in full.
+                    attester_rego: rego.filter(|_| name == "cpu0"),
+                });
+            }
+            let converted: BTreeMap<String, regorus::Value> = submods
+                .iter_mut()
+                .filter_map(|s| Some((s.name.clone(), s.attester_rego.take()?)))
+                .collect();
+            assert_eq!(converted.len(), 1);
+            let ear = ear_claims(submods, "n", 100, 300, dotted);
+            let input = ear_input(ear.clone(), &converted);
+            assert_eq!(input.json(), &ear);
+            let via_serde = <regorus::Value as serde::Deserialize>::deserialize(&ear).unwrap();
+            assert_eq!(input.rego(), &via_serde, "dotted: {dotted}");
+            assert_eq!(
+                resource.allow(&input).unwrap(),
+                resource.allow(&Input::new(ear)).unwrap()
+            );
+        }
     }
 
     #[test]

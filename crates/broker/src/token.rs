@@ -137,9 +137,9 @@ impl TokenKeys {
 
     /// Signs claims as a compact JWS; returns the token and the claims
     /// (kept, not copied, for this replica's own checks of the token).
-    pub fn sign(&self, claims: Value) -> Result<(String, Arc<Input>), String> {
+    pub fn sign(&self, claims: Input) -> Result<(String, Arc<Input>), String> {
         let header = json!({"alg":"ES256","typ":"JWT","kid":self.kid});
-        let payload = serde_json::to_vec(&claims).map_err(|e| e.to_string())?;
+        let payload = serde_json::to_vec(claims.json()).map_err(|e| e.to_string())?;
         let signing_input = format!(
             "{}.{}",
             B64URL.encode(header.to_string()),
@@ -150,8 +150,8 @@ impl TokenKeys {
             .sign(&SystemRandom::new(), signing_input.as_bytes())
             .map_err(|_| "signing failed".to_string())?;
         let token = format!("{signing_input}.{}", B64URL.encode(sig.as_ref()));
-        let exp = claims.get("exp").and_then(Value::as_i64);
-        let claims = Arc::new(Input::new(claims));
+        let exp = claims.json().get("exp").and_then(Value::as_i64);
+        let claims = Arc::new(claims);
         if let Some(exp) = exp {
             let hash = token_hash(&token);
             let evicted = match self.issued.lock() {
@@ -239,6 +239,9 @@ pub struct Submod {
     pub vector: Map<String, Value>,
     pub policy_id: String,
     pub attester_claims: Value,
+    /// The regorus form of `attester_claims`, when the attestation policy
+    /// made one (reused by the token's policy input: `policy::ear_input`).
+    pub attester_rego: Option<regorus::Value>,
 }
 
 /// Builds the EAR claims set (the submods' claims are moved in, not
@@ -302,6 +305,7 @@ mod tests {
             vector: [("hardware".to_string(), json!(2))].into_iter().collect(),
             policy_id: "default_cpu".into(),
             attester_claims: json!({"tee":"snp","runtime_data_claims":{"tee-pubkey":{"kty":"EC"}}}),
+            attester_rego: None,
         };
         let c = ear_claims(vec![s.clone()], "n", 100, 300, false);
         assert_eq!(c["eat_profile"], EAR_PROFILE);
@@ -329,7 +333,7 @@ mod tests {
         let keys = TokenKeys::load_or_create(&store, &kek).await.unwrap();
         let again = TokenKeys::load_or_create(&store, &kek).await.unwrap();
         assert_eq!(keys.jwks(), again.jwks(), "one key per store");
-        let (t, claims) = keys.sign(json!({"exp": 200, "x": 1})).unwrap();
+        let (t, claims) = keys.sign(Input::new(json!({"exp": 200, "x": 1}))).unwrap();
         assert_eq!(claims.json()["x"], 1);
         assert_eq!(again.verify(&t, 100).unwrap().json()["x"], 1);
         assert_eq!(keys.verify(&t, 200).err(), Some("token expired"));
@@ -348,7 +352,11 @@ mod tests {
         let mut keys = TokenKeys::load_or_create(&store, &kek).await.unwrap();
         keys.issued_cap = 2;
         let tokens: Vec<String> = (0..3)
-            .map(|i| keys.sign(json!({"exp": 200, "i": i})).unwrap().0)
+            .map(|i| {
+                keys.sign(Input::new(json!({"exp": 200, "i": i})))
+                    .unwrap()
+                    .0
+            })
             .collect();
         {
             let issued = keys.issued.lock().unwrap();

@@ -23,7 +23,7 @@ use crate::Broker;
 use crate::error::ApiError;
 use crate::policy::{
     DEFAULT_ATTESTATION_POLICY, DEFAULT_CPU_POLICY_ID, DEFAULT_RESOURCE_POLICY, Input, Prepared,
-    Rule, reference_data,
+    Rule, ear_input, reference_data,
 };
 use crate::store::Namespace;
 use crate::token::{Submod, ear_claims, ear_status, tee_pubkey};
@@ -330,12 +330,13 @@ pub(crate) async fn attest(
         tracing::error!(error = %e, "attestation policy failed");
         ApiError::Internal
     })?;
-    let claims = input.into_claims();
+    let (claims, claims_rego) = input.into_claims();
     let mut submods = vec![Submod {
         name: "cpu0".into(),
         vector,
         policy_id: DEFAULT_CPU_POLICY_ID.into(),
         attester_claims: claims,
+        attester_rego: claims_rego,
     }];
     match device_submods(
         &b,
@@ -369,6 +370,10 @@ pub(crate) async fn attest(
             (tee, ear_status(&s.vector))
         })
         .collect();
+    let converted: BTreeMap<String, regorus::Value> = submods
+        .iter_mut()
+        .filter_map(|s| Some((s.name.clone(), s.attester_rego.take()?)))
+        .collect();
     let ear = ear_claims(
         submods,
         &nonce,
@@ -376,7 +381,7 @@ pub(crate) async fn attest(
         b.cfg.token_ttl_secs as i64,
         b.cfg.token_dotted_claims,
     );
-    let (token, _) = b.tokens.sign(ear).map_err(|e| {
+    let (token, _) = b.tokens.sign(ear_input(ear, &converted)).map_err(|e| {
         tracing::error!(error = %e, "token signing failed");
         ApiError::Internal
     })?;
@@ -455,14 +460,15 @@ async fn device_submods(
             let n = counters.entry(verifier.class()).or_insert(0);
             let name = format!("{}{n}", verifier.class());
             *n += 1;
-            let (vector, claims) = match result {
+            let (vector, claims, rego) = match result {
                 Ok(claims) => {
                     let input = Input::appraisal(tee, claims);
                     let vector = policy.trust_vector(&input).map_err(|e| {
                         tracing::error!(error = %e, "device attestation policy failed");
                         ApiError::Internal
                     })?;
-                    (vector, input.into_claims())
+                    let (claims, rego) = input.into_claims();
+                    (vector, claims, rego)
                 }
                 Err(r) => {
                     tracing::warn!(tee, submod = name, reason = %r.log, "device evidence rejected");
@@ -473,6 +479,7 @@ async fn device_submods(
                     (
                         vector,
                         json!({"tee": tee, "verified": false, "error": r.detail}),
+                        None,
                     )
                 }
             };
@@ -481,6 +488,7 @@ async fn device_submods(
                 vector,
                 policy_id: DEFAULT_GPU_POLICY_ID.into(),
                 attester_claims: claims,
+                attester_rego: rego,
             });
         }
     }

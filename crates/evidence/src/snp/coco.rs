@@ -90,60 +90,53 @@ fn byte_array<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Erro
 
 fn parse_byte_array(text: &str) -> Result<Vec<u8>, String> {
     const EXPECTED: &str = "expected an array of integers 0-255";
-    let b = text.as_bytes();
-    let ws = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r');
-    let mut i = 0;
-    while i < b.len() && ws(b[i]) {
-        i += 1;
+    fn skip_ws(it: &mut std::iter::Peekable<impl Iterator<Item = u8>>) {
+        while it
+            .next_if(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+            .is_some()
+        {}
     }
-    if b.get(i) != Some(&b'[') {
+    let mut it = text.bytes().peekable();
+    skip_ws(&mut it);
+    if it.next() != Some(b'[') {
         return Err(EXPECTED.into());
     }
-    i += 1;
     // Each element takes at least two characters ("0,").
-    let mut out = Vec::with_capacity(b.len() / 2);
-    loop {
-        while i < b.len() && ws(b[i]) {
-            i += 1;
-        }
-        match b.get(i) {
-            Some(b']') if out.is_empty() => {
-                i += 1;
-                break;
+    let mut out = Vec::with_capacity(text.len() / 2);
+    skip_ws(&mut it);
+    if it.next_if_eq(&b']').is_none() {
+        loop {
+            skip_ws(&mut it);
+            let (mut value, mut digits) = (0u16, 0u8);
+            while let Some(c) = it.next_if(u8::is_ascii_digit) {
+                digits = digits.wrapping_add(1);
+                if digits > 3 {
+                    return Err(format!("{EXPECTED}: a number has more than 3 digits"));
+                }
+                // At most 3 digits: no overflow.
+                value = value
+                    .wrapping_mul(10)
+                    .wrapping_add(u16::from(c.wrapping_sub(b'0')));
             }
-            Some(c) if c.is_ascii_digit() => {}
-            _ => return Err(EXPECTED.into()),
-        }
-        let mut v: u32 = 0;
-        let start = i;
-        while let Some(c) = b.get(i).filter(|c| c.is_ascii_digit()) {
-            v = v * 10 + u32::from(c - b'0');
-            i += 1;
-            if i - start > 3 {
-                return Err(format!("{EXPECTED}: a number has more than 3 digits"));
+            if digits == 0 {
+                return Err(EXPECTED.into());
             }
-        }
-        let byte = u8::try_from(v).map_err(|_| format!("{EXPECTED}: {v} is out of range"))?;
-        out.push(byte);
-        while i < b.len() && ws(b[i]) {
-            i += 1;
-        }
-        match b.get(i) {
-            Some(b',') => i += 1,
-            Some(b']') => {
-                i += 1;
-                break;
+            out.push(
+                u8::try_from(value).map_err(|_| format!("{EXPECTED}: {value} is out of range"))?,
+            );
+            skip_ws(&mut it);
+            match it.next() {
+                Some(b',') => {}
+                Some(b']') => break,
+                _ => return Err(EXPECTED.into()),
             }
-            _ => return Err(EXPECTED.into()),
         }
     }
-    while i < b.len() && ws(b[i]) {
-        i += 1;
+    skip_ws(&mut it);
+    match it.next() {
+        None => Ok(out),
+        Some(_) => Err(EXPECTED.into()),
     }
-    if i != b.len() {
-        return Err(EXPECTED.into());
-    }
-    Ok(out)
 }
 
 #[derive(Serialize, Deserialize)]
