@@ -4,6 +4,7 @@
 //! denied when undefined or not `true`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
@@ -346,16 +347,20 @@ const CACHE_ENTRIES: usize = 256;
 
 struct CacheEntry {
     key: String,
-    text: [u8; 32],
+    /// Shared by every entry of the same key (only one text per key is
+    /// kept), so the cache holds each policy text once.
+    text: Arc<str>,
     rule: Rule,
-    data: [u8; 32],
+    data: Value,
     prepared: Prepared,
 }
 
-/// Prepared policies by (store key, SHA-256 of the text, rule, SHA-256 of
-/// the data document). Policies and reference values are read from the
-/// store on every use (so every replica sees changes at once); this cache
-/// only saves parsing and analysis when neither changed. Oldest first out.
+/// Prepared policies by (store key, text, rule, data document), compared
+/// directly: a lookup runs on every policy use, and comparing the text and
+/// the (small) data document costs less than hashing them did. Policies
+/// and reference values are read from the store on every use (so every
+/// replica sees changes at once); this cache only saves parsing and
+/// analysis when neither changed. Oldest first out.
 #[derive(Default)]
 pub struct PolicyCache {
     entries: std::sync::Mutex<std::collections::VecDeque<CacheEntry>>,
@@ -378,12 +383,8 @@ impl PolicyCache {
         rule: Rule,
         data: &Value,
     ) -> Result<Prepared, String> {
-        use veil_verifier::crypto::{AWS_LC, CryptoBackend as _};
-        let text_hash = AWS_LC.sha256(text.as_bytes());
-        let data_hash = AWS_LC.sha256(data.to_string().as_bytes());
-        let hit = |e: &CacheEntry| {
-            e.key == key && e.text == text_hash && e.rule == rule && e.data == data_hash
-        };
+        let hit =
+            |e: &CacheEntry| e.key == key && e.rule == rule && *e.text == *text && e.data == *data;
         if let Ok(entries) = self.entries.lock()
             && let Some(e) = entries.iter().find(|e| hit(e))
         {
@@ -392,16 +393,21 @@ impl PolicyCache {
         let prepared = Policy::compile(key, text)?.prepare(rule, data)?;
         if let Ok(mut entries) = self.entries.lock() {
             // An older text of the same policy is never used again.
-            entries.retain(|e| e.key != key || e.text == text_hash);
+            entries.retain(|e| e.key != key || *e.text == *text);
             if !entries.iter().any(hit) {
                 if entries.len() >= CACHE_ENTRIES {
                     entries.pop_front();
                 }
+                let shared = entries
+                    .iter()
+                    .find(|e| e.key == key)
+                    .map(|e| e.text.clone())
+                    .unwrap_or_else(|| Arc::from(text));
                 entries.push_back(CacheEntry {
                     key: key.to_string(),
-                    text: text_hash,
+                    text: shared,
                     rule,
-                    data: data_hash,
+                    data: data.clone(),
                     prepared: prepared.clone(),
                 });
             }
@@ -483,6 +489,51 @@ mod tests {
                 resource.allow(&Input::new(ear)).unwrap()
             );
         }
+    }
+
+    #[test]
+    fn policy_cache_keys_on_text_rule_and_data() {
+        let cache = PolicyCache::default();
+        let program = |p: &Prepared| p.vm.as_ref().map(|v| Arc::as_ptr(&v.program));
+        let data = json!({"reference": {"x": [1]}});
+        let a = cache
+            .prepared("k", DEFAULT_ATTESTATION_POLICY, Rule::TrustVector, &data)
+            .unwrap();
+        assert!(program(&a).is_some());
+        // Same key, text, rule and data (an equal copy): the cached one.
+        let again = cache
+            .prepared(
+                "k",
+                String::from(DEFAULT_ATTESTATION_POLICY).as_str(),
+                Rule::TrustVector,
+                &data.clone(),
+            )
+            .unwrap();
+        assert_eq!(program(&a), program(&again));
+        // Other data: prepared again, kept beside, sharing the text.
+        let other = cache
+            .prepared(
+                "k",
+                DEFAULT_ATTESTATION_POLICY,
+                Rule::TrustVector,
+                &json!({}),
+            )
+            .unwrap();
+        assert_ne!(program(&a), program(&other));
+        {
+            let entries = cache.entries.lock().unwrap();
+            assert_eq!(entries.len(), 2);
+            assert!(Arc::ptr_eq(&entries[0].text, &entries[1].text));
+        }
+        // A new text of the key replaces every entry of the old one.
+        let text = format!("{DEFAULT_ATTESTATION_POLICY}\n# changed\n");
+        let changed = cache
+            .prepared("k", &text, Rule::TrustVector, &data)
+            .unwrap();
+        assert_ne!(program(&a), program(&changed));
+        let entries = cache.entries.lock().unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(&*entries[0].text, text.as_str());
     }
 
     #[test]
