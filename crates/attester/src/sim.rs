@@ -4,6 +4,7 @@
 //! accepts its evidence only when told to trust the simulated root by name.
 
 use serde_json::Value;
+use veil_evidence::snp::coco::CocoJson;
 use veil_evidence::snp::{CertTableEntry, CertType, SnpEvidence};
 use veil_sim::snp::{ReportParams, SimSnp};
 
@@ -25,21 +26,19 @@ impl SimSnpAttester {
             .map_err(|e| AttestError::Evidence(e.to_string()))?;
         Ok(SimSnpAttester { sim, params, vcek })
     }
-}
 
-impl Attester for SimSnpAttester {
-    fn tee(&self) -> &'static str {
-        "snp"
-    }
-
-    fn evidence(&self, report_data: &[u8; 64]) -> Result<Value, AttestError> {
+    /// Evidence bound to `report_data`, as a CoCo guest sends it: the
+    /// report and the certificate table (VCEK, ASK). [`CocoJson`]
+    /// serialises it once, straight into a larger document (the `/attest`
+    /// body), without a JSON tree.
+    pub fn coco_evidence(&self, report_data: &[u8; 64]) -> Result<CocoJson, AttestError> {
         let mut p = self.params.clone();
         p.report_data = *report_data;
         let report = self
             .sim
             .report(&p)
             .map_err(|e| AttestError::Evidence(e.to_string()))?;
-        let ev = SnpEvidence {
+        Ok(CocoJson(SnpEvidence {
             report,
             cert_chain: vec![
                 CertTableEntry {
@@ -51,10 +50,18 @@ impl Attester for SimSnpAttester {
                     data: self.sim.ask_der().to_vec(),
                 },
             ],
-        };
-        let json = veil_evidence::snp::coco::to_json(&ev)
-            .map_err(|e| AttestError::Evidence(e.to_string()))?;
-        serde_json::from_str(&json).map_err(|e| AttestError::Evidence(e.to_string()))
+        }))
+    }
+}
+
+impl Attester for SimSnpAttester {
+    fn tee(&self) -> &'static str {
+        "snp"
+    }
+
+    fn evidence(&self, report_data: &[u8; 64]) -> Result<Value, AttestError> {
+        serde_json::to_value(self.coco_evidence(report_data)?)
+            .map_err(|e| AttestError::Evidence(e.to_string()))
     }
 
     fn launch_init_data(&self) -> Result<Vec<u8>, AttestError> {

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use crate::token::{ANNOTATED_EVIDENCE, ATTESTER_CLAIMS};
+
 /// The built-in attestation policy.
 pub const DEFAULT_ATTESTATION_POLICY: &str = include_str!("../policies/attestation_default.rego");
 /// The built-in resource policy.
@@ -200,7 +202,7 @@ fn submod_rego(sub: &Value, claims: Option<&regorus::Value>) -> regorus::Value {
             m.iter()
                 .map(|(k, v)| {
                     let v = match k.as_str() {
-                        "ear_attester_claims" | "ear.veraison.annotated-evidence" => claims.clone(),
+                        ATTESTER_CLAIMS | ANNOTATED_EVIDENCE => claims.clone(),
                         _ => to_rego(v),
                     };
                     (regorus::Value::from(k.as_str()), v)

@@ -244,6 +244,11 @@ pub struct Submod {
     pub attester_rego: Option<regorus::Value>,
 }
 
+/// The EAR-04 claim of a submod's attester claims.
+pub const ATTESTER_CLAIMS: &str = "ear_attester_claims";
+/// The older dotted name of the same (`token_dotted_claims`).
+pub const ANNOTATED_EVIDENCE: &str = "ear.veraison.annotated-evidence";
+
 /// Builds the EAR claims set (the submods' claims are moved in, not
 /// copied).
 pub fn ear_claims(submods: Vec<Submod>, nonce: &str, iat: i64, ttl: i64, dotted: bool) -> Value {
@@ -262,17 +267,14 @@ pub fn ear_claims(submods: Vec<Submod>, nonce: &str, iat: i64, ttl: i64, dotted:
                 "ear.appraisal-policy-id".into(),
                 Value::from(s.policy_id.as_str()),
             );
-            m.insert(
-                "ear.veraison.annotated-evidence".into(),
-                s.attester_claims.clone(),
-            );
+            m.insert(ANNOTATED_EVIDENCE.into(), s.attester_claims.clone());
         }
         m.insert("ear_trustworthiness_vector".into(), Value::Object(s.vector));
         m.insert(
             "ear_appraisal_policy_ids".into(),
             Value::Array(vec![Value::String(s.policy_id)]),
         );
-        m.insert("ear_attester_claims".into(), s.attester_claims);
+        m.insert(ATTESTER_CLAIMS.into(), s.attester_claims);
         subs.insert(s.name, Value::Object(m));
     }
     json!({
@@ -288,8 +290,8 @@ pub fn ear_claims(submods: Vec<Submod>, nonce: &str, iat: i64, ttl: i64, dotted:
 /// The TEE public key bound by a token (EAR-04 or dotted names).
 pub fn tee_pubkey(claims: &Value) -> Option<&Value> {
     let cpu = claims.get("submods")?.get("cpu0")?;
-    cpu.get("ear_attester_claims")
-        .or_else(|| cpu.get("ear.veraison.annotated-evidence"))?
+    cpu.get(ATTESTER_CLAIMS)
+        .or_else(|| cpu.get(ANNOTATED_EVIDENCE))?
         .get("runtime_data_claims")?
         .get("tee-pubkey")
 }

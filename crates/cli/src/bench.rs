@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use clap::{Args, Subcommand, ValueEnum};
+use veil_attester::sim::SimSnpAttester;
 use veil_endorsements::snp::SnpEndorsements;
+use veil_evidence::snp::Product;
 use veil_evidence::snp::coco::CocoJson;
-use veil_evidence::snp::{CertTableEntry, CertType, Product, SnpEvidence};
 use veil_protocol::client::KbsClient;
 use veil_protocol::jwe::KeyAlgorithm;
 use veil_sim::snp::{ReportParams, SimSnp};
@@ -157,32 +158,15 @@ struct Target {
     cpu: Option<CpuSource>,
 }
 
-struct Source {
-    sim: SimSnp,
-    vcek: Vec<u8>,
-    params: ReportParams,
-}
+/// The benchmark's guests: Veil's simulated SNP guest, its evidence bound
+/// to each challenge's digest.
+struct Source(SimSnpAttester);
 
 impl Source {
-    /// CoCo SNP evidence, as a guest sends it: serialised once, straight
-    /// into the `/attest` body (no JSON tree, no intermediate text).
     fn snp_evidence(&self, digest: &[u8; 48]) -> Result<CocoJson, String> {
-        let mut p = self.params.clone();
-        p.report_data = veil_protocol::binding::expected_report_data(digest);
-        let report = self.sim.report(&p).map_err(|e| e.to_string())?;
-        Ok(CocoJson(SnpEvidence {
-            report,
-            cert_chain: vec![
-                CertTableEntry {
-                    cert_type: CertType::Vcek,
-                    data: self.vcek.clone(),
-                },
-                CertTableEntry {
-                    cert_type: CertType::Ask,
-                    data: self.sim.ask_der().to_vec(),
-                },
-            ],
-        }))
+        self.0
+            .coco_evidence(&veil_protocol::binding::expected_report_data(digest))
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -212,9 +196,10 @@ pub async fn run(cmd: BenchCommand) -> ExitCode {
 async fn broker_bench(a: BrokerBench) -> Result<(), String> {
     let sim = SimSnp::load_or_create(&a.state_dir, Product::Milan).map_err(|e| e.to_string())?;
     let params = ReportParams::new(Product::Milan);
-    let vcek = sim.vcek_der(&params.tcb).map_err(|e| e.to_string())?;
     let ark = sim.ark_der().to_vec();
-    let source = Arc::new(Source { sim, vcek, params });
+    let source = Arc::new(Source(
+        SimSnpAttester::new(sim, params).map_err(|e| e.to_string())?,
+    ));
 
     // Verification only, same evidence, one core.
     let verify_rate = if a.evidence == Evidence::Snp {
@@ -608,9 +593,8 @@ async fn agent_bench(a: AgentBench) -> Result<(), String> {
     use std::io::BufRead;
     let sim = SimSnp::load_or_create(&a.state_dir, Product::Milan).map_err(|e| e.to_string())?;
     let params = ReportParams::new(Product::Milan);
-    let vcek = sim.vcek_der(&params.tcb).map_err(|e| e.to_string())?;
     let ark = sim.ark_der().to_vec();
-    let source = Source { sim, vcek, params };
+    let source = Source(SimSnpAttester::new(sim, params).map_err(|e| e.to_string())?);
     let (url, _broker) = local_broker(&ark, false, None, &a.state_dir).await?;
     prepare(&url, "default/key/1", false).await?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
