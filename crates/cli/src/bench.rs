@@ -65,6 +65,15 @@ pub struct BrokerBench {
     /// Seconds per concurrency level.
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
+    /// Seconds of warm-up before each level's measured window: the guests
+    /// connect and run, but neither their handshakes nor the CPU time they
+    /// cause are counted (errors are).
+    #[arg(long, default_value_t = 1)]
+    pub warmup: u64,
+    /// Worker threads of the guests' runtime (they share the machine with
+    /// the broker; 0 = one per core).
+    #[arg(long, default_value_t = 1)]
+    pub guest_threads: usize,
     #[arg(long, value_enum, default_value = "snp")]
     pub evidence: Evidence,
     /// Simulated PKI state directory (SNP evidence).
@@ -126,6 +135,20 @@ fn thread_cpu_secs(task: &std::path::Path) -> Option<f64> {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
     Some(ticks as f64 / 100.0)
+}
+
+/// CPU seconds used so far by this process's guest threads
+/// ([`GUEST_THREAD`]): the simulated attesters' share of the machine.
+fn guest_cpu_secs() -> Option<f64> {
+    let mut total = 0.0;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim_end() == GUEST_THREAD {
+            total += thread_cpu_secs(&path).unwrap_or(0.0);
+        }
+    }
+    Some(total)
 }
 
 impl CpuSource {
@@ -277,7 +300,7 @@ async fn broker_bench(a: BrokerBench) -> Result<(), String> {
         println!("verification only (parse + verify, chain cached, 1 core): {v:.0}/s");
     }
     println!(
-        "{:<12} {:>11} {:>12} {:>9} {:>9} {:>9} {:>8} {:>10} {:>15} {:>14}",
+        "{:<12} {:>11} {:>12} {:>9} {:>9} {:>9} {:>8} {:>10} {:>15} {:>14} {:>14}",
         "broker",
         "concurrency",
         "handshakes/s",
@@ -287,9 +310,10 @@ async fn broker_bench(a: BrokerBench) -> Result<(), String> {
         "errors",
         "vs verify",
         "broker CPU/hs",
-        "vs verify/CPU"
+        "vs verify/CPU",
+        "guest CPU/hs"
     );
-    let guests = NamedRuntime::new(GUEST_THREAD)?;
+    let guests = NamedRuntime::with_threads(GUEST_THREAD, a.guest_threads)?;
     let mut rates: Vec<(String, usize, f64)> = Vec::new();
     for t in &targets {
         for &c in &a.concurrency {
@@ -319,7 +343,8 @@ async fn run_level(
     verify_rate: Option<f64>,
     guests: &tokio::runtime::Handle,
 ) -> Result<f64, String> {
-    let deadline = Instant::now() + Duration::from_secs(a.duration);
+    let measure_from = Instant::now() + Duration::from_secs(a.warmup);
+    let deadline = measure_from + Duration::from_secs(a.duration);
     let urls = Arc::new(t.urls.clone());
     let mut tasks = Vec::new();
     for guest in 0..c.max(1) {
@@ -355,7 +380,8 @@ async fn run_level(
                     Err(e) => Err(e.to_string()),
                 };
                 match r {
-                    Ok(()) => lat.push(t0.elapsed().as_secs_f64() * 1000.0),
+                    Ok(()) if t0 >= measure_from => lat.push(t0.elapsed().as_secs_f64() * 1000.0),
+                    Ok(()) => {}
                     Err(e) => {
                         errors += 1;
                         first_error.get_or_insert(e);
@@ -365,8 +391,10 @@ async fn run_level(
             (lat, errors, first_error)
         }));
     }
+    tokio::time::sleep_until(measure_from.into()).await;
     let start = Instant::now();
     let cpu_before = t.cpu.and_then(CpuSource::secs);
+    let guest_before = guest_cpu_secs();
     let mut all = Vec::new();
     let mut errors = 0;
     let mut first_error = None;
@@ -382,6 +410,12 @@ async fn run_level(
     let cpu = match (cpu_before, t.cpu.and_then(CpuSource::secs)) {
         (Some(b), Some(a)) if !all.is_empty() => Some((a - b) / all.len() as f64),
         _ => None,
+    };
+    let guest_cpu = match (guest_before, guest_cpu_secs()) {
+        (Some(b), Some(a)) if !all.is_empty() => {
+            format!("{:.0} us", (a - b) / all.len() as f64 * 1e6)
+        }
+        _ => "-".to_string(),
     };
     all.sort_by(f64::total_cmp);
     let rate = all.len() as f64 / secs;
@@ -399,7 +433,7 @@ async fn run_level(
         None => ("-".to_string(), "-".to_string()),
     };
     println!(
-        "{:<12} {c:>11} {rate:>12.1} {:>9.2} {:>9.2} {:>9.2} {errors:>8} {ratio:>10} {per_hs:>15} {cpu_ratio:>14}",
+        "{:<12} {c:>11} {rate:>12.1} {:>9.2} {:>9.2} {:>9.2} {errors:>8} {ratio:>10} {per_hs:>15} {cpu_ratio:>14} {guest_cpu:>14}",
         t.label,
         percentile(&all, 0.50),
         percentile(&all, 0.90),
@@ -489,8 +523,16 @@ struct NamedRuntime(Option<tokio::runtime::Runtime>);
 
 impl NamedRuntime {
     fn new(name: &str) -> Result<Self, String> {
-        tokio::runtime::Builder::new_multi_thread()
-            .thread_name(name)
+        Self::with_threads(name, 0)
+    }
+
+    /// `threads` workers (0: tokio's default, one per core).
+    fn with_threads(name: &str, threads: usize) -> Result<Self, String> {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if threads > 0 {
+            b.worker_threads(threads);
+        }
+        b.thread_name(name)
             .enable_all()
             .build()
             .map(|rt| NamedRuntime(Some(rt)))

@@ -649,3 +649,54 @@ fn verify_tpm_and_azure_vectors() {
         "782b20b10f55cc46e2142cc2145d548698073e5beb82752c8d7f9279f0d8a273"
     );
 }
+
+/// `veil bench broker` end to end on the real binary (its in-process broker
+/// on 127.0.0.1:0, simulated SNP guests): one row per level with handshakes
+/// done, no errors, and the broker's and the guests' CPU per handshake.
+#[test]
+fn bench_broker_runs_and_reports_cpu_per_handshake() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_veil"))
+        .args([
+            "bench",
+            "broker",
+            "--duration",
+            "1",
+            "--warmup",
+            "1",
+            "--concurrency",
+            "2",
+            "--state-dir",
+        ])
+        .arg(dir.path().join("sim"))
+        .current_dir(dir.path())
+        .env("VEIL_LOG", "error")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("guest CPU/hs"), "{stdout}");
+    let row: Vec<&str> = stdout
+        .lines()
+        .find(|l| l.starts_with("embedded"))
+        .unwrap_or_else(|| panic!("no result row: {stdout}"))
+        .split_whitespace()
+        .collect();
+    // embedded, concurrency, handshakes/s, p50, p90, p99, errors, ...
+    assert_eq!(row[1], "2", "{stdout}");
+    let rate: f64 = row[2].parse().unwrap();
+    assert!(rate > 0.0, "{stdout}");
+    assert_eq!(row[6], "0", "errors: {stdout}");
+    // Broker and guest CPU per handshake, in microseconds.
+    let per_hs: Vec<f64> = row
+        .windows(2)
+        .filter(|w| w[1] == "us")
+        .map(|w| w[0].parse().unwrap())
+        .collect();
+    assert_eq!(per_hs.len(), 2, "{stdout}");
+    assert!(per_hs.iter().all(|us| *us > 0.0), "{stdout}");
+}
