@@ -356,6 +356,7 @@ async fn run_level(
         tasks.push(guests.spawn(async move {
             let http = reqwest::Client::builder().cookie_store(true).build();
             let mut lat = Vec::new();
+            let mut phases = Vec::new();
             let mut errors = 0u64;
             let mut first_error = None;
             let mut i = guest;
@@ -380,15 +381,18 @@ async fn run_level(
                     Err(e) => Err(e.to_string()),
                 };
                 match r {
-                    Ok(()) if t0 >= measure_from => lat.push(t0.elapsed().as_secs_f64() * 1000.0),
-                    Ok(()) => {}
+                    Ok(p) if t0 >= measure_from => {
+                        lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+                        phases.push(p);
+                    }
+                    Ok(_) => {}
                     Err(e) => {
                         errors += 1;
                         first_error.get_or_insert(e);
                     }
                 }
             }
-            (lat, errors, first_error)
+            (lat, phases, errors, first_error)
         }));
     }
     tokio::time::sleep_until(measure_from.into()).await;
@@ -396,11 +400,13 @@ async fn run_level(
     let cpu_before = t.cpu.and_then(CpuSource::secs);
     let guest_before = guest_cpu_secs();
     let mut all = Vec::new();
+    let mut phases = Vec::new();
     let mut errors = 0;
     let mut first_error = None;
     for t in tasks {
-        let (l, e, f) = t.await.map_err(|e| e.to_string())?;
+        let (l, p, e, f) = t.await.map_err(|e| e.to_string())?;
         all.extend(l);
+        phases.extend(p);
         errors += e;
         if first_error.is_none() {
             first_error = f;
@@ -439,6 +445,25 @@ async fn run_level(
         percentile(&all, 0.90),
         percentile(&all, 0.99)
     );
+    // Where the time went: the broker's handlers are short, so the
+    // exchanges' times are mostly waiting for a CPU.
+    let steps: Vec<String> = PHASES
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let mut v: Vec<f64> = phases
+                .iter()
+                .filter_map(|p: &Phases| p.get(i).copied())
+                .collect();
+            v.sort_by(f64::total_cmp);
+            format!(
+                "{name} {:.2}/{:.2}",
+                percentile(&v, 0.50),
+                percentile(&v, 0.99)
+            )
+        })
+        .collect();
+    println!("{:<12} steps, p50/p99 ms: {}", "", steps.join(", "));
     if let Some(e) = first_error {
         eprintln!("  first error ({}, concurrency {c}): {e}", t.label);
     }
@@ -469,6 +494,14 @@ async fn prepare(url: &str, resource: &str, sample: bool) -> Result<(), String> 
     Ok(())
 }
 
+/// Where one handshake's time went, in ms, as [`PHASES`] names them.
+type Phases = [f64; 4];
+
+/// The steps of a handshake as the guest sees them: the TEE key and the
+/// `/auth` exchange; the evidence for the challenge; the `/attest`
+/// exchange; the `/resource` exchange and the JWE decryption.
+const PHASES: [&str; 4] = ["auth", "evidence", "attest", "resource"];
+
 async fn one_handshake(
     url: &str,
     resource_url: &str,
@@ -476,29 +509,47 @@ async fn one_handshake(
     source: &Source,
     evidence: Evidence,
     resource: Option<&str>,
-) -> Result<(), String> {
+) -> Result<Phases, String> {
+    let t0 = Instant::now();
+    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1000.0;
     // A fresh TEE key per handshake, as a CoCo guest does; the HTTP
     // connection is kept alive across a guest's handshakes.
     let client = KbsClient::with_client(url, KeyAlgorithm::EcdhEsP256, http.clone())
         .map_err(|e| e.to_string())?;
+    // When the challenge arrived and when its evidence was ready.
+    let mut marks = (0.0, 0.0);
     let token = match evidence {
-        Evidence::Snp => client.attest("snp", |_, digest| source.snp_evidence(digest)).await,
+        Evidence::Snp => {
+            client
+                .attest("snp", |_, digest| {
+                    let asked = ms(t0);
+                    let ev = source.snp_evidence(digest);
+                    marks = (asked, ms(t0));
+                    ev
+                })
+                .await
+        }
         Evidence::Sample => {
             client
                 .attest("sample", |_, digest| {
-                    Ok(serde_json::json!({"svn": "1", "report_data": base64::engine::general_purpose::STANDARD.encode(digest)}))
+                    let asked = ms(t0);
+                    let ev = serde_json::json!({"svn": "1", "report_data": base64::engine::general_purpose::STANDARD.encode(digest)});
+                    marks = (asked, ms(t0));
+                    Ok(ev)
                 })
                 .await
         }
     }
     .map_err(|e| e.to_string())?;
+    let attested = ms(t0);
     if let Some(r) = resource {
         client
             .resource_from(resource_url, r, Some(&token))
             .await
             .map_err(|e| e.to_string())?;
     }
-    Ok(())
+    let (asked, ready) = marks;
+    Ok([asked, ready - asked, attested - ready, ms(t0) - attested])
 }
 
 struct TempDirGuard(PathBuf);
