@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod cli;
 pub mod initdata;
 pub mod kbs;
 pub mod sealed;

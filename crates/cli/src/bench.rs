@@ -691,15 +691,22 @@ async fn agent_bench(a: AgentBench) -> Result<(), String> {
     let (url, _broker) = local_broker(&ark, false, None, &a.state_dir).await?;
     prepare(&url, "default/key/1", false).await?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    // The guest image's executable, `veil-agent`, built beside this one;
+    // `veil agent run` when it is not there.
+    let agent_exe = exe.with_file_name("veil-agent");
+    let (program, subcommand): (PathBuf, &[&str]) = if agent_exe.is_file() {
+        (agent_exe, &["run"])
+    } else {
+        (exe, &["agent", "run"])
+    };
     let http = reqwest::Client::new();
     let mut first = Vec::new();
     let mut rss = Vec::new();
     for _ in 0..a.runs {
         let t0 = Instant::now();
-        let mut child = std::process::Command::new(&exe)
+        let mut child = std::process::Command::new(&program)
+            .args(subcommand)
             .args([
-                "agent",
-                "run",
                 "--tee",
                 "sim-snp",
                 "--listen",
@@ -767,7 +774,11 @@ async fn agent_bench(a: AgentBench) -> Result<(), String> {
     };
     let mut rss_f: Vec<f64> = rss.iter().map(|k| *k as f64 / 1024.0).collect();
     println!(
-        "agent on the simulated SNP TEE against a local broker ({url}), {} runs",
+        "agent ({}) on the simulated SNP TEE against a local broker ({url}), {} runs",
+        std::iter::once(program.display().to_string())
+            .chain(subcommand.iter().map(|s| s.to_string()))
+            .collect::<Vec<_>>()
+            .join(" "),
         a.runs
     );
     println!(

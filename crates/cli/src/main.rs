@@ -80,17 +80,9 @@ pub(crate) fn fail(msg: impl std::fmt::Display) -> ExitCode {
 
 fn main() -> ExitCode {
     // Logs go to stderr: human-readable by default, one JSON object per
-    // line with VEIL_LOG_FORMAT=json (for log collectors).
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VEIL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter);
-    if std::env::var("VEIL_LOG_FORMAT").is_ok_and(|v| v == "json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    // line with VEIL_LOG_FORMAT=json (for log collectors); the same set-up
+    // as the `veil-agent` executable's.
+    veil_agent::cli::init_logging();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
