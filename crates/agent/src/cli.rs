@@ -19,11 +19,11 @@ use veil_evidence::snp::Product;
 use veil_protocol::jwe::KeyAlgorithm;
 use veil_sim::snp::{ReportParams, SimSnp};
 
-/// Exit status for unusable input or a failure (as `veil`'s).
+/// Exit status for unusable input or a failure, of both executables.
 pub const EXIT_ERROR: u8 = 2;
 
 /// Prints `error: …` and returns [`EXIT_ERROR`].
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
+pub fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {msg}");
     ExitCode::from(EXIT_ERROR)
 }

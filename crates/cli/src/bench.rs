@@ -137,39 +137,49 @@ fn thread_cpu_secs(task: &std::path::Path) -> Option<f64> {
     Some(ticks as f64 / 100.0)
 }
 
-/// CPU seconds used so far by this process's guest threads
-/// ([`GUEST_THREAD`]): the simulated attesters' share of the machine.
-fn guest_cpu_secs() -> Option<f64> {
+/// Which threads of a process count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Threads {
+    All,
+    /// The guests' ([`GUEST_THREAD`]): the simulated attesters' share.
+    Guests,
+    AllButGuests,
+}
+
+/// CPU seconds used so far by the `which` threads under `dir`
+/// (`/proc/<pid>/task`).
+fn cpu_secs(dir: &std::path::Path, which: Threads) -> Option<f64> {
     let mut total = 0.0;
-    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+    for task in std::fs::read_dir(dir).ok()?.flatten() {
         let path = task.path();
-        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        if comm.trim_end() == GUEST_THREAD {
-            total += thread_cpu_secs(&path).unwrap_or(0.0);
+        if which != Threads::All {
+            let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+            if (comm.trim_end() == GUEST_THREAD) != (which == Threads::Guests) {
+                continue;
+            }
         }
+        total += thread_cpu_secs(&path).unwrap_or(0.0);
     }
     Some(total)
+}
+
+/// CPU seconds used so far by this process's guest threads.
+fn guest_cpu_secs() -> Option<f64> {
+    cpu_secs(std::path::Path::new("/proc/self/task"), Threads::Guests)
 }
 
 impl CpuSource {
     /// CPU seconds used so far by the broker's threads.
     fn secs(self) -> Option<f64> {
-        let (dir, skip_guests) = match self {
-            CpuSource::InProcess => (PathBuf::from("/proc/self/task"), true),
-            CpuSource::Process(pid) => (PathBuf::from(format!("/proc/{pid}/task")), false),
-        };
-        let mut total = 0.0;
-        for task in std::fs::read_dir(dir).ok()?.flatten() {
-            let path = task.path();
-            if skip_guests {
-                let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-                if comm.trim_end() == GUEST_THREAD {
-                    continue;
-                }
+        match self {
+            CpuSource::InProcess => cpu_secs(
+                std::path::Path::new("/proc/self/task"),
+                Threads::AllButGuests,
+            ),
+            CpuSource::Process(pid) => {
+                cpu_secs(&PathBuf::from(format!("/proc/{pid}/task")), Threads::All)
             }
-            total += thread_cpu_secs(&path).unwrap_or(0.0);
         }
-        Some(total)
     }
 }
 

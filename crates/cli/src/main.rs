@@ -68,15 +68,11 @@ enum Command {
     Keyprovider(keyprovider::KeyProviderArgs),
 }
 
-/// Exit codes: 0 success, 1 evidence rejected, 2 unusable input or error.
+/// Exit codes: 0 success, 1 evidence rejected, 2 unusable input or error
+/// (the last, and `fail`, shared with the `veil-agent` executable).
 pub const EXIT_REJECTED: u8 = 1;
-pub const EXIT_ERROR: u8 = 2;
-
-/// Prints `error: …` and returns the "unusable input" exit status.
-pub(crate) fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {msg}");
-    ExitCode::from(EXIT_ERROR)
-}
+pub use veil_agent::cli::EXIT_ERROR;
+pub(crate) use veil_agent::cli::fail;
 
 fn main() -> ExitCode {
     // Logs go to stderr: human-readable by default, one JSON object per
