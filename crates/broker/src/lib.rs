@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod policy;
 mod routes;
 pub mod secrets;
+mod session;
 pub mod store;
 pub mod token;
 pub mod verifiers;

@@ -191,6 +191,14 @@ pub fn ear_input(ear: Value, converted: &BTreeMap<String, regorus::Value>) -> In
         ),
         other => to_rego(other),
     };
+    // The tests check the reused conversion against regorus's own.
+    #[cfg(test)]
+    assert_eq!(
+        rego,
+        <regorus::Value as serde::Deserialize>::deserialize(&ear)
+            .unwrap_or(regorus::Value::Undefined),
+        "token input conversion differs"
+    );
     let input = Input::new(ear);
     let _ = input.rego.set(rego);
     input
@@ -214,18 +222,20 @@ fn submod_rego(sub: &Value, claims: Option<&regorus::Value>) -> regorus::Value {
 }
 
 /// A policy input: the JSON document and, made on first use and kept, its
-/// regorus form. A token's claims are kept as one of these by the replica
-/// that issued it, so the resource policy converts them once per token.
+/// regorus form. A token's claims are kept by the replica that issued it
+/// in regorus form only ([`Input::into_rego_only`]), so the resource
+/// policy converts them once per token.
 #[derive(Debug)]
 pub struct Input {
-    json: Value,
+    /// `None` once only the regorus form is kept.
+    json: Option<Value>,
     rego: std::sync::OnceLock<regorus::Value>,
 }
 
 impl Input {
     pub fn new(json: Value) -> Self {
         Input {
-            json,
+            json: Some(json),
             rego: std::sync::OnceLock::new(),
         }
     }
@@ -239,9 +249,27 @@ impl Input {
         Input::new(Value::Object(m))
     }
 
-    /// The input as JSON.
-    pub fn json(&self) -> &Value {
-        &self.json
+    /// The input as JSON, unless only its regorus form is kept.
+    pub fn json(&self) -> Option<&Value> {
+        self.json.as_ref()
+    }
+
+    /// The same input keeping only its regorus form (converted now if it
+    /// was not yet): half the memory for inputs kept long, and the JSON
+    /// tree is freed at once rather than when the input is.
+    pub fn into_rego_only(self) -> Self {
+        let rego = match self.rego.into_inner() {
+            Some(r) => r,
+            None => self
+                .json
+                .as_ref()
+                .map(to_rego)
+                .unwrap_or(regorus::Value::Undefined),
+        };
+        Input {
+            json: None,
+            rego: std::sync::OnceLock::from(rego),
+        }
     }
 
     /// The `claims` member of an [`Input::appraisal`] input, with its
@@ -255,14 +283,20 @@ impl Input {
                 .cloned()
         });
         let json = match self.json {
-            Value::Object(mut m) => m.remove("claims").unwrap_or(Value::Null),
+            Some(Value::Object(mut m)) => m.remove("claims").unwrap_or(Value::Null),
             _ => Value::Null,
         };
         (json, rego)
     }
 
-    fn rego(&self) -> &regorus::Value {
-        self.rego.get_or_init(|| to_rego(&self.json))
+    /// The regorus form.
+    pub fn rego(&self) -> &regorus::Value {
+        self.rego.get_or_init(|| {
+            self.json
+                .as_ref()
+                .map(to_rego)
+                .unwrap_or(regorus::Value::Undefined)
+        })
     }
 }
 
@@ -270,17 +304,21 @@ impl Prepared {
     fn eval(&self, input: &Input) -> Result<Value, String> {
         let out = self.run(input.rego().clone(), self.vm.as_ref());
         // Every policy evaluation of the tests compares the two engines,
-        // and the direct conversion with regorus's own (serde) one.
+        // and the direct conversion with regorus's own (serde) one (inputs
+        // kept in regorus form only were checked when they were made: see
+        // `ear_input`).
         #[cfg(test)]
         {
-            let via_serde = <regorus::Value as serde::Deserialize>::deserialize(input.json())
-                .unwrap_or(regorus::Value::Undefined);
-            assert_eq!(input.rego(), &via_serde, "input conversion differs");
+            if let Some(json) = input.json() {
+                let via_serde = <regorus::Value as serde::Deserialize>::deserialize(json)
+                    .unwrap_or(regorus::Value::Undefined);
+                assert_eq!(input.rego(), &via_serde, "input conversion differs");
+            }
             if self.vm.is_some() {
                 assert_eq!(
                     out,
-                    self.run(via_serde, None),
-                    "RVM and interpreter differ: {}",
+                    self.run(input.rego().clone(), None),
+                    "RVM and interpreter differ: {:?}",
                     input.json()
                 );
             }
@@ -483,7 +521,7 @@ mod tests {
             assert_eq!(converted.len(), 1);
             let ear = ear_claims(submods, "n", 100, 300, dotted);
             let input = ear_input(ear.clone(), &converted);
-            assert_eq!(input.json(), &ear);
+            assert_eq!(input.json(), Some(&ear));
             let via_serde = <regorus::Value as serde::Deserialize>::deserialize(&ear).unwrap();
             assert_eq!(input.rego(), &via_serde, "dotted: {dotted}");
             assert_eq!(

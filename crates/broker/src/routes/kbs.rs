@@ -25,8 +25,9 @@ use crate::policy::{
     DEFAULT_ATTESTATION_POLICY, DEFAULT_CPU_POLICY_ID, DEFAULT_RESOURCE_POLICY, Input, Prepared,
     Rule, ear_input, reference_data,
 };
+use crate::session::Session;
 use crate::store::Namespace;
-use crate::token::{Submod, ear_claims, ear_status, tee_pubkey};
+use crate::token::{Submod, ear_claims, ear_status};
 use crate::verifiers::InitDataDigest;
 
 /// A session's challenge. It is not stored: it travels sealed (AES-256-GCM
@@ -67,17 +68,6 @@ fn open_cookie(b: &Broker, value: &str) -> Option<SealedChallenge> {
         .ok()?;
     let plain = b.kek.open(COOKIE_AAD, &sealed).ok()?;
     serde_json::from_slice(&plain).ok()
-}
-
-/// What the store keeps for a session once its challenge is used, keyed
-/// by the nonce.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "lowercase")]
-pub(crate) enum Session {
-    /// The challenge was used by evidence that failed verification.
-    Consumed { expires: i64 },
-    /// Attestation succeeded: the token serves cookie-authenticated reads.
-    Attested { token: String, expires: i64 },
 }
 
 fn random_b64(n: usize) -> Result<String, ApiError> {
@@ -225,16 +215,30 @@ pub(crate) async fn policy(
     })
 }
 
+/// The store key of a session: its expiry (16 hex digits) before its
+/// nonce, so that sessions are stored in the order they end. Both are in
+/// the sealed cookie, so every request of the session knows the key. With
+/// the bare (random) nonce as key, each insert landed on a random leaf of
+/// the store's B-tree: under load every group commit copied a different
+/// page per session, and the pages touched grew with the table (hundreds
+/// of thousands of sessions at steady state); in expiry order the inserts
+/// of a commit share the last leaves, and expired sessions are the first
+/// keys of the table.
+fn session_key(expires: i64, nonce: &str) -> String {
+    format!("{expires:016x}.{nonce}")
+}
+
 /// Uses a challenge: exactly one request (on any replica) creates the
-/// record keyed by its nonce, in one store write; every other request with
-/// the same challenge gets 409, whatever its evidence.
+/// record keyed by its nonce (and expiry), in one store write; every
+/// other request with the same challenge gets 409, whatever its evidence.
 async fn use_challenge(b: &Broker, nonce: &str, session: &Session) -> Result<(), ApiError> {
-    let expires = match session {
-        Session::Consumed { expires } | Session::Attested { expires, .. } => *expires,
-    };
-    let record = serde_json::to_vec(session).map_err(|_| ApiError::Internal)?;
+    let record = session.encode().map_err(|e| {
+        tracing::error!(error = %e, "encoding a session record failed");
+        ApiError::Internal
+    })?;
+    let key = session_key(session.expires(), nonce);
     if b.store
-        .insert_expiring(Namespace::Sessions, nonce, record, expires)
+        .insert_expiring(Namespace::Sessions, &key, record, session.expires())
         .await?
     {
         Ok(())
@@ -514,10 +518,17 @@ pub(crate) async fn get_resource(
                 .ok_or_else(|| ApiError::Unauthenticated("unknown session".into()))?;
             let raw = b
                 .store
-                .get(Namespace::Sessions, &challenge.nonce)
+                .get(
+                    Namespace::Sessions,
+                    &session_key(challenge.expires, &challenge.nonce),
+                )
                 .await?
                 .ok_or_else(|| ApiError::Unauthenticated("session has not attested".into()))?;
-            match serde_json::from_slice::<Session>(&raw).map_err(|_| ApiError::Internal)? {
+            let session = Session::decode(&raw).map_err(|e| {
+                tracing::error!(error = %e, "unreadable session record");
+                ApiError::Internal
+            })?;
+            match session {
                 Session::Attested { token, expires } if expires >= now() => token,
                 Session::Attested { .. } => {
                     return Err(ApiError::Unauthenticated("session expired".into()));
@@ -543,7 +554,7 @@ pub(crate) async fn get_resource(
             &data,
         )
         .await?;
-        resource_policy.allow(&claims).map_err(|e| {
+        resource_policy.allow(claims.input()).map_err(|e| {
             tracing::error!(error = %e, "resource policy failed");
             ApiError::Internal
         })
@@ -576,7 +587,8 @@ pub(crate) async fn get_resource(
             tracing::error!(resource = path, error = %e, "resource does not open");
             ApiError::Internal
         })?;
-    let jwk = tee_pubkey(claims.json())
+    let jwk = claims
+        .tee_pubkey()
         .ok_or_else(|| ApiError::Unauthenticated("token binds no TEE key".into()))?;
     let key = TeePublicKey::from_jwk(jwk)
         .map_err(|_| ApiError::Unauthenticated("token's TEE key is unusable".into()))?;
