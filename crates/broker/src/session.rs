@@ -287,6 +287,32 @@ mod tests {
         }
 
         #[test]
+        fn damaged_records_fail_or_read_back_exactly(
+            at in 0usize..400, byte in any::<u8>(), cut in any::<bool>(),
+        ) {
+            let good = Session::Attested {
+                token: token(r#"{"exp":1,"submods":{"cpu0":{"ear_status":"affirming"}}}"#),
+                expires: 1_700_000_000,
+            }
+            .encode()
+            .unwrap();
+            let at = at % good.len();
+            let mut raw = good.clone();
+            if cut {
+                raw.truncate(at);
+            } else if let Some(b) = raw.get_mut(at) {
+                *b = byte;
+            }
+            // A binary record that still reads is exactly what its session
+            // encodes to: nothing was skipped or padded.
+            if let Ok(s) = Session::decode(&raw)
+                && raw.first() != Some(&b'{')
+            {
+                prop_assert_eq!(s.encode().unwrap(), raw);
+            }
+        }
+
+        #[test]
         fn any_token_round_trips(
             header in proptest::collection::vec(any::<u8>(), 1..100),
             payload in proptest::collection::vec(any::<u8>(), 1..3000),
