@@ -23,6 +23,11 @@ pub struct Config {
     pub database_url: String,
     /// PostgreSQL pool and migration settings.
     pub database: DatabaseConfig,
+    /// Memory the embedded store may use to cache its file's pages, in
+    /// MiB (redb's default, 1024). Under steady handshake load the cache
+    /// fills with sessions; lower it to bound the broker's memory (its
+    /// hot pages are the newest sessions and the policies, a few MiB).
+    pub embedded_cache_mb: u64,
     /// File holding the 32-byte key-encryption key (hex). When empty, the
     /// `VEIL_KEK` environment variable (hex) is used, else a key file
     /// `kek.hex` is created in `data_dir` (mode 0600) on first start.
@@ -180,6 +185,7 @@ impl Default for Config {
             data_dir: PathBuf::from("/var/lib/veil"),
             database_url: String::new(),
             database: DatabaseConfig::default(),
+            embedded_cache_mb: 1024,
             kek_file: None,
             tls_cert: None,
             tls_key: None,
@@ -325,6 +331,9 @@ impl Config {
         if self.token_ttl_secs == 0 || self.token_ttl_secs > 86_400 {
             problems.push("token_ttl_secs must be between 1 and 86400".into());
         }
+        if self.embedded_cache_mb == 0 || self.embedded_cache_mb > 1 << 20 {
+            problems.push("embedded_cache_mb must be between 1 and 1048576 (MiB)".into());
+        }
         if self.body_limit_bytes < 1024 {
             problems.push("body_limit_bytes must be at least 1024".into());
         }
@@ -387,6 +396,30 @@ mod tests {
         std::fs::write(&f, "lisen = 1\n").unwrap();
         assert!(Config::load(Some(&f)).unwrap_err().contains("lisen"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn embedded_cache_is_bounded() {
+        let base = Config {
+            insecure_http: true,
+            dangerous_allow_unauthenticated_admin: true,
+            ..Config::default()
+        };
+        assert_eq!(base.embedded_cache_mb, 1024);
+        assert!(base.validate().is_ok());
+        for bad in [0, (1 << 20) + 1] {
+            let c = Config {
+                embedded_cache_mb: bad,
+                ..base.clone()
+            };
+            let err = c.validate().unwrap_err();
+            assert!(err.contains("embedded_cache_mb"), "{bad}: {err}");
+        }
+        let small = Config {
+            embedded_cache_mb: 16,
+            ..base
+        };
+        assert!(small.validate().is_ok());
     }
 
     #[test]

@@ -114,7 +114,10 @@ pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, String> {
     use store::instrumented::Instrumented;
     let m = |e: prometheus::Error| e.to_string();
     if cfg.database_url.is_empty() {
-        let s = store::embedded::EmbeddedStore::open(&cfg.data_dir).map_err(|e| e.to_string())?;
+        let cache = usize::try_from(cfg.embedded_cache_mb.saturating_mul(1 << 20))
+            .map_err(|_| "embedded_cache_mb is too large for this machine".to_string())?;
+        let s = store::embedded::EmbeddedStore::open_with_cache(&cfg.data_dir, cache)
+            .map_err(|e| e.to_string())?;
         return Ok(Arc::new(Instrumented::new(s).map_err(m)?));
     }
     let pg = open_postgres(cfg).await?;

@@ -1,5 +1,5 @@
 //! What the store keeps for a KBS session once its challenge is used,
-//! keyed by the nonce: one record written per handshake (the write that
+//! keyed by its expiry and nonce (`store::session_key`): one record written per handshake (the write that
 //! makes the challenge single-use across replicas), read back by
 //! cookie-authenticated resource requests, which CoCo's client makes.
 //!
@@ -60,13 +60,6 @@ pub(crate) enum RecordError {
 }
 
 impl Session {
-    /// When the session ends.
-    pub(crate) fn expires(&self) -> i64 {
-        match self {
-            Session::Consumed { expires } | Session::Attested { expires, .. } => *expires,
-        }
-    }
-
     /// The stored form.
     pub(crate) fn encode(&self) -> Result<Vec<u8>, RecordError> {
         match self {
@@ -85,20 +78,35 @@ impl Session {
                 };
                 let decode = |seg: &str| B64URL.decode(seg).map_err(|_| RecordError::Token);
                 let (header, payload, sig) = (decode(h)?, decode(p)?, decode(s)?);
-                let len16 = |v: &[u8]| u16::try_from(v.len()).map_err(|_| RecordError::TooLong);
-                let len32 = u32::try_from(payload.len()).map_err(|_| RecordError::TooLong)?;
-                let mut plain = Vec::with_capacity(17 + header.len() + sig.len() + payload.len());
-                plain.push(ATTESTED);
-                plain.extend_from_slice(&expires.to_be_bytes());
-                plain.extend_from_slice(&len16(&header)?.to_be_bytes());
-                plain.extend_from_slice(&header);
-                plain.extend_from_slice(&len16(&sig)?.to_be_bytes());
-                plain.extend_from_slice(&sig);
-                plain.extend_from_slice(&len32.to_be_bytes());
-                plain.extend_from_slice(&payload);
-                Ok(plain)
+                Self::attested_record(*expires, &header, &payload, &sig)
             }
         }
+    }
+
+    /// The stored form of [`Session::Attested`] from the token's segments
+    /// before base64url, as the broker signed them: the same bytes as
+    /// [`Session::encode`] gives for the token, without decoding it.
+    pub(crate) fn attested_record(
+        expires: i64,
+        header: &[u8],
+        payload: &[u8],
+        sig: &[u8],
+    ) -> Result<Vec<u8>, RecordError> {
+        if header.is_empty() || payload.is_empty() || sig.is_empty() {
+            return Err(RecordError::Token);
+        }
+        let len16 = |v: &[u8]| u16::try_from(v.len()).map_err(|_| RecordError::TooLong);
+        let len32 = u32::try_from(payload.len()).map_err(|_| RecordError::TooLong)?;
+        let mut plain = Vec::with_capacity(17 + header.len() + sig.len() + payload.len());
+        plain.push(ATTESTED);
+        plain.extend_from_slice(&expires.to_be_bytes());
+        plain.extend_from_slice(&len16(header)?.to_be_bytes());
+        plain.extend_from_slice(header);
+        plain.extend_from_slice(&len16(sig)?.to_be_bytes());
+        plain.extend_from_slice(sig);
+        plain.extend_from_slice(&len32.to_be_bytes());
+        plain.extend_from_slice(payload);
+        Ok(plain)
     }
 
     /// Reads a stored record (this format, or the JSON of earlier
@@ -201,7 +209,6 @@ mod tests {
         let raw = c.encode().unwrap();
         assert_eq!(raw, [&[CONSUMED][..], &(-5i64).to_be_bytes()].concat());
         assert_eq!(Session::decode(&raw).unwrap(), c);
-        assert_eq!(c.expires(), -5);
     }
 
     #[test]
@@ -231,6 +238,9 @@ mod tests {
             // that a re-encoding would drop.
             "eyJ9.eyJ9.AB",
             "e+J9.eyJ9.AA",
+            // An empty segment (the record could not be read back).
+            ".eyJ9.AA",
+            "eyJ9.eyJ9.",
         ] {
             let s = Session::Attested {
                 token: t.into(),
@@ -321,7 +331,10 @@ mod tests {
         ) {
             let token = format!("{}.{}.{}", B64URL.encode(&header), B64URL.encode(&payload), B64URL.encode(&sig));
             let s = Session::Attested { token, expires };
-            prop_assert_eq!(Session::decode(&s.encode().unwrap()).unwrap(), s);
+            let raw = s.encode().unwrap();
+            // The record made from the segments as signed is the same.
+            prop_assert_eq!(&Session::attested_record(expires, &header, &payload, &sig).unwrap(), &raw);
+            prop_assert_eq!(Session::decode(&raw).unwrap(), s);
         }
     }
 }

@@ -165,22 +165,23 @@ impl TokenKeys {
         json!({"keys": [self.jwk]})
     }
 
-    /// Signs claims as a compact JWS; returns the token and the claims
-    /// (kept, not copied, for this replica's own checks of the token).
-    pub fn sign(&self, claims: Input) -> Result<(String, Arc<TokenClaims>), String> {
+    /// Signs claims as a compact JWS; returns the token (with its
+    /// segments as signed) and the claims (kept, not copied, for this
+    /// replica's own checks of the token).
+    pub fn sign(&self, claims: Input) -> Result<(SignedToken, Arc<TokenClaims>), String> {
         let json = claims.json().ok_or("claims without their JSON form")?;
-        let header = json!({"alg":"ES256","typ":"JWT","kid":self.kid});
+        let header = json!({"alg":"ES256","typ":"JWT","kid":self.kid})
+            .to_string()
+            .into_bytes();
         let payload = serde_json::to_vec(json).map_err(|e| e.to_string())?;
-        let signing_input = format!(
-            "{}.{}",
-            B64URL.encode(header.to_string()),
-            B64URL.encode(payload)
-        );
-        let sig = self
+        let signing_input = format!("{}.{}", B64URL.encode(&header), B64URL.encode(&payload));
+        let signature = self
             .key
             .sign(&SystemRandom::new(), signing_input.as_bytes())
-            .map_err(|_| "signing failed".to_string())?;
-        let token = format!("{signing_input}.{}", B64URL.encode(sig.as_ref()));
+            .map_err(|_| "signing failed".to_string())?
+            .as_ref()
+            .to_vec();
+        let token = format!("{signing_input}.{}", B64URL.encode(&signature));
         let exp = json.get("exp").and_then(Value::as_i64);
         let tee_pubkey = tee_pubkey(json).cloned();
         let claims = Arc::new(TokenClaims {
@@ -195,7 +196,13 @@ impl TokenKeys {
             };
             drop(evicted);
         }
-        Ok((token, claims))
+        let signed = SignedToken {
+            compact: token,
+            header,
+            payload,
+            signature,
+        };
+        Ok((signed, claims))
     }
 
     /// Verifies a token: signature by this key, `exp` in the future.
@@ -242,6 +249,17 @@ impl TokenKeys {
         }
         Ok(Arc::new(TokenClaims::new(Input::new(claims))))
     }
+}
+
+/// A token as [`TokenKeys::sign`] made it: the compact JWS, and its three
+/// segments before base64url (what the session record stores, so that
+/// `/attest` does not decode what it has just encoded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedToken {
+    pub compact: String,
+    pub header: Vec<u8>,
+    pub payload: Vec<u8>,
+    pub signature: Vec<u8>,
 }
 
 /// AR4SI tiers → EAR status of one submod.
@@ -378,7 +396,16 @@ mod tests {
         let keys = TokenKeys::load_or_create(&store, &kek).await.unwrap();
         let again = TokenKeys::load_or_create(&store, &kek).await.unwrap();
         assert_eq!(keys.jwks(), again.jwks(), "one key per store");
-        let (t, claims) = keys.sign(Input::new(json!({"exp": 200, "x": 1}))).unwrap();
+        let (signed, claims) = keys.sign(Input::new(json!({"exp": 200, "x": 1}))).unwrap();
+        let t = signed.compact.clone();
+        // The segments as signed are the token's, before base64url.
+        assert_eq!(
+            t,
+            [&signed.header, &signed.payload, &signed.signature]
+                .map(|seg| B64URL.encode(seg))
+                .join(".")
+        );
+        assert_eq!(signed.signature.len(), 64);
         assert_eq!(claim(&claims, "x"), 1);
         // Kept by the issuer in regorus form only.
         assert!(claims.input().json().is_none());
@@ -405,6 +432,7 @@ mod tests {
                 keys.sign(Input::new(json!({"exp": 200, "i": i})))
                     .unwrap()
                     .0
+                    .compact
             })
             .collect();
         {

@@ -25,8 +25,8 @@ use crate::policy::{
     DEFAULT_ATTESTATION_POLICY, DEFAULT_CPU_POLICY_ID, DEFAULT_RESOURCE_POLICY, Input, Prepared,
     Rule, ear_input, reference_data,
 };
-use crate::session::Session;
-use crate::store::Namespace;
+use crate::session::{RecordError, Session};
+use crate::store::{Namespace, session_key};
 use crate::token::{Submod, ear_claims, ear_status};
 use crate::verifiers::InitDataDigest;
 
@@ -215,30 +215,22 @@ pub(crate) async fn policy(
     })
 }
 
-/// The store key of a session: its expiry (16 hex digits) before its
-/// nonce, so that sessions are stored in the order they end. Both are in
-/// the sealed cookie, so every request of the session knows the key. With
-/// the bare (random) nonce as key, each insert landed on a random leaf of
-/// the store's B-tree: under load every group commit copied a different
-/// page per session, and the pages touched grew with the table (hundreds
-/// of thousands of sessions at steady state); in expiry order the inserts
-/// of a commit share the last leaves, and expired sessions are the first
-/// keys of the table.
-fn session_key(expires: i64, nonce: &str) -> String {
-    format!("{expires:016x}.{nonce}")
-}
-
 /// Uses a challenge: exactly one request (on any replica) creates the
 /// record keyed by its nonce (and expiry), in one store write; every
 /// other request with the same challenge gets 409, whatever its evidence.
-async fn use_challenge(b: &Broker, nonce: &str, session: &Session) -> Result<(), ApiError> {
-    let record = session.encode().map_err(|e| {
+async fn use_challenge(
+    b: &Broker,
+    nonce: &str,
+    expires: i64,
+    record: Result<Vec<u8>, RecordError>,
+) -> Result<(), ApiError> {
+    let record = record.map_err(|e| {
         tracing::error!(error = %e, "encoding a session record failed");
         ApiError::Internal
     })?;
-    let key = session_key(session.expires(), nonce);
+    let key = session_key(expires, nonce);
     if b.store
-        .insert_expiring(Namespace::Sessions, &key, record, session.expires())
+        .insert_expiring(Namespace::Sessions, &key, record, expires)
         .await?
     {
         Ok(())
@@ -303,7 +295,7 @@ pub(crate) async fn attest(
         Ok(c) => c,
         Err(r) => {
             // Failed evidence uses the challenge too (no second try).
-            use_challenge(&b, &nonce, &Session::Consumed { expires }).await?;
+            use_challenge(&b, &nonce, expires, Session::Consumed { expires }.encode()).await?;
             b.metrics
                 .attestations
                 .with_label_values(&[tee.as_str(), "rejected"])
@@ -353,7 +345,7 @@ pub(crate) async fn attest(
     {
         Ok(devices) => submods.extend(devices),
         Err(e @ ApiError::AttestationFailed(_)) => {
-            use_challenge(&b, &nonce, &Session::Consumed { expires }).await?;
+            use_challenge(&b, &nonce, expires, Session::Consumed { expires }.encode()).await?;
             return Err(e);
         }
         Err(e) => return Err(e),
@@ -385,19 +377,14 @@ pub(crate) async fn attest(
         b.cfg.token_ttl_secs as i64,
         b.cfg.token_dotted_claims,
     );
-    let (token, _) = b.tokens.sign(ear_input(ear, &converted)).map_err(|e| {
+    let (signed, _) = b.tokens.sign(ear_input(ear, &converted)).map_err(|e| {
         tracing::error!(error = %e, "token signing failed");
         ApiError::Internal
     })?;
-    use_challenge(
-        &b,
-        &nonce,
-        &Session::Attested {
-            token: token.clone(),
-            expires,
-        },
-    )
-    .await?;
+    let record =
+        Session::attested_record(expires, &signed.header, &signed.payload, &signed.signature);
+    use_challenge(&b, &nonce, expires, record).await?;
+    let token = signed.compact;
     for (tee, status) in &labels {
         b.metrics
             .attestations
@@ -499,6 +486,22 @@ async fn device_submods(
     Ok(out)
 }
 
+/// The stored record of a cookie's session: under its key
+/// ([`session_key`]: expiry and nonce), or, for a session that attested to
+/// a replica of an earlier version during a rolling upgrade, under the bare
+/// nonce (the key those versions used). The second read happens only when
+/// the first finds nothing.
+async fn session_record(
+    b: &Broker,
+    challenge: &SealedChallenge,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    let key = session_key(challenge.expires, &challenge.nonce);
+    if let Some(raw) = b.store.get(Namespace::Sessions, &key).await? {
+        return Ok(Some(raw));
+    }
+    Ok(b.store.get(Namespace::Sessions, &challenge.nonce).await?)
+}
+
 /// `GET /kbs/v0/resource/<repo>/<type>/<tag>`.
 pub(crate) async fn get_resource(
     State(b): State<AppState>,
@@ -516,12 +519,7 @@ pub(crate) async fn get_resource(
             })?;
             let challenge = open_cookie(&b, &id)
                 .ok_or_else(|| ApiError::Unauthenticated("unknown session".into()))?;
-            let raw = b
-                .store
-                .get(
-                    Namespace::Sessions,
-                    &session_key(challenge.expires, &challenge.nonce),
-                )
+            let raw = session_record(&b, &challenge)
                 .await?
                 .ok_or_else(|| ApiError::Unauthenticated("session has not attested".into()))?;
             let session = Session::decode(&raw).map_err(|e| {
@@ -598,4 +596,66 @@ pub(crate) async fn get_resource(
         .with_label_values(&["released"])
         .inc();
     Ok((StatusCode::OK, Json(out)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::store::embedded::EmbeddedStore;
+
+    /// A cookie's session is read under its key, or under the bare nonce
+    /// when it attested to a replica of an earlier version (rolling
+    /// upgrade); the current key wins when both exist.
+    #[tokio::test]
+    async fn cookie_sessions_are_found_under_the_current_or_the_earlier_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let b = Broker::with_store(cfg, store).await.unwrap();
+        let sealed = SealedChallenge {
+            tee: "snp".into(),
+            nonce: "bm9uY2Ugb2YgYSBzZXNzaW9u".into(),
+            expires: now() + 60,
+        };
+        let c = open_cookie(&b, &seal_cookie(&b, &sealed).unwrap()).unwrap();
+        assert_eq!(
+            (c.tee.as_str(), c.nonce.as_str(), c.expires),
+            ("snp", sealed.nonce.as_str(), sealed.expires)
+        );
+        assert_eq!(session_record(&b, &c).await.unwrap(), None);
+        b.store
+            .put_expiring(
+                Namespace::Sessions,
+                &c.nonce,
+                b"earlier".to_vec(),
+                c.expires,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            session_record(&b, &c).await.unwrap(),
+            Some(b"earlier".to_vec())
+        );
+        let key = session_key(c.expires, &c.nonce);
+        assert!(
+            b.store
+                .insert_expiring(Namespace::Sessions, &key, b"current".to_vec(), c.expires)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            session_record(&b, &c).await.unwrap(),
+            Some(b"current".to_vec())
+        );
+        // A cookie sealed for another broker, or altered, opens to nothing.
+        let mut forged = seal_cookie(&b, &sealed).unwrap();
+        forged.replace_range(10..11, if &forged[10..11] == "A" { "B" } else { "A" });
+        assert!(open_cookie(&b, &forged).is_none());
+    }
 }

@@ -31,13 +31,20 @@ use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
 
-use super::{ALL_NAMESPACES as ALL, Namespace, Store, StoreError};
+use super::{
+    ALL_NAMESPACES as ALL, Namespace, Store, StoreError, check_session_key, session_key_expiry,
+};
 
 fn table(ns: Namespace) -> TableDefinition<'static, &'static str, &'static [u8]> {
     TableDefinition::new(ns.name())
 }
 
-/// Expiry times (Unix seconds) of expiring records, keyed `<ns>/<key>`.
+/// Expiry times (Unix seconds) of expiring records, keyed `<ns>/<key>`;
+/// not for sessions whose key names its expiry
+/// ([`super::session_key`]): those are found by key order, so a
+/// handshake's insert writes one table, and a sweep reads only the
+/// sessions it deletes (with the index it read every live session's
+/// entry, hundreds of thousands at steady state, once a minute).
 const EXPIRY: TableDefinition<'static, &'static str, i64> = TableDefinition::new("expiry");
 
 fn expiry_key(ns: Namespace, key: &str) -> String {
@@ -47,6 +54,9 @@ fn expiry_key(ns: Namespace, key: &str) -> String {
 /// Most expired records deleted per write transaction, so that a sweep
 /// never holds redb's single writer for long.
 const SWEEP_BATCH: usize = 512;
+
+/// redb's default page cache size.
+const DEFAULT_CACHE_BYTES: usize = 1 << 30;
 
 /// Most session inserts committed in one transaction.
 const GROUP_COMMIT_MAX: usize = 256;
@@ -136,14 +146,79 @@ fn insert_batch(db: &Database, batch: &[PendingInsert]) -> Result<Vec<bool>, Sto
                 created.push(false);
             } else {
                 t.insert(p.key.as_str(), p.value.as_slice()).map_err(err)?;
-                e.insert(expiry_key(ns, &p.key).as_str(), p.expires_at)
-                    .map_err(err)?;
+                if session_key_expiry(&p.key).is_none() {
+                    e.insert(expiry_key(ns, &p.key).as_str(), p.expires_at)
+                        .map_err(err)?;
+                }
                 created.push(true);
             }
         }
     }
     txn.commit().map_err(err)?;
     Ok(created)
+}
+
+/// Deletes up to [`SWEEP_BATCH`] sessions whose key names an expiry before
+/// `now`: the first keys of the table. Keys of earlier versions (bare
+/// nonces) that sort among them are passed over; the index sweeps them.
+/// Durable, as every sweep: lets redb reuse the pages that the
+/// non-durable session commits freed.
+fn sweep_named(db: &Database, now: i64) -> Result<usize, StoreError> {
+    let txn = db.begin_write().map_err(err)?;
+    let n = {
+        let mut t = txn.open_table(table(Namespace::Sessions)).map_err(err)?;
+        // Every key below the bare expiry names an earlier one (or none).
+        let bound = format!("{now:016x}");
+        let mut doomed = Vec::new();
+        for item in t.range(..bound.as_str()).map_err(err)? {
+            let (k, _) = item.map_err(err)?;
+            if session_key_expiry(k.value()).is_some_and(|at| at < now) {
+                doomed.push(k.value().to_string());
+                if doomed.len() == SWEEP_BATCH {
+                    break;
+                }
+            }
+        }
+        for key in &doomed {
+            t.remove(key.as_str()).map_err(err)?;
+        }
+        doomed.len()
+    };
+    txn.commit().map_err(err)?;
+    Ok(n)
+}
+
+/// Deletes up to [`SWEEP_BATCH`] records of `ns` whose indexed expiry
+/// (the [`EXPIRY`] table) is before `now`.
+fn sweep_indexed(db: &Database, ns: Namespace, now: i64) -> Result<usize, StoreError> {
+    let prefix = expiry_key(ns, "");
+    // Durable: lets redb reuse the pages that earlier non-durable session
+    // commits freed.
+    let txn = db.begin_write().map_err(err)?;
+    let n = {
+        let mut e = txn.open_table(EXPIRY).map_err(err)?;
+        let mut t = txn.open_table(table(ns)).map_err(err)?;
+        let mut doomed = Vec::new();
+        for item in e.range(prefix.as_str()..).map_err(err)? {
+            let (k, at) = item.map_err(err)?;
+            let Some(key) = k.value().strip_prefix(prefix.as_str()) else {
+                break;
+            };
+            if at.value() < now {
+                doomed.push((k.value().to_string(), key.to_string()));
+                if doomed.len() == SWEEP_BATCH {
+                    break;
+                }
+            }
+        }
+        for (ek, key) in &doomed {
+            e.remove(ek.as_str()).map_err(err)?;
+            t.remove(key.as_str()).map_err(err)?;
+        }
+        doomed.len()
+    };
+    txn.commit().map_err(err)?;
+    Ok(n)
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -160,10 +235,20 @@ fn begin_write(db: &Database, ns: Namespace) -> Result<WriteTransaction, StoreEr
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) `dir/veil.redb`.
+    /// Opens (or creates) `dir/veil.redb` with redb's default page cache
+    /// (1 GiB at most).
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens (or creates) `dir/veil.redb`, caching at most `cache_bytes`
+    /// of its pages in memory.
+    pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError(format!("{}: {e}", dir.display())))?;
-        let db = Database::create(dir.join("veil.redb")).map_err(err)?;
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(dir.join("veil.redb"))
+            .map_err(err)?;
         let txn = db.begin_write().map_err(err)?;
         for ns in ALL {
             txn.open_table(table(ns)).map_err(err)?;
@@ -201,6 +286,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn put(&self, ns: Namespace, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        check_session_key(ns, key, None)?;
         let key = key.to_string();
         self.blocking(move |db| {
             let txn = begin_write(db, ns)?;
@@ -222,15 +308,18 @@ impl Store for EmbeddedStore {
         value: Vec<u8>,
         expires_at: i64,
     ) -> Result<(), StoreError> {
+        check_session_key(ns, key, Some(expires_at))?;
         let key = key.to_string();
         self.blocking(move |db| {
             let txn = begin_write(db, ns)?;
             {
                 let mut t = txn.open_table(table(ns)).map_err(err)?;
                 t.insert(key.as_str(), value.as_slice()).map_err(err)?;
-                let mut e = txn.open_table(EXPIRY).map_err(err)?;
-                e.insert(expiry_key(ns, &key).as_str(), expires_at)
-                    .map_err(err)?;
+                if ns != Namespace::Sessions || session_key_expiry(&key).is_none() {
+                    let mut e = txn.open_table(EXPIRY).map_err(err)?;
+                    e.insert(expiry_key(ns, &key).as_str(), expires_at)
+                        .map_err(err)?;
+                }
             }
             txn.commit().map_err(err)
         })
@@ -239,40 +328,17 @@ impl Store for EmbeddedStore {
 
     async fn sweep_expired(&self, ns: Namespace, now: i64) -> Result<u64, StoreError> {
         let mut total = 0u64;
+        if ns == Namespace::Sessions {
+            loop {
+                let deleted = self.blocking(move |db| sweep_named(db, now)).await?;
+                total = total.saturating_add(deleted as u64);
+                if deleted < SWEEP_BATCH {
+                    break;
+                }
+            }
+        }
         loop {
-            let deleted = self
-                .blocking(move |db| {
-                    let prefix = expiry_key(ns, "");
-                    // Durable: lets redb reuse the pages that earlier
-                    // non-durable session commits freed.
-                    let txn = db.begin_write().map_err(err)?;
-                    let mut n = 0usize;
-                    {
-                        let mut e = txn.open_table(EXPIRY).map_err(err)?;
-                        let mut t = txn.open_table(table(ns)).map_err(err)?;
-                        let mut doomed = Vec::new();
-                        for item in e.range(prefix.as_str()..).map_err(err)? {
-                            let (k, at) = item.map_err(err)?;
-                            let Some(key) = k.value().strip_prefix(prefix.as_str()) else {
-                                break;
-                            };
-                            if at.value() < now {
-                                doomed.push((k.value().to_string(), key.to_string()));
-                                if doomed.len() == SWEEP_BATCH {
-                                    break;
-                                }
-                            }
-                        }
-                        for (ek, key) in &doomed {
-                            e.remove(ek.as_str()).map_err(err)?;
-                            t.remove(key.as_str()).map_err(err)?;
-                        }
-                        n = n.saturating_add(doomed.len());
-                    }
-                    txn.commit().map_err(err)?;
-                    Ok(n)
-                })
-                .await?;
+            let deleted = self.blocking(move |db| sweep_indexed(db, ns, now)).await?;
             total = total.saturating_add(deleted as u64);
             if deleted < SWEEP_BATCH {
                 return Ok(total);
@@ -390,6 +456,7 @@ impl Store for EmbeddedStore {
         value: Vec<u8>,
         expires_at: i64,
     ) -> Result<bool, StoreError> {
+        check_session_key(ns, key, Some(expires_at))?;
         let key = key.to_string();
         if ns == Namespace::Sessions {
             let (done, _) = tokio::sync::oneshot::channel();
@@ -463,9 +530,15 @@ mod tests {
                 let s = s.clone();
                 let value = value.clone();
                 async move {
-                    // Already expired: the next sweep deletes them.
-                    s.insert_expiring(Namespace::Sessions, &format!("r{round}-{i}"), value, 0)
-                        .await
+                    // Already expired: the next sweep deletes them. Half
+                    // the keys name their expiry, half are bare (indexed).
+                    let key = format!("r{round}-{i}");
+                    let key = if i % 2 == 0 {
+                        crate::store::session_key(0, &key)
+                    } else {
+                        key
+                    };
+                    s.insert_expiring(Namespace::Sessions, &key, value, 0).await
                 }
             });
             for r in futures_util::future::join_all(inserts).await {

@@ -40,6 +40,39 @@ impl Namespace {
     }
 }
 
+/// The store key of a session: its expiry (Unix seconds, 16 lowercase hex
+/// digits), a dot, and its nonce. Sessions are then stored in the order
+/// they end: the inserts of a busy minute share the table's last leaves
+/// instead of landing on random ones, and the expired sessions are the
+/// first keys of the table, so a store can find them by key order without
+/// an index (the embedded store does; [`Store::sweep_expired`]).
+pub fn session_key(expires_at: i64, nonce: &str) -> String {
+    format!("{expires_at:016x}.{nonce}")
+}
+
+/// The expiry a session key names, when it has the form of
+/// [`session_key`] (keys of earlier versions were bare nonces: `None`).
+pub fn session_key_expiry(key: &str) -> Option<i64> {
+    let (hex, _) = key.split_at_checked(16)?;
+    if key.as_bytes().get(16) != Some(&b'.')
+        || !hex.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return None;
+    }
+    i64::from_str_radix(hex, 16).ok()
+}
+
+/// A session key that names an expiry must be written with that expiry
+/// (and only as an expiring record): stores may sweep it by its name.
+fn check_session_key(ns: Namespace, key: &str, expires_at: Option<i64>) -> Result<(), StoreError> {
+    match (ns, session_key_expiry(key)) {
+        (Namespace::Sessions, Some(named)) if Some(named) != expires_at => Err(StoreError(
+            format!("session key {key:?} names an expiry other than the record's"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A store failure. The message is for the log, never for clients.
 #[derive(Debug, thiserror::Error)]
 #[error("store: {0}")]
@@ -57,7 +90,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Every record of a namespace, sorted by key, in one read.
     async fn scan(&self, ns: Namespace) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     /// Stores a record that [`Store::sweep_expired`] deletes once
-    /// `expires_at` (Unix seconds) has passed. Used for sessions.
+    /// `expires_at` (Unix seconds) has passed. Used for sessions. A session
+    /// key made by [`session_key`] must name `expires_at` (and may not be
+    /// written by [`Store::put`]): an error otherwise.
     async fn put_expiring(
         &self,
         ns: Namespace,
@@ -254,6 +289,67 @@ pub(crate) mod conformance {
             s.sweep_expired(Namespace::Sessions, 200).await.unwrap(),
             1200
         );
+        // Keys that name their expiry (`session_key`): swept at that time
+        // and not before, in batches, beside bare keys; a key naming
+        // another expiry, or written as a lasting record, is refused.
+        let named = |at: i64, i: usize| super::session_key(at, &format!("n{i}"));
+        assert!(
+            s.insert_expiring(Namespace::Sessions, &named(150, 0), vec![1], 149)
+                .await
+                .is_err()
+        );
+        assert!(
+            s.put_expiring(Namespace::Sessions, &named(150, 0), vec![1], 151)
+                .await
+                .is_err()
+        );
+        assert!(
+            s.put(Namespace::Sessions, &named(150, 0), vec![1])
+                .await
+                .is_err()
+        );
+        for i in 0..1100 {
+            let at = if i % 2 == 0 { 150 } else { 250 };
+            assert!(
+                s.insert_expiring(Namespace::Sessions, &named(at, i), vec![2], at)
+                    .await
+                    .unwrap()
+            );
+        }
+        assert!(
+            !s.insert_expiring(Namespace::Sessions, &named(150, 0), vec![9], 150)
+                .await
+                .unwrap()
+        );
+        // A bare key that sorts before every named one ('+' < '0').
+        s.put_expiring(Namespace::Sessions, "+bare", vec![3], 240)
+            .await
+            .unwrap();
+        assert_eq!(s.sweep_expired(Namespace::Sessions, 150).await.unwrap(), 0);
+        assert_eq!(
+            s.sweep_expired(Namespace::Sessions, 151).await.unwrap(),
+            550
+        );
+        assert_eq!(
+            s.get(Namespace::Sessions, &named(150, 0)).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            s.get(Namespace::Sessions, &named(250, 1)).await.unwrap(),
+            Some(vec![2])
+        );
+        assert_eq!(
+            s.get(Namespace::Sessions, "+bare").await.unwrap(),
+            Some(vec![3])
+        );
+        assert_eq!(
+            s.sweep_expired(Namespace::Sessions, 251).await.unwrap(),
+            551
+        );
+        assert_eq!(
+            s.list(Namespace::Sessions).await.unwrap(),
+            vec!["forever", "later"]
+        );
         assert!(s.delete(Namespace::Resources, "a/b/c").await.unwrap());
         assert!(!s.delete(Namespace::Resources, "a/b/c").await.unwrap());
         s.put(Namespace::Policies, "p", b"rego".to_vec())
@@ -287,5 +383,33 @@ pub(crate) mod conformance {
             s.get(Namespace::Resources, "a/b/a").await.unwrap(),
             Some(b"v0".to_vec())
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{session_key, session_key_expiry};
+
+    #[test]
+    fn session_keys_name_their_expiry_and_sort_by_it() {
+        let k = session_key(1_764_000_000, "bm9uY2U=");
+        assert_eq!(k, "0000000069248100.bm9uY2U=");
+        assert_eq!(session_key_expiry(&k), Some(1_764_000_000));
+        assert!(session_key(9, "z") < session_key(10, "a"));
+        assert!(session_key(255, "+") < session_key(256, "+"));
+        // Bare nonces (earlier versions) and near misses name no expiry.
+        for k in [
+            "bm9uY2U=",
+            "",
+            "00000000692481",
+            "00000000692481000bm9uY2U=",
+            "0000000069248100",
+            "00000000692481A0.n",
+            "+0000000692481000.n",
+            "ffffffffffffffff.n",
+            "0000000069248100é.n",
+        ] {
+            assert_eq!(session_key_expiry(k), None, "{k:?}");
+        }
     }
 }

@@ -33,7 +33,7 @@ use prometheus::{IntGauge, Opts};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Row};
 
-use super::{ChangeEvent, Namespace, Store, StoreError};
+use super::{ChangeEvent, Namespace, Store, StoreError, check_session_key};
 use crate::config::redact_url;
 
 /// Embedded migrations (`crates/broker/migrations`). sqlx takes a
@@ -224,6 +224,7 @@ impl Store for PgStore {
     }
 
     async fn put(&self, ns: Namespace, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        check_session_key(ns, key, None)?;
         let q = if ns == Namespace::Sessions {
             sqlx::query(
                 "INSERT INTO veil_sessions (id, value, expires_at) VALUES ($1, $2, NULL) \
@@ -251,6 +252,7 @@ impl Store for PgStore {
         expires_at: i64,
     ) -> Result<(), StoreError> {
         only_sessions_expire(ns)?;
+        check_session_key(ns, key, Some(expires_at))?;
         let q = sqlx::query(
             "INSERT INTO veil_sessions (id, value, expires_at) VALUES ($1, $2, $3) \
              ON CONFLICT (id) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at",
@@ -409,6 +411,7 @@ impl Store for PgStore {
         expires_at: i64,
     ) -> Result<bool, StoreError> {
         only_sessions_expire(ns)?;
+        check_session_key(ns, key, Some(expires_at))?;
         // The primary key decides: of concurrent inserts (on any replica)
         // one creates the row, the others do nothing.
         let q = sqlx::query(
