@@ -43,13 +43,11 @@ struct Row {
 fn cpu_secs() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let f: Vec<f64> = after
-        .split_whitespace()
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    // Fields 14 and 15 of stat(5) (utime, stime) are the 12th and 13th
-    // after the command name; clock ticks of 1/100 s.
-    match (f.get(11), f.get(12)) {
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of proc_pid_stat(5) (utime, stime), counted from the
+    // state (field 3) after the command name; clock ticks of 1/100 s.
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
         (Some(u), Some(s)) => (u + s) / 100.0,
         _ => f64::NAN,
     }

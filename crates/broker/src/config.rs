@@ -24,9 +24,9 @@ pub struct Config {
     /// PostgreSQL pool and migration settings.
     pub database: DatabaseConfig,
     /// Memory the embedded store may use to cache its file's pages, in
-    /// MiB (redb's default, 1024). Under steady handshake load the cache
-    /// fills with sessions; lower it to bound the broker's memory (its
-    /// hot pages are the newest sessions and the policies, a few MiB).
+    /// MiB (default 256). Under steady handshake load the cache fills with
+    /// sessions; the pages read again are the newest sessions and the
+    /// policies.
     pub embedded_cache_mb: u64,
     /// File holding the 32-byte key-encryption key (hex). When empty, the
     /// `VEIL_KEK` environment variable (hex) is used, else a key file
@@ -185,7 +185,7 @@ impl Default for Config {
             data_dir: PathBuf::from("/var/lib/veil"),
             database_url: String::new(),
             database: DatabaseConfig::default(),
-            embedded_cache_mb: 1024,
+            embedded_cache_mb: crate::store::embedded::DEFAULT_CACHE_MB,
             kek_file: None,
             tls_cert: None,
             tls_key: None,
@@ -405,7 +405,7 @@ mod tests {
             dangerous_allow_unauthenticated_admin: true,
             ..Config::default()
         };
-        assert_eq!(base.embedded_cache_mb, 1024);
+        assert_eq!(base.embedded_cache_mb, 256);
         assert!(base.validate().is_ok());
         for bad in [0, (1 << 20) + 1] {
             let c = Config {

@@ -55,8 +55,13 @@ fn expiry_key(ns: Namespace, key: &str) -> String {
 /// never holds redb's single writer for long.
 const SWEEP_BATCH: usize = 512;
 
-/// redb's default page cache size.
-const DEFAULT_CACHE_BYTES: usize = 1 << 30;
+/// The page cache's default size, in MiB (`embedded_cache_mb`). redb's
+/// own default is 1 GiB, which a busy broker fills with sessions within
+/// minutes (≈ 3.1 KB each, 300 s each); the pages it reads again are the
+/// newest sessions and the policies. With 64 MiB the broker's memory after
+/// 30 s at 64 guests was 129 MB instead of 242–285 MB, at the same
+/// handshake rate (BENCHMARKS.md).
+pub const DEFAULT_CACHE_MB: u64 = 256;
 
 /// Most session inserts committed in one transaction.
 const GROUP_COMMIT_MAX: usize = 256;
@@ -235,10 +240,10 @@ fn begin_write(db: &Database, ns: Namespace) -> Result<WriteTransaction, StoreEr
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) `dir/veil.redb` with redb's default page cache
-    /// (1 GiB at most).
+    /// Opens (or creates) `dir/veil.redb` with the default page cache
+    /// ([`DEFAULT_CACHE_MB`]).
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+        Self::open_with_cache(dir, (DEFAULT_CACHE_MB as usize) << 20)
     }
 
     /// Opens (or creates) `dir/veil.redb`, caching at most `cache_bytes`
