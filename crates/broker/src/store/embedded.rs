@@ -189,7 +189,13 @@ fn sweep_named(db: &Database, now: i64) -> Result<usize, StoreError> {
         }
         doomed.len()
     };
-    txn.commit().map_err(err)?;
+    if n == 0 {
+        // Nothing to delete: no commit, no fsync (the index sweep that
+        // follows commits durably in any case).
+        txn.abort().map_err(err)?;
+    } else {
+        txn.commit().map_err(err)?;
+    }
     Ok(n)
 }
 
