@@ -258,17 +258,10 @@ impl Input {
     /// was not yet): half the memory for inputs kept long, and the JSON
     /// tree is freed at once rather than when the input is.
     pub fn into_rego_only(self) -> Self {
-        let rego = match self.rego.into_inner() {
-            Some(r) => r,
-            None => self
-                .json
-                .as_ref()
-                .map(to_rego)
-                .unwrap_or(regorus::Value::Undefined),
-        };
+        self.rego();
         Input {
             json: None,
-            rego: std::sync::OnceLock::from(rego),
+            rego: self.rego,
         }
     }
 

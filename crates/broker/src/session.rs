@@ -13,9 +13,9 @@
 //! level 1 made ≈ 1.6 KB records but no smaller store: sessions are
 //! written in key order, the B-tree's leaves split half full and keep one
 //! record each, and compression cost 3 % of the broker's CPU.) The token
-//! is rebuilt byte for byte on read (base64url without padding is
-//! canonical for given bytes, and a token whose segments do not decode
-//! canonically is refused when the record is written) and verified as
+//! is rebuilt byte for byte on read (the record is written from the
+//! segments the token was encoded from, `token::SignedToken`, and
+//! base64url without padding is canonical for given bytes) and verified as
 //! before, so a record changed in the store is caught by the token's
 //! signature.
 //!
@@ -60,15 +60,14 @@ pub(crate) enum RecordError {
 }
 
 impl Session {
-    /// The stored form.
+    /// The stored form, from a session as [`Session::decode`] returns it
+    /// (its inverse, for the tests; the broker writes records with
+    /// [`Session::consumed_record`] and [`Session::attested_record`]). A
+    /// token whose segments would not decode canonically is refused.
+    #[cfg(test)]
     pub(crate) fn encode(&self) -> Result<Vec<u8>, RecordError> {
         match self {
-            Session::Consumed { expires } => {
-                let mut out = Vec::with_capacity(9);
-                out.push(CONSUMED);
-                out.extend_from_slice(&expires.to_be_bytes());
-                Ok(out)
-            }
+            Session::Consumed { expires } => Ok(Self::consumed_record(*expires)),
             Session::Attested { token, expires } => {
                 let mut parts = token.split('.');
                 let (Some(h), Some(p), Some(s), None) =
@@ -81,6 +80,14 @@ impl Session {
                 Self::attested_record(*expires, &header, &payload, &sig)
             }
         }
+    }
+
+    /// The stored form of [`Session::Consumed`].
+    pub(crate) fn consumed_record(expires: i64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(9);
+        out.push(CONSUMED);
+        out.extend_from_slice(&expires.to_be_bytes());
+        out
     }
 
     /// The stored form of [`Session::Attested`] from the token's segments

@@ -39,6 +39,15 @@ impl TokenClaims {
         TokenClaims { input, tee_pubkey }
     }
 
+    /// The same claims with the input in regorus form only
+    /// ([`Input::into_rego_only`]): how the issuing replica keeps them.
+    fn into_rego_only(self) -> Self {
+        TokenClaims {
+            input: self.input.into_rego_only(),
+            tee_pubkey: self.tee_pubkey,
+        }
+    }
+
     /// The claims as a policy input.
     pub fn input(&self) -> &Input {
         &self.input
@@ -183,11 +192,7 @@ impl TokenKeys {
             .to_vec();
         let token = format!("{signing_input}.{}", B64URL.encode(&signature));
         let exp = json.get("exp").and_then(Value::as_i64);
-        let tee_pubkey = tee_pubkey(json).cloned();
-        let claims = Arc::new(TokenClaims {
-            input: claims.into_rego_only(),
-            tee_pubkey,
-        });
+        let claims = Arc::new(TokenClaims::new(claims).into_rego_only());
         if let Some(exp) = exp {
             let hash = token_hash(&token);
             let evicted = match self.issued.lock() {

@@ -25,7 +25,7 @@ use crate::policy::{
     DEFAULT_ATTESTATION_POLICY, DEFAULT_CPU_POLICY_ID, DEFAULT_RESOURCE_POLICY, Input, Prepared,
     Rule, ear_input, reference_data,
 };
-use crate::session::{RecordError, Session};
+use crate::session::Session;
 use crate::store::{Namespace, session_key};
 use crate::token::{Submod, ear_claims, ear_status};
 use crate::verifiers::InitDataDigest;
@@ -222,12 +222,8 @@ async fn use_challenge(
     b: &Broker,
     nonce: &str,
     expires: i64,
-    record: Result<Vec<u8>, RecordError>,
+    record: Vec<u8>,
 ) -> Result<(), ApiError> {
-    let record = record.map_err(|e| {
-        tracing::error!(error = %e, "encoding a session record failed");
-        ApiError::Internal
-    })?;
     let key = session_key(expires, nonce);
     if b.store
         .insert_expiring(Namespace::Sessions, &key, record, expires)
@@ -295,7 +291,7 @@ pub(crate) async fn attest(
         Ok(c) => c,
         Err(r) => {
             // Failed evidence uses the challenge too (no second try).
-            use_challenge(&b, &nonce, expires, Session::Consumed { expires }.encode()).await?;
+            use_challenge(&b, &nonce, expires, Session::consumed_record(expires)).await?;
             b.metrics
                 .attestations
                 .with_label_values(&[tee.as_str(), "rejected"])
@@ -345,7 +341,7 @@ pub(crate) async fn attest(
     {
         Ok(devices) => submods.extend(devices),
         Err(e @ ApiError::AttestationFailed(_)) => {
-            use_challenge(&b, &nonce, expires, Session::Consumed { expires }.encode()).await?;
+            use_challenge(&b, &nonce, expires, Session::consumed_record(expires)).await?;
             return Err(e);
         }
         Err(e) => return Err(e),
@@ -382,7 +378,11 @@ pub(crate) async fn attest(
         ApiError::Internal
     })?;
     let record =
-        Session::attested_record(expires, &signed.header, &signed.payload, &signed.signature);
+        Session::attested_record(expires, &signed.header, &signed.payload, &signed.signature)
+            .map_err(|e| {
+                tracing::error!(error = %e, "encoding a session record failed");
+                ApiError::Internal
+            })?;
     use_challenge(&b, &nonce, expires, record).await?;
     let token = signed.compact;
     for (tee, status) in &labels {

@@ -51,6 +51,12 @@ fn expiry_key(ns: Namespace, key: &str) -> String {
     format!("{}/{key}", ns.name())
 }
 
+/// Whether an expiring record of `ns` under `key` has an entry in
+/// [`EXPIRY`]: all but sessions whose key names its expiry.
+fn indexed(ns: Namespace, key: &str) -> bool {
+    ns != Namespace::Sessions || session_key_expiry(key).is_none()
+}
+
 /// Most expired records deleted per write transaction, so that a sweep
 /// never holds redb's single writer for long.
 const SWEEP_BATCH: usize = 512;
@@ -151,7 +157,7 @@ fn insert_batch(db: &Database, batch: &[PendingInsert]) -> Result<Vec<bool>, Sto
                 created.push(false);
             } else {
                 t.insert(p.key.as_str(), p.value.as_slice()).map_err(err)?;
-                if session_key_expiry(&p.key).is_none() {
+                if indexed(ns, &p.key) {
                     e.insert(expiry_key(ns, &p.key).as_str(), p.expires_at)
                         .map_err(err)?;
                 }
@@ -326,7 +332,7 @@ impl Store for EmbeddedStore {
             {
                 let mut t = txn.open_table(table(ns)).map_err(err)?;
                 t.insert(key.as_str(), value.as_slice()).map_err(err)?;
-                if ns != Namespace::Sessions || session_key_expiry(&key).is_none() {
+                if indexed(ns, &key) {
                     let mut e = txn.open_table(EXPIRY).map_err(err)?;
                     e.insert(expiry_key(ns, &key).as_str(), expires_at)
                         .map_err(err)?;
