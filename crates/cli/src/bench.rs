@@ -98,6 +98,15 @@ pub struct BrokerBench {
     /// its CPU time per handshake (read from /proc).
     #[arg(long)]
     pub broker_pid: Option<u32>,
+    /// Write every measured handshake as `<target> <concurrency> <start ms>
+    /// <latency ms>` (start from the level's measured window) to this file,
+    /// to see when slow handshakes happen.
+    #[arg(long)]
+    pub latency_log: Option<PathBuf>,
+    /// Seconds per part of the floor measurement (ES256 signature, JWE,
+    /// HTTP exchanges alone; see `bench_floor`); 0 skips it.
+    #[arg(long, default_value_t = 2.0)]
+    pub floor_secs: f64,
 }
 
 /// Threads of in-process brokers' runtimes carry this name.
@@ -159,6 +168,19 @@ fn cpu_secs(dir: &std::path::Path, which: Threads) -> Option<f64> {
             }
         }
         total += thread_cpu_secs(&path).unwrap_or(0.0);
+    }
+    Some(total)
+}
+
+/// CPU seconds used so far by this process's threads named `name`.
+pub(crate) fn named_cpu_secs(name: &str) -> Option<f64> {
+    let mut total = 0.0;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim_end() == name {
+            total += thread_cpu_secs(&path).unwrap_or(0.0);
+        }
     }
     Some(total)
 }
@@ -309,6 +331,12 @@ async fn broker_bench(a: BrokerBench) -> Result<(), String> {
     if let Some(v) = verify_rate {
         println!("verification only (parse + verify, chain cached, 1 core): {v:.0}/s");
     }
+    let guests = NamedRuntime::with_threads(GUEST_THREAD, a.guest_threads)?;
+    if a.floor_secs > 0.0
+        && let Some(t) = targets.first()
+    {
+        floor(&a, t, &source, verify_rate, guests.handle()?).await?;
+    }
     println!(
         "{:<12} {:>11} {:>12} {:>9} {:>9} {:>9} {:>8} {:>10} {:>15} {:>14} {:>14}",
         "broker",
@@ -323,7 +351,6 @@ async fn broker_bench(a: BrokerBench) -> Result<(), String> {
         "vs verify/CPU",
         "guest CPU/hs"
     );
-    let guests = NamedRuntime::with_threads(GUEST_THREAD, a.guest_threads)?;
     let mut rates: Vec<(String, usize, f64)> = Vec::new();
     for t in &targets {
         for &c in &a.concurrency {
@@ -342,6 +369,77 @@ async fn broker_bench(a: BrokerBench) -> Result<(), String> {
     }
     drop(guards);
     Ok(())
+}
+
+/// Measures and prints the floor of a broker's cost per handshake
+/// (`bench_floor`), with bodies of the sizes one real handshake against
+/// `t` gives, and the best "vs verify/CPU" ratio it leaves.
+async fn floor(
+    a: &BrokerBench,
+    t: &Target,
+    source: &Arc<Source>,
+    verify_rate: Option<f64>,
+    guests: &tokio::runtime::Handle,
+) -> Result<(), String> {
+    let url = t.urls[0].clone();
+    let (source2, evidence) = (source.clone(), a.evidence);
+    // One handshake for the real sizes: the /attest body and the token.
+    let sizes = guests
+        .spawn(async move {
+            let client =
+                KbsClient::new(&url, KeyAlgorithm::EcdhEsP256).map_err(|e| e.to_string())?;
+            let mut body = Vec::new();
+            let token = client
+                .attest(evidence_name(evidence), |nonce, digest| {
+                    let ev = match evidence {
+                        Evidence::Snp => serde_json::to_value(source2.snp_evidence(digest)?)
+                            .map_err(|e| e.to_string())?,
+                        Evidence::Sample => sample_evidence(digest),
+                    };
+                    body = serde_json::to_vec(&serde_json::json!({
+                        "runtime-data": {"nonce": nonce, "tee-pubkey": {"kty": "EC", "crv": "P-256",
+                            "alg": "ECDH-ES+A256KW", "x": "x".repeat(43), "y": "y".repeat(43)}},
+                        "tee-evidence": {"primary_evidence": {"tee": evidence_name(evidence), "evidence": ev},
+                            "additional_evidence": ""}
+                    }))
+                    .map_err(|e| e.to_string())?;
+                    Ok(ev)
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((body, token.len()))
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+    let (body, token_len) = sizes;
+    let c = a.concurrency.iter().copied().max().unwrap_or(1);
+    let f = crate::bench_floor::measure(guests, c, a.floor_secs, body, token_len).await?;
+    println!(
+        "floor per handshake besides verification: ES256 token signature {:.0} us + JWE (ECDH-ES+A256KW, P-256) {:.0} us (1 core) + the three HTTP exchanges alone {:.0} us (server CPU, {c} guests) = {:.0} us",
+        f.sign_us,
+        f.jwe_us,
+        f.http_us,
+        f.total_us()
+    );
+    if let Some(v) = verify_rate {
+        let verify_us = 1e6 / v;
+        println!(
+            "  with verification ({verify_us:.0} us): best possible vs verify/CPU {:.2}x",
+            verify_us / (verify_us + f.total_us())
+        );
+    }
+    Ok(())
+}
+
+fn evidence_name(e: Evidence) -> &'static str {
+    match e {
+        Evidence::Snp => "snp",
+        Evidence::Sample => "sample",
+    }
+}
+
+fn sample_evidence(digest: &[u8]) -> serde_json::Value {
+    serde_json::json!({"svn": "1", "report_data": base64::engine::general_purpose::STANDARD.encode(digest)})
 }
 
 /// One concurrency level against one target; prints its row.
@@ -392,7 +490,10 @@ async fn run_level(
                 };
                 match r {
                     Ok(p) if t0 >= measure_from => {
-                        lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+                        lat.push((
+                            (t0 - measure_from).as_secs_f64() * 1000.0,
+                            t0.elapsed().as_secs_f64() * 1000.0,
+                        ));
                         phases.push(p);
                     }
                     Ok(_) => {}
@@ -423,6 +524,21 @@ async fn run_level(
         }
     }
     let secs = start.elapsed().as_secs_f64();
+    if let Some(path) = &a.latency_log {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        for (at, l) in &all {
+            let _ = writeln!(out, "{} {c} {at:.3} {l:.3}", t.label.replace(' ', "_"));
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        std::io::Write::write_all(&mut f, out.as_bytes())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let mut all: Vec<f64> = all.into_iter().map(|(_, l)| l).collect();
     let cpu = match (cpu_before, t.cpu.and_then(CpuSource::secs)) {
         (Some(b), Some(a)) if !all.is_empty() => Some((a - b) / all.len() as f64),
         _ => None,
@@ -543,7 +659,7 @@ async fn one_handshake(
             client
                 .attest("sample", |_, digest| {
                     let asked = ms(t0);
-                    let ev = serde_json::json!({"svn": "1", "report_data": base64::engine::general_purpose::STANDARD.encode(digest)});
+                    let ev = sample_evidence(digest);
                     marks = (asked, ms(t0));
                     Ok(ev)
                 })
@@ -580,10 +696,10 @@ fn tempfile_dir() -> Result<PathBuf, String> {
 
 /// A multi-threaded runtime whose threads carry a name; shut down without
 /// blocking when dropped (it is dropped from async code).
-struct NamedRuntime(Option<tokio::runtime::Runtime>);
+pub(crate) struct NamedRuntime(Option<tokio::runtime::Runtime>);
 
 impl NamedRuntime {
-    fn new(name: &str) -> Result<Self, String> {
+    pub(crate) fn new(name: &str) -> Result<Self, String> {
         Self::with_threads(name, 0)
     }
 
@@ -600,7 +716,7 @@ impl NamedRuntime {
             .map_err(|e| e.to_string())
     }
 
-    fn handle(&self) -> Result<&tokio::runtime::Handle, String> {
+    pub(crate) fn handle(&self) -> Result<&tokio::runtime::Handle, String> {
         self.0
             .as_ref()
             .map(tokio::runtime::Runtime::handle)

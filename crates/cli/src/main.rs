@@ -5,6 +5,7 @@
 mod admin;
 mod agent;
 mod bench;
+mod bench_floor;
 mod bench_image;
 mod broker;
 mod demo;

@@ -652,10 +652,12 @@ fn verify_tpm_and_azure_vectors() {
 
 /// `veil bench broker` end to end on the real binary (its in-process broker
 /// on 127.0.0.1:0, simulated SNP guests): one row per level with handshakes
-/// done, no errors, and the broker's and the guests' CPU per handshake.
+/// done, no errors, and the broker's and the guests' CPU per handshake; the
+/// floor of a broker's cost and the best ratio it leaves; the latency log.
 #[test]
 fn bench_broker_runs_and_reports_cpu_per_handshake() {
     let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("latency.log");
     let out = Command::new(env!("CARGO_BIN_EXE_veil"))
         .args([
             "bench",
@@ -666,8 +668,12 @@ fn bench_broker_runs_and_reports_cpu_per_handshake() {
             "1",
             "--concurrency",
             "2",
-            "--state-dir",
+            "--floor-secs",
+            "0.3",
+            "--latency-log",
         ])
+        .arg(&log)
+        .arg("--state-dir")
         .arg(dir.path().join("sim"))
         .current_dir(dir.path())
         .env("VEIL_LOG", "error")
@@ -699,4 +705,47 @@ fn bench_broker_runs_and_reports_cpu_per_handshake() {
         .collect();
     assert_eq!(per_hs.len(), 2, "{stdout}");
     assert!(per_hs.iter().all(|us| *us > 0.0), "{stdout}");
+
+    // The floor: four positive parts that add up, and a ratio below 1.
+    let floor = stdout
+        .lines()
+        .find(|l| l.starts_with("floor per handshake besides verification"))
+        .unwrap_or_else(|| panic!("no floor line: {stdout}"));
+    let parts: Vec<f64> = floor
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[1] == "us" || w[1] == "us,")
+        .map(|w| w[0].parse().unwrap())
+        .collect();
+    assert_eq!(parts.len(), 4, "{floor}");
+    assert!(parts.iter().all(|us| *us > 0.0), "{floor}");
+    assert!(
+        (parts[0] + parts[1] + parts[2] - parts[3]).abs() <= 2.0,
+        "{floor}"
+    );
+    let best: f64 = stdout
+        .lines()
+        .find_map(|l| l.split("best possible vs verify/CPU ").nth(1))
+        .unwrap_or_else(|| panic!("no bound: {stdout}"))
+        .trim_end_matches('x')
+        .parse()
+        .unwrap();
+    assert!(best > 0.0 && best < 1.0, "{stdout}");
+
+    // One line per measured handshake: label, concurrency, start, latency.
+    let log = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<Vec<&str>> = log.lines().map(|l| l.split(' ').collect()).collect();
+    // As many as the row counted (its rate is over the ≈ 1 s window).
+    let n = lines.len() as f64;
+    assert!(
+        n >= 1.0 && (n / rate - 1.0).abs() < 0.5,
+        "{n} lines, {rate}/s"
+    );
+    for l in &lines {
+        assert_eq!(l.len(), 4, "{l:?}");
+        assert_eq!((l[0], l[1]), ("embedded", "2"));
+        let (start, ms): (f64, f64) = (l[2].parse().unwrap(), l[3].parse().unwrap());
+        assert!((0.0..1500.0).contains(&start) && ms > 0.0, "{l:?}");
+    }
 }
