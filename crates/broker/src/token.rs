@@ -335,14 +335,19 @@ pub fn ear_claims(submods: Vec<Submod>, nonce: &str, iat: i64, ttl: i64, dotted:
         m.insert(ATTESTER_CLAIMS.into(), s.attester_claims);
         subs.insert(s.name, Value::Object(m));
     }
-    json!({
-        "eat_profile": EAR_PROFILE,
-        "iat": iat,
-        "exp": iat + ttl,
-        "ear_verifier_id": {"developer": "veil", "build": concat!("veil ", env!("CARGO_PKG_VERSION"))},
-        "eat_nonce": nonce,
-        "submods": Value::Object(subs),
-    })
+    // Built by hand rather than with `json!`, which would serialise the
+    // submods (the whole claims tree) into a copy and drop the original.
+    let mut ear = Map::new();
+    ear.insert("eat_profile".into(), Value::from(EAR_PROFILE));
+    ear.insert("iat".into(), Value::from(iat));
+    ear.insert("exp".into(), Value::from(iat + ttl));
+    ear.insert(
+        "ear_verifier_id".into(),
+        json!({"developer": "veil", "build": concat!("veil ", env!("CARGO_PKG_VERSION"))}),
+    );
+    ear.insert("eat_nonce".into(), Value::from(nonce));
+    ear.insert("submods".into(), Value::Object(subs));
+    Value::Object(ear)
 }
 
 /// The TEE public key bound by a token (EAR-04 or dotted names).
@@ -376,6 +381,21 @@ mod tests {
             attester_rego: None,
         };
         let c = ear_claims(vec![s.clone()], "n", 100, 300, false);
+        // Exactly the EAR's top-level claims, nothing else.
+        let names: Vec<&str> = c.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "ear_verifier_id",
+                "eat_nonce",
+                "eat_profile",
+                "exp",
+                "iat",
+                "submods"
+            ]
+        );
+        assert_eq!(c["iat"], 100);
+        assert_eq!(c["ear_verifier_id"]["developer"], "veil");
         assert_eq!(c["eat_profile"], EAR_PROFILE);
         assert_eq!(c["exp"], 400);
         assert_eq!(c["eat_nonce"], "n");
