@@ -146,60 +146,40 @@ fn thread_cpu_secs(task: &std::path::Path) -> Option<f64> {
     Some(ticks as f64 / 100.0)
 }
 
-/// Which threads of a process count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Threads {
-    All,
-    /// The guests' ([`GUEST_THREAD`]): the simulated attesters' share.
-    Guests,
-    AllButGuests,
-}
-
-/// CPU seconds used so far by the `which` threads under `dir`
-/// (`/proc/<pid>/task`).
-fn cpu_secs(dir: &std::path::Path, which: Threads) -> Option<f64> {
+/// CPU seconds used so far by the threads under `dir` (`/proc/<pid>/task`)
+/// whose name `counts`.
+fn cpu_secs(dir: &std::path::Path, counts: impl Fn(&str) -> bool) -> Option<f64> {
     let mut total = 0.0;
     for task in std::fs::read_dir(dir).ok()?.flatten() {
         let path = task.path();
-        if which != Threads::All {
-            let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-            if (comm.trim_end() == GUEST_THREAD) != (which == Threads::Guests) {
-                continue;
-            }
-        }
-        total += thread_cpu_secs(&path).unwrap_or(0.0);
-    }
-    Some(total)
-}
-
-/// CPU seconds used so far by this process's threads named `name`.
-pub(crate) fn named_cpu_secs(name: &str) -> Option<f64> {
-    let mut total = 0.0;
-    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        let path = task.path();
         let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        if comm.trim_end() == name {
+        if counts(comm.trim_end()) {
             total += thread_cpu_secs(&path).unwrap_or(0.0);
         }
     }
     Some(total)
 }
 
-/// CPU seconds used so far by this process's guest threads.
+/// CPU seconds used so far by this process's threads named `name`.
+pub(crate) fn named_cpu_secs(name: &str) -> Option<f64> {
+    cpu_secs(std::path::Path::new("/proc/self/task"), |c| c == name)
+}
+
+/// CPU seconds used so far by this process's guest threads
+/// ([`GUEST_THREAD`]): the simulated attesters' share.
 fn guest_cpu_secs() -> Option<f64> {
-    cpu_secs(std::path::Path::new("/proc/self/task"), Threads::Guests)
+    named_cpu_secs(GUEST_THREAD)
 }
 
 impl CpuSource {
     /// CPU seconds used so far by the broker's threads.
     fn secs(self) -> Option<f64> {
         match self {
-            CpuSource::InProcess => cpu_secs(
-                std::path::Path::new("/proc/self/task"),
-                Threads::AllButGuests,
-            ),
+            CpuSource::InProcess => cpu_secs(std::path::Path::new("/proc/self/task"), |c| {
+                c != GUEST_THREAD
+            }),
             CpuSource::Process(pid) => {
-                cpu_secs(&PathBuf::from(format!("/proc/{pid}/task")), Threads::All)
+                cpu_secs(&PathBuf::from(format!("/proc/{pid}/task")), |_| true)
             }
         }
     }
@@ -417,7 +397,14 @@ async fn floor(
         .map_err(|e| e.to_string())??;
     let (body, token_len) = sizes;
     let c = a.concurrency.iter().copied().max().unwrap_or(1);
-    let f = crate::bench_floor::measure(guests, c, a.floor_secs, body, token_len).await?;
+    let f = crate::bench_floor::measure(crate::bench_floor::Setup {
+        guests,
+        concurrency: c,
+        secs: a.floor_secs,
+        attest_body: body,
+        token_len,
+    })
+    .await?;
     println!(
         "floor per handshake besides verification: ES256 token signature {:.0} us + JWE (ECDH-ES+A256KW, P-256) {:.0} us (1 core) + the three HTTP exchanges alone {:.0} us (server CPU, {c} guests) = {:.0} us",
         f.sign_us,

@@ -57,15 +57,22 @@ fn per_call(secs: f64, mut op: impl FnMut() -> Result<(), String>) -> Result<f64
     Ok(start.elapsed().as_secs_f64() * 1e6 / n.max(1) as f64)
 }
 
-/// Measures the floor. `attest_body` is a real `/attest` body (its size is
-/// what the server reads); `token_len` the size of a real token.
-pub(crate) async fn measure(
-    guests: &tokio::runtime::Handle,
-    concurrency: usize,
-    secs: f64,
-    attest_body: Vec<u8>,
-    token_len: usize,
-) -> Result<Floor, String> {
+/// How the floor is measured: the guests' runtime, how many guests drive
+/// the HTTP server, seconds per part, and the sizes one real handshake
+/// gave.
+pub(crate) struct Setup<'a> {
+    pub guests: &'a tokio::runtime::Handle,
+    pub concurrency: usize,
+    pub secs: f64,
+    /// A `/attest` body (its size is what the server reads).
+    pub attest_body: Vec<u8>,
+    /// A token's length.
+    pub token_len: usize,
+}
+
+/// Measures the floor.
+pub(crate) async fn measure(setup: Setup<'_>) -> Result<Floor, String> {
+    let (secs, token_len) = (setup.secs, setup.token_len);
     // ES256 over a signing input of the token's size.
     let rng = SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
@@ -90,7 +97,7 @@ pub(crate) async fn measure(
             .map_err(|e| e.to_string())
     })?;
 
-    let http_us = http_only(guests, concurrency, secs, attest_body, token_len).await?;
+    let http_us = http_only(setup).await?;
     Ok(Floor {
         sign_us,
         jwe_us,
@@ -100,13 +107,14 @@ pub(crate) async fn measure(
 
 /// The three exchanges against a server that only answers them: its CPU
 /// time per handshake.
-async fn http_only(
-    guests: &tokio::runtime::Handle,
-    concurrency: usize,
-    secs: f64,
-    attest_body: Vec<u8>,
-    token_len: usize,
-) -> Result<f64, String> {
+async fn http_only(setup: Setup<'_>) -> Result<f64, String> {
+    let Setup {
+        guests,
+        concurrency,
+        secs,
+        attest_body,
+        token_len,
+    } = setup;
     let cookie = format!(
         "kbs-session-id={}; Path=/kbs/v0; HttpOnly; SameSite=Strict; Max-Age=300",
         "c".repeat(230)
