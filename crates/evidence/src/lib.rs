@@ -18,6 +18,7 @@ pub mod dcap;
 pub mod error;
 pub mod eventlog;
 pub mod gce;
+mod json;
 pub mod nitro;
 pub mod nvidia;
 pub mod reader;
