@@ -151,13 +151,20 @@ fn insert_batch(db: &Database, batch: &[PendingInsert]) -> Result<Vec<bool>, Sto
     let mut created = Vec::with_capacity(batch.len());
     {
         let mut t = txn.open_table(table(ns)).map_err(err)?;
-        let mut e = txn.open_table(EXPIRY).map_err(err)?;
+        // Opened only for a key that needs an index entry: opening a table
+        // in a write transaction makes the commit rewrite its root (session
+        // keys name their expiry and have none).
+        let mut e = None;
         for p in batch {
             if t.get(p.key.as_str()).map_err(err)?.is_some() {
                 created.push(false);
             } else {
                 t.insert(p.key.as_str(), p.value.as_slice()).map_err(err)?;
                 if indexed(ns, &p.key) {
+                    let e = match &mut e {
+                        Some(e) => e,
+                        None => e.insert(txn.open_table(EXPIRY).map_err(err)?),
+                    };
                     e.insert(expiry_key(ns, &p.key).as_str(), p.expires_at)
                         .map_err(err)?;
                 }
