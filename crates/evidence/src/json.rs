@@ -328,7 +328,11 @@ impl Fields {
                 r.error("unknown field")
             };
         };
-        let bit = 1u64 << i;
+        // At most 64 names (`Fields::new`); a longer list is refused here
+        // rather than shifting past the mask.
+        let Some(bit) = u32::try_from(i).ok().and_then(|i| 1u64.checked_shl(i)) else {
+            return r.error("too many fields for one object");
+        };
         if self.seen & bit != 0 {
             return r.error(format!("duplicate field {key:?}"));
         }
@@ -339,7 +343,11 @@ impl Fields {
     /// Fails unless every name not in `optional` was seen.
     pub(crate) fn require(&self, r: &Reader<'_>, optional: &[&str]) -> Result<()> {
         for (i, name) in self.names.iter().enumerate() {
-            if self.seen & (1u64 << i) == 0 && !optional.contains(name) {
+            let seen = u32::try_from(i)
+                .ok()
+                .and_then(|i| 1u64.checked_shl(i))
+                .is_some_and(|bit| self.seen & bit != 0);
+            if !seen && !optional.contains(name) {
                 return r.error(format!("missing field {name:?}"));
             }
         }
