@@ -806,3 +806,170 @@ on_both_stores!(
     sample_evidence_only_when_enabled_and_never_released_by_default,
     state_survives_sigkill
 );
+
+/// The container of `deploy/kubernetes/veil-broker.yaml`, as the test reads
+/// it: its `args`, its environment (`name` → literal value, or `None` for a
+/// value from a Secret), its volume mounts and its probes' paths.
+struct Manifest {
+    args: Vec<String>,
+    env: Vec<(String, Option<String>)>,
+    mounts: Vec<(String, String)>,
+    probes: Vec<String>,
+}
+
+/// Reads the parts of the manifest the test needs, line by line (the file
+/// is ours and written in one style; a change of style fails the test
+/// loudly rather than passing it).
+fn read_manifest() -> Manifest {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy/kubernetes/veil-broker.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut m = Manifest {
+        args: Vec::new(),
+        env: Vec::new(),
+        mounts: Vec::new(),
+        probes: Vec::new(),
+    };
+    let mut section = "";
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(key) = t.strip_suffix(':').filter(|k| !k.contains(' ')) {
+            section = match key {
+                "args" | "env" | "volumeMounts" => key,
+                _ => "",
+            };
+            continue;
+        }
+        if let Some(rest) = t.strip_prefix("httpGet: {path: ") {
+            m.probes.push(rest.split(',').next().unwrap().to_string());
+        }
+        match section {
+            "args" => match t.strip_prefix("- ") {
+                Some(arg) => m.args.push(arg.to_string()),
+                None => section = "",
+            },
+            "env" => {
+                if let Some(name) = t.strip_prefix("- name: ") {
+                    m.env.push((name.to_string(), None));
+                } else if let Some(value) = t.strip_prefix("value: ") {
+                    m.env.last_mut().unwrap().1 = Some(value.to_string());
+                } else if !t.starts_with("valueFrom: {secretKeyRef:") {
+                    section = "";
+                }
+            }
+            "volumeMounts" => match t.strip_prefix("- {name: ") {
+                Some(rest) => {
+                    let (name, rest) = rest.split_once(", mountPath: ").unwrap();
+                    let mount = rest.split([',', '}']).next().unwrap();
+                    m.mounts.push((name.to_string(), mount.to_string()));
+                }
+                None => section = "",
+            },
+            _ => {}
+        }
+    }
+    m
+}
+
+/// The Kubernetes manifest stays true to the binary: its command line and
+/// environment, with each volume mounted where the manifest mounts it (a
+/// directory per volume, holding what its Secret would: `tls.crt` and
+/// `tls.key`, `admin.pub`), start a broker on PostgreSQL that answers the
+/// manifest's readiness and liveness probes over TLS.
+#[tokio::test]
+async fn kubernetes_manifest_starts_a_broker_that_passes_its_probes() {
+    let m = read_manifest();
+    assert_eq!(&m.args[..2], ["broker", "serve"], "{:?}", m.args);
+    let names: Vec<&str> = m.env.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["VEIL_DATABASE_URL", "VEIL_KEK", "VEIL_LOG_FORMAT"]);
+    assert_eq!(m.probes, ["/readyz", "/healthz"]);
+    let mounts: Vec<&str> = m.mounts.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(mounts, ["data", "tls", "admin"]);
+    let Some(StoreKind::Postgres(db)) = StoreKind::postgres().await else {
+        eprintln!(
+            "SKIPPED kubernetes_manifest_starts_a_broker_that_passes_its_probes: no DATABASE_URL"
+        );
+        return;
+    };
+
+    // The volumes, where the pod would see them.
+    let root = tempfile::tempdir().unwrap();
+    let (pdir, _, _) = platform();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let mut volumes = Vec::new();
+    for (name, mount) in &m.mounts {
+        let dir = root.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        match name.as_str() {
+            "tls" => {
+                std::fs::write(dir.join("tls.crt"), ck.cert.pem()).unwrap();
+                std::fs::write(dir.join("tls.key"), ck.signing_key.serialize_pem()).unwrap();
+            }
+            "admin" => {
+                std::fs::copy(pdir.path().join("admin.pub"), dir.join("admin.pub")).unwrap();
+            }
+            _ => {}
+        }
+        volumes.push((mount.clone(), dir));
+    }
+    // Every path in the arguments lies under a mount; the listen address
+    // becomes loopback with a free port.
+    let args: Vec<String> = m.args[2..]
+        .iter()
+        .map(|a| {
+            let (flag, value) = a.split_once('=').unwrap_or((a, ""));
+            if flag == "--listen" {
+                assert!(value.ends_with(":8080"), "{a}");
+                return "--listen=127.0.0.1:0".to_string();
+            }
+            if value.starts_with('/') {
+                let (mount, dir) = volumes
+                    .iter()
+                    .find(|(mount, _)| value.starts_with(mount.as_str()))
+                    .unwrap_or_else(|| panic!("{a}: not under any volume mount"));
+                return format!("{flag}={}{}", dir.display(), &value[mount.len()..]);
+            }
+            a.clone()
+        })
+        .collect();
+    let mut kek = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut kek).unwrap();
+    let mut cmd = Command::new(VEIL);
+    cmd.args(&m.args[..2]).args(&args);
+    for (name, value) in &m.env {
+        let value = match (name.as_str(), value) {
+            (_, Some(v)) => v.clone(),
+            ("VEIL_DATABASE_URL", None) => db.clone(),
+            ("VEIL_KEK", None) => hex::encode(kek),
+            (other, None) => panic!("no Secret value for {other}"),
+        };
+        cmd.env(name, value);
+    }
+    let mut child = cmd
+        .env("VEIL_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().rsplit(':').next().unwrap().to_string();
+    assert!(!port.is_empty(), "no address printed: {line:?}");
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ck.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    for probe in &m.probes {
+        let status = http
+            .get(format!("https://localhost:{port}{probe}"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status.as_u16(), 200, "{probe}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
