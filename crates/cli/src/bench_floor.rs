@@ -193,29 +193,23 @@ async fn http_only(setup: Setup<'_>) -> Result<f64, String> {
                 if t0 >= deadline {
                     break;
                 }
-                let auth = http
-                    .post(format!("{url}/auth"))
-                    .header("content-type", "application/json")
-                    .body(r#"{"version":"0.4.0","tee":"snp","extra-params":""}"#)
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                auth.bytes().await.map_err(|e| e.to_string())?;
-                let attest = http
-                    .post(format!("{url}/attest"))
-                    .header("content-type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                attest.bytes().await.map_err(|e| e.to_string())?;
-                let resource = http
-                    .get(format!("{url}/resource/default/key/1"))
-                    .bearer_auth(&*token)
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                resource.bytes().await.map_err(|e| e.to_string())?;
+                exchange(
+                    http.post(format!("{url}/auth"))
+                        .header("content-type", "application/json")
+                        .body(r#"{"version":"0.4.0","tee":"snp","extra-params":""}"#),
+                )
+                .await?;
+                exchange(
+                    http.post(format!("{url}/attest"))
+                        .header("content-type", "application/json")
+                        .body(body.clone()),
+                )
+                .await?;
+                exchange(
+                    http.get(format!("{url}/resource/default/key/1"))
+                        .bearer_auth(&*token),
+                )
+                .await?;
                 if t0 >= warm_until {
                     n += 1;
                 }
@@ -236,4 +230,16 @@ async fn http_only(setup: Setup<'_>) -> Result<f64, String> {
         (Some(b), Some(a)) if handshakes > 0 => Ok((a - b) * 1e6 / handshakes as f64),
         _ => Err("could not read the HTTP server's CPU time".into()),
     }
+}
+
+/// Sends a request and reads its whole answer, as a guest does.
+async fn exchange(request: reqwest::RequestBuilder) -> Result<(), String> {
+    request
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .bytes()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
 }

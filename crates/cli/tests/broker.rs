@@ -6,8 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 use serde_json::{Value, json};
@@ -591,8 +590,8 @@ async fn tls_and_graceful_shutdown() {
     std::fs::write(&cert, ck.cert.pem()).unwrap();
     std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
     let (pdir, _, ark) = platform();
-    let mut child = Command::new(VEIL)
-        .args(["broker", "serve", "--listen", "127.0.0.1:0", "--data-dir"])
+    let mut cmd = Command::new(VEIL);
+    cmd.args(["broker", "serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path().join("data"))
         .arg("--tls-cert")
         .arg(&cert)
@@ -601,16 +600,9 @@ async fn tls_and_graceful_shutdown() {
         .arg("--admin-key")
         .arg(pdir.path().join("admin.pub"))
         .arg("--dangerous-trust-simulated-tee")
-        .arg(ark)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line.trim().rsplit(':').next().unwrap().to_string();
+        .arg(ark);
+    let (mut child, addr) = spawn_command(cmd, BROKER_LISTENING);
+    let port = addr.rsplit(':').next().unwrap().to_string();
     let url = format!("https://localhost:{port}");
     let http = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(ck.cert.pem().as_bytes()).unwrap())
@@ -945,18 +937,10 @@ async fn kubernetes_manifest_starts_a_broker_that_passes_its_probes() {
         };
         cmd.env(name, value);
     }
-    let mut child = cmd
-        .env("VEIL_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line.trim().rsplit(':').next().unwrap().to_string();
-    assert!(!port.is_empty(), "no address printed: {line:?}");
+    cmd.env("VEIL_LOG", "warn");
+    let (child, addr) = spawn_command(cmd, BROKER_LISTENING);
+    let broker = Proc { child, addr };
+    let port = broker.addr.rsplit(':').next().unwrap();
     let http = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(ck.cert.pem().as_bytes()).unwrap())
         .build()
@@ -970,6 +954,4 @@ async fn kubernetes_manifest_starts_a_broker_that_passes_its_probes() {
             .status();
         assert_eq!(status.as_u16(), 200, "{probe}");
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -197,8 +197,7 @@ impl<'a> Reader<'a> {
         // Most byte strings of a report are 16–72 bytes; certificates grow
         // by doubling.
         let mut out = Vec::with_capacity(64);
-        if self.peek() == Some(b']') {
-            self.pos = self.pos.saturating_add(1);
+        if self.closes(b']') {
             return Ok(out);
         }
         const WS: [u8; 4] = [b' ', b'\t', b'\n', b'\r'];
@@ -258,19 +257,13 @@ impl<'a> Reader<'a> {
     /// An array: `element` reads each element.
     pub(crate) fn array(&mut self, mut element: impl FnMut(&mut Self) -> Result<()>) -> Result<()> {
         self.eat(b'[')?;
-        if self.peek() == Some(b']') {
-            self.pos = self.pos.saturating_add(1);
+        if self.closes(b']') {
             return Ok(());
         }
         loop {
             element(self)?;
-            match self.peek() {
-                Some(b',') => self.pos = self.pos.saturating_add(1),
-                Some(b']') => {
-                    self.pos = self.pos.saturating_add(1);
-                    return Ok(());
-                }
-                _ => return self.error("expected ',' or ']'"),
+            if self.separator(b']')? {
+                return Ok(());
             }
         }
     }
@@ -281,40 +274,75 @@ impl<'a> Reader<'a> {
         mut member: impl FnMut(&mut Self, &'a str) -> Result<()>,
     ) -> Result<()> {
         self.eat(b'{')?;
-        if self.peek() == Some(b'}') {
-            self.pos = self.pos.saturating_add(1);
+        if self.closes(b'}') {
             return Ok(());
         }
         loop {
             let key = self.string()?;
             self.eat(b':')?;
             member(self, key)?;
-            match self.peek() {
-                Some(b',') => self.pos = self.pos.saturating_add(1),
-                Some(b'}') => {
-                    self.pos = self.pos.saturating_add(1);
-                    return Ok(());
-                }
-                _ => return self.error("expected ',' or '}'"),
+            if self.separator(b'}')? {
+                return Ok(());
             }
+        }
+    }
+
+    /// An object whose keys are among `names`, each at most once, and all
+    /// but the `optional` ones present: `member` is called with the index
+    /// in `names` of each key and reads its value.
+    pub(crate) fn members(
+        &mut self,
+        names: &'static [&'static str],
+        optional: &[&str],
+        mut member: impl FnMut(&mut Self, usize) -> Result<()>,
+    ) -> Result<()> {
+        let mut fields = Fields::new(names);
+        self.object(|r, key| {
+            let i = fields.take(r, key)?;
+            member(r, i)
+        })?;
+        fields.require(self, optional)
+    }
+
+    /// Consumes `close` if it is next (an empty array or object).
+    fn closes(&mut self, close: u8) -> bool {
+        let next = self.peek() == Some(close);
+        if next {
+            self.pos = self.pos.saturating_add(1);
+        }
+        next
+    }
+
+    /// After an element: `,` (another follows) or `close` (true: the end).
+    fn separator(&mut self, close: u8) -> Result<bool> {
+        match self.peek() {
+            Some(b',') => {
+                self.pos = self.pos.saturating_add(1);
+                Ok(false)
+            }
+            Some(c) if c == close => {
+                self.pos = self.pos.saturating_add(1);
+                Ok(true)
+            }
+            _ => self.error(format!("expected ',' or '{}'", char::from(close))),
         }
     }
 }
 
 /// The members of an object with a fixed set of keys, each allowed once.
-pub(crate) struct Fields {
+struct Fields {
     names: &'static [&'static str],
     seen: u64,
 }
 
 impl Fields {
     /// At most 64 names.
-    pub(crate) const fn new(names: &'static [&'static str]) -> Self {
+    const fn new(names: &'static [&'static str]) -> Self {
         Fields { names, seen: 0 }
     }
 
     /// The index of `key` among the names, the first time it is seen.
-    pub(crate) fn take(&mut self, r: &Reader<'_>, key: &str) -> Result<usize> {
+    fn take(&mut self, r: &Reader<'_>, key: &str) -> Result<usize> {
         let Some(i) = self.names.iter().position(|n| *n == key) else {
             // The key is named only when it looks like a field name: the
             // error may be reported to whoever sent the document.
@@ -341,7 +369,7 @@ impl Fields {
     }
 
     /// Fails unless every name not in `optional` was seen.
-    pub(crate) fn require(&self, r: &Reader<'_>, optional: &[&str]) -> Result<()> {
+    fn require(&self, r: &Reader<'_>, optional: &[&str]) -> Result<()> {
         for (i, name) in self.names.iter().enumerate() {
             let seen = u32::try_from(i)
                 .ok()

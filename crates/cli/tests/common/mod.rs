@@ -112,22 +112,11 @@ pub fn start(store: &StoreKind, data: &Path, env: &[(&str, &str)], extra: &[&str
     // broker's configuration.
     .env("VEIL_LOG_FORMAT", "json")
     .env("VEIL_ADMIN_KEY", "/nonexistent")
-    .env("VEIL_BROKER_URL", "http://127.0.0.1:1")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
+    .env("VEIL_BROKER_URL", "http://127.0.0.1:1");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("veil broker listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
+    let (child, addr) = spawn_command(cmd, BROKER_LISTENING);
     Broker {
         child,
         url: format!("http://{addr}"),
@@ -275,9 +264,16 @@ impl Drop for Proc {
 }
 
 pub fn spawn(args: &[&str], prefix: &str) -> Proc {
-    let mut child = Command::new(VEIL)
-        .args(args)
-        .env("VEIL_LOG", "warn")
+    let mut cmd = Command::new(VEIL);
+    cmd.args(args).env("VEIL_LOG", "warn");
+    let (child, addr) = spawn_command(cmd, prefix);
+    Proc { child, addr }
+}
+
+/// Starts `cmd` (stdout read, stderr discarded) and waits for the address
+/// it prints on its first line after `prefix`.
+pub fn spawn_command(mut cmd: Command, prefix: &str) -> (Child, String) {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -291,8 +287,11 @@ pub fn spawn(args: &[&str], prefix: &str) -> Proc {
         .strip_prefix(prefix)
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_string();
-    Proc { child, addr }
+    (child, addr)
 }
+
+/// What `veil broker serve` prints before its bound address.
+pub const BROKER_LISTENING: &str = "veil broker listening on ";
 
 pub fn veil(args: &[&str]) -> std::process::Output {
     let out = Command::new(VEIL).args(args).output().unwrap();

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::report::{AttestationReport, ReportBody, Signature};
 use super::types::{Cpuid, FirmwareVersion, GuestPolicy, KeyInfo, PlatformInfo, TcbVersion};
 use crate::ParseError;
-use crate::json::{self, Fields, Reader};
+use crate::json::{self, Reader};
 
 /// Parsed SNP evidence: the report and any certificates that came with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,27 +163,29 @@ impl From<&TcbVersion> for JsonTcb {
 /// an escape sequence is refused.
 fn read_envelope(bytes: &[u8]) -> json::Result<(JsonReport, Option<Vec<CertTableEntry>>)> {
     let mut r = Reader::new(bytes);
-    let mut fields = Fields::new(&["attestation_report", "cert_chain"]);
     let (mut report, mut chain) = (None, None);
-    r.object(|r, key| {
-        match fields.take(r, key)? {
-            0 => report = Some(read_report(r)?),
-            _ => {
-                chain = if r.null() {
-                    None
-                } else {
-                    let mut entries = Vec::new();
-                    r.array(|r| {
-                        entries.push(read_cert(r)?);
-                        Ok(())
-                    })?;
-                    Some(entries)
+    r.members(
+        &["attestation_report", "cert_chain"],
+        &["cert_chain"],
+        |r, i| {
+            match i {
+                0 => report = Some(read_report(r)?),
+                _ => {
+                    chain = if r.null() {
+                        None
+                    } else {
+                        let mut entries = Vec::new();
+                        r.array(|r| {
+                            entries.push(read_cert(r)?);
+                            Ok(())
+                        })?;
+                        Some(entries)
+                    }
                 }
             }
-        }
-        Ok(())
-    })?;
-    fields.require(&r, &["cert_chain"])?;
+            Ok(())
+        },
+    )?;
     let Some(report) = report else {
         return r.error("missing field \"attestation_report\"");
     };
@@ -235,9 +237,8 @@ const REPORT_OPTIONAL: [&str; 5] = [
 
 fn read_report(r: &mut Reader<'_>) -> json::Result<JsonReport> {
     let mut j = JsonReport::default();
-    let mut fields = Fields::new(&REPORT_FIELDS);
-    r.object(|r, key| {
-        match fields.take(r, key)? {
+    r.members(&REPORT_FIELDS, &REPORT_OPTIONAL, |r, i| {
+        match i {
             0 => j.version = r.u32()?,
             1 => j.guest_svn = r.u32()?,
             2 => j.policy = r.uint(u64::MAX)?,
@@ -270,15 +271,14 @@ fn read_report(r: &mut Reader<'_>) -> json::Result<JsonReport> {
         }
         Ok(())
     })?;
-    fields.require(r, &REPORT_OPTIONAL)?;
     Ok(j)
 }
 
 fn read_tcb(r: &mut Reader<'_>) -> json::Result<JsonTcb> {
     let mut t = JsonTcb::default();
-    let mut fields = Fields::new(&["fmc", "bootloader", "tee", "snp", "microcode"]);
-    r.object(|r, key| {
-        match fields.take(r, key)? {
+    let names = &["fmc", "bootloader", "tee", "snp", "microcode"];
+    r.members(names, &["fmc"], |r, i| {
+        match i {
             0 => t.fmc = r.opt_u8()?,
             1 => t.bootloader = r.u8()?,
             2 => t.tee = r.u8()?,
@@ -287,50 +287,43 @@ fn read_tcb(r: &mut Reader<'_>) -> json::Result<JsonTcb> {
         }
         Ok(())
     })?;
-    fields.require(r, &["fmc"])?;
     Ok(t)
 }
 
 fn read_version(r: &mut Reader<'_>) -> json::Result<JsonVersion> {
     let mut v = JsonVersion::default();
-    let mut fields = Fields::new(&["major", "minor", "build"]);
-    r.object(|r, key| {
-        match fields.take(r, key)? {
+    r.members(&["major", "minor", "build"], &[], |r, i| {
+        match i {
             0 => v.major = r.u8()?,
             1 => v.minor = r.u8()?,
             _ => v.build = r.u8()?,
         }
         Ok(())
     })?;
-    fields.require(r, &[])?;
     Ok(v)
 }
 
 fn read_signature(r: &mut Reader<'_>) -> json::Result<JsonSignature> {
     let mut sig = JsonSignature::default();
-    let mut fields = Fields::new(&["r", "s"]);
-    r.object(|r, key| {
-        match fields.take(r, key)? {
+    r.members(&["r", "s"], &[], |r, i| {
+        match i {
             0 => sig.r = r.bytes()?,
             _ => sig.s = r.bytes()?,
         }
         Ok(())
     })?;
-    fields.require(r, &[])?;
     Ok(sig)
 }
 
 fn read_cert(r: &mut Reader<'_>) -> json::Result<CertTableEntry> {
-    let mut fields = Fields::new(&["cert_type", "data"]);
     let (mut cert_type, mut data) = (None, Vec::new());
-    r.object(|r, key| {
-        match fields.take(r, key)? {
+    r.members(&["cert_type", "data"], &[], |r, i| {
+        match i {
             0 => cert_type = Some(read_cert_type(r)?),
             _ => data = r.bytes()?,
         }
         Ok(())
     })?;
-    fields.require(r, &[])?;
     match cert_type {
         Some(cert_type) => Ok(CertTableEntry { cert_type, data }),
         None => r.error("missing field \"cert_type\""),
@@ -340,10 +333,8 @@ fn read_cert(r: &mut Reader<'_>) -> json::Result<CertTableEntry> {
 /// A unit variant's name, or `{"OTHER": "<GUID>"}`.
 fn read_cert_type(r: &mut Reader<'_>) -> json::Result<CertType> {
     if r.next_is(b'{') {
-        let mut fields = Fields::new(&["OTHER"]);
         let mut other = None;
-        r.object(|r, key| {
-            fields.take(r, key)?;
+        r.members(&["OTHER"], &[], |r, _| {
             other = Some(r.string()?.to_string());
             Ok(())
         })?;
